@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ExampleProjectConfig(AppConfig):
+    name = "example_project"
+    verbose_name = "Example project"

@@ -1,0 +1,43 @@
+"""System checks: the deployment facts a password-grant provider must get right."""
+
+from django.conf import settings
+from django.core.checks import Error, Info, Tags, Warning, register
+from oauth2_provider.settings import oauth2_settings
+
+
+@register(Tags.security, deploy=True)
+def password_grant_served_on_purpose(app_configs, **kwargs):
+    # DOT warns on every password grant it serves; we serve the grant on purpose, so we say it
+    # once, here, and never per request.
+    return [
+        Info(
+            "ropc_provider serves the OAuth 2.0 password grant (RFC 6749 §4.3), which RFC 9700 §2.4 "
+            "says must not be used for new work. Keep it for first-party clients that cannot move "
+            "to the authorization code grant yet.",
+            hint="This endpoint keeps working with OAUTH2_PROVIDER['COMPLIANT_BCP_RFC9700_PASSWORD_GRANT'] "
+            "= True, which turns the grant off on DOT's own endpoints.",
+            id="ropc_provider.I001",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def tokens_hashed_at_rest(app_configs, **kwargs):
+    if oauth2_settings.COMPLIANT_BCP_RFC9700_TOKEN_STORAGE:
+        return []
+    return [
+        Warning(
+            "Access and refresh tokens are stored in plain text: anyone who reads the database can "
+            "use them.",
+            hint="Set OAUTH2_PROVIDER['COMPLIANT_BCP_RFC9700_TOKEN_STORAGE'] = True to store only "
+            "their SHA-256 checksums.",
+            id="ropc_provider.W001",
+        )
+    ]
+
+
+@register(Tags.compatibility)
+def required_apps_installed(app_configs, **kwargs):
+    if "oauth2_provider" in settings.INSTALLED_APPS:
+        return []
+    return [Error("ropc_provider needs 'oauth2_provider' in INSTALLED_APPS.", id="ropc_provider.E001")]

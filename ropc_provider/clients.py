@@ -1,0 +1,159 @@
+"""Registering password-grant clients and authenticating them: the one place these rules live."""
+
+from dataclasses import dataclass
+
+from django.db import transaction
+from oauth2_provider.models import AbstractApplication, get_application_model
+from oauth2_provider.scopes import get_scopes_backend
+
+from . import client_secrets
+from .conf import ropc_settings
+from .exceptions import InvalidInput
+from .models import ClientPolicy
+
+
+@dataclass(frozen=True)
+class RegisteredClient:
+    application: AbstractApplication
+    # The plain secret, for the one showing at creation; None for public clients.
+    client_secret: str | None
+
+
+def known_scopes():
+    return set(get_scopes_backend().get_all_scopes())
+
+
+def _check_scopes(scopes):
+    unknown = sorted(set(scopes) - known_scopes())
+    if unknown:
+        raise InvalidInput(
+            f"Unknown scope(s): {', '.join(unknown)}. Known scopes: {', '.join(sorted(known_scopes()))}."
+        )
+
+
+def register_client(
+    *,
+    name,
+    confidential,
+    scopes=(),
+    issue_refresh_tokens=True,
+    access_token_lifetime=None,
+    refresh_token_lifetime=None,
+    resource_server=False,
+):
+    """Create a client and its policy. A resource server is a confidential client that may only
+    introspect tokens; it can never use the password grant."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A client needs a name.")
+    if len(name) > 255:
+        raise InvalidInput("A client name is at most 255 characters.")
+    if resource_server and not confidential:
+        raise InvalidInput("A resource server must be a confidential client.")
+    for label, value in (("access", access_token_lifetime), ("refresh", refresh_token_lifetime)):
+        if value is not None and value <= 0:
+            raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
+    scopes = list(dict.fromkeys(scopes))
+    _check_scopes(scopes)
+
+    Application = get_application_model()
+    secret = client_secrets.generate_secret() if confidential else None
+    with transaction.atomic():
+        application = Application.objects.create(
+            name=name,
+            client_type=(
+                Application.CLIENT_CONFIDENTIAL if confidential else Application.CLIENT_PUBLIC
+            ),
+            # Resource servers get a grant type our token endpoint never serves.
+            authorization_grant_type=(
+                Application.GRANT_CLIENT_CREDENTIALS if resource_server else Application.GRANT_PASSWORD
+            ),
+            # We store our own keyed hash; DOT must not hash it again with PBKDF2.
+            hash_client_secret=False,
+            client_secret=client_secrets.make_stored_secret(secret) if secret else "",
+            redirect_uris="",
+        )
+        ClientPolicy.objects.create(
+            application=application,
+            allowed_scopes=" ".join(scopes),
+            issue_refresh_tokens=issue_refresh_tokens,
+            access_token_lifetime=access_token_lifetime,
+            refresh_token_lifetime=refresh_token_lifetime,
+            may_introspect=resource_server,
+        )
+    return RegisteredClient(application=application, client_secret=secret)
+
+
+def load_client(client_id):
+    """The Application with this client_id and its policy loaded in the same query, or None."""
+    if not client_id or len(client_id) > 255:
+        return None
+    Application = get_application_model()
+    return Application.objects.select_related("ropc_policy").filter(client_id=client_id).first()
+
+
+def policy_of(application):
+    """The client's policy; an unsaved default one for DOT clients registered without us."""
+    try:
+        return application.ropc_policy
+    except ClientPolicy.DoesNotExist:
+        return ClientPolicy(application=application)
+
+
+def is_confidential(application):
+    return application.client_type == application.CLIENT_CONFIDENTIAL
+
+
+def may_use_password_grant(application):
+    return application.authorization_grant_type == application.GRANT_PASSWORD
+
+
+def verify_client_secret(application, provided):
+    if not is_confidential(application):
+        # A public client has no secret; one sent anyway never makes it confidential.
+        return False
+    matched, upgraded = client_secrets.check_secret(provided, application.client_secret)
+    if upgraded:
+        type(application).objects.filter(pk=application.pk).update(
+            client_secret=upgraded, hash_client_secret=False
+        )
+        application.client_secret, application.hash_client_secret = upgraded, False
+    return matched
+
+
+def access_token_lifetime(application):
+    return policy_of(application).access_token_lifetime or ropc_settings.ACCESS_TOKEN_LIFETIME
+
+
+def refresh_token_lifetime(application):
+    return policy_of(application).refresh_token_lifetime or ropc_settings.REFRESH_TOKEN_LIFETIME
+
+
+def allowed_scopes(application):
+    """Scopes this client may request: its policy's list, or every scope the project defines."""
+    return set(policy_of(application).scope_list) or known_scopes()
+
+
+def default_scopes(application):
+    defaults = get_scopes_backend().get_default_scopes(application=application, request=None)
+    return [scope for scope in defaults if scope in allowed_scopes(application)]
+
+
+def registered_clients():
+    Application = get_application_model()
+    return Application.objects.filter(ropc_policy__isnull=False).select_related("ropc_policy").order_by("pk")
+
+
+def describe_client(application):
+    """What an operator may see of a client: never its secret."""
+    policy = policy_of(application)
+    return {
+        "client_id": application.client_id,
+        "name": application.name,
+        "client_type": application.client_type,
+        "resource_server": policy.may_introspect,
+        "scopes": policy.scope_list,
+        "refresh_tokens": policy.issue_refresh_tokens,
+        "access_token_lifetime": access_token_lifetime(application),
+        "refresh_token_lifetime": refresh_token_lifetime(application),
+    }

@@ -1,0 +1,64 @@
+import argparse
+
+from ... import clients
+from ._base import JSONCommand
+
+
+def _positive_int(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of seconds") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return number
+
+
+class Command(JSONCommand):
+    help = (
+        "Register password-grant clients. 'create' prints client_id and, for a confidential client, "
+        "client_secret: its only showing. 'list' prints the clients, never a secret."
+    )
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True)
+        create = actions.add_parser("create", help="Register a client.")
+        create.add_argument("--name", required=True)
+        kind = create.add_mutually_exclusive_group(required=True)
+        kind.add_argument("--public", action="store_true", help="A native or browser app: no secret.")
+        kind.add_argument("--confidential", action="store_true", help="A server-side app: gets a secret.")
+        kind.add_argument(
+            "--resource-server",
+            action="store_true",
+            help="An API that introspects tokens (RFC 7662): confidential, never signs users in.",
+        )
+        create.add_argument(
+            "--scope", action="append", default=[], metavar="SCOPE", help="An allowed scope (repeat)."
+        )
+        create.add_argument("--no-refresh-tokens", action="store_true")
+        create.add_argument("--access-token-lifetime", type=_positive_int, metavar="SECONDS")
+        create.add_argument("--refresh-token-lifetime", type=_positive_int, metavar="SECONDS")
+        actions.add_parser("list", help="List the clients registered with a policy.")
+
+    def run(self, *, action, **options):
+        if action == "create":
+            return self.create(**options)
+        return self.list()
+
+    def create(self, *, name, confidential, resource_server, scope, no_refresh_tokens, **options):
+        registered = clients.register_client(
+            name=name,
+            confidential=confidential or resource_server,
+            resource_server=resource_server,
+            scopes=scope,
+            issue_refresh_tokens=not no_refresh_tokens,
+            access_token_lifetime=options["access_token_lifetime"],
+            refresh_token_lifetime=options["refresh_token_lifetime"],
+        )
+        result = clients.describe_client(registered.application)
+        if registered.client_secret:
+            result["client_secret"] = registered.client_secret
+        return result
+
+    def list(self):
+        return {"clients": [clients.describe_client(app) for app in clients.registered_clients()]}

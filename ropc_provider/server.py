@@ -1,0 +1,68 @@
+"""The oauthlib server behind our endpoints: the password and refresh-token grants, revocation
+(RFC 7009) and introspection (RFC 7662). Nothing else is served here; the host project's own DOT
+endpoints keep their own server."""
+
+from oauthlib.common import Request
+from oauthlib.oauth2.rfc6749 import errors
+from oauthlib.oauth2.rfc6749.endpoints import (
+    IntrospectEndpoint,
+    ResourceEndpoint,
+    RevocationEndpoint,
+    TokenEndpoint,
+)
+from oauthlib.oauth2.rfc6749.tokens import BearerToken
+
+from . import clients
+from .conf import ropc_settings
+from .grants import PasswordGrant, RefreshTokenGrant
+
+
+def access_token_lifetime(request):
+    return clients.access_token_lifetime(request.client)
+
+
+class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndpoint):
+    def __init__(self, request_validator, **dot_server_kwargs):
+        # DOT's project-wide server kwargs (its lifetimes and generators) are ignored on purpose:
+        # ours come from ROPC_PROVIDER and the client's policy.
+        generator = ropc_settings.TOKEN_GENERATOR
+        self.bearer = BearerToken(request_validator, generator, access_token_lifetime, generator)
+        grants = {
+            "password": PasswordGrant(request_validator),
+            "refresh_token": RefreshTokenGrant(request_validator),
+        }
+        TokenEndpoint.__init__(self, "password", self.bearer, grants)
+        RevocationEndpoint.__init__(self, request_validator)
+        IntrospectEndpoint.__init__(self, request_validator)
+        ResourceEndpoint.__init__(self, default_token="Bearer", token_types={"Bearer": self.bearer})
+        self.request_validator = request_validator
+
+    def create_token_response(self, uri, http_method="POST", body=None, headers=None, django_request=None):
+        request = Request(uri, http_method=http_method, body=body, headers=headers)
+        request.django_request = django_request
+        self.validate_token_request(request)
+        # RFC 6749 §3.2: parameters MUST NOT be included more than once.
+        if request.duplicate_params:
+            raise errors.InvalidRequestError(
+                description=f"Repeated parameter: {', '.join(sorted(request.duplicate_params))}.",
+                request=request,
+            )
+        if not request.grant_type:
+            raise errors.InvalidRequestError(description="Missing grant_type parameter.", request=request)
+        grant = self.grant_types.get(request.grant_type)
+        if grant is None:
+            raise errors.UnsupportedGrantTypeError(request=request)
+        # An empty scope parameter means no scope was asked for (RFC 6749 §3.3).
+        if request.scope is not None and not request.scope.strip():
+            request.scope = None
+        return grant.create_token_response(request, self.bearer)
+
+    def validate_introspect_request(self, request):
+        super().validate_introspect_request(request)
+        if not clients.policy_of(request.client).may_introspect:
+            raise errors.CustomOAuth2Error(
+                "unauthorized_client",
+                description="This client may not introspect tokens.",
+                status_code=403,
+                request=request,
+            )

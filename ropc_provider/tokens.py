@@ -1,0 +1,171 @@
+"""Issuing, rotating and revoking tokens, stored in DOT's token models.
+
+Token values are stored the way DOT is configured to (plain or hashed at rest, see
+``COMPLIANT_BCP_RFC9700_TOKEN_STORAGE``); they are always looked up by their SHA-256 checksum.
+"""
+
+import hashlib
+import uuid
+from datetime import timedelta
+
+from django.db import router, transaction
+from django.db.models import F
+from django.utils import timezone
+from oauth2_provider.models import (
+    get_access_token_model,
+    get_refresh_token_model,
+    set_token_value,
+)
+
+from . import clients
+
+AccessToken = get_access_token_model()
+RefreshToken = get_refresh_token_model()
+
+
+class RefreshTokenAlreadyUsed(Exception):
+    """Another request rotated this refresh token first."""
+
+
+def checksum(value):
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def find_refresh_token(value):
+    """The refresh token row for a presented value, live one first, or None."""
+    return (
+        RefreshToken.objects.select_related("access_token", "user")
+        .filter(token_checksum=checksum(value))
+        .order_by(F("revoked").asc(nulls_first=True))
+        .first()
+    )
+
+
+def refresh_token_expired(refresh_token, lifetime_seconds, *, now=None):
+    now = now or timezone.now()
+    return refresh_token.created + timedelta(seconds=lifetime_seconds) <= now
+
+
+def _new_access_token(*, user, application, scope, value, expires, source_refresh_token=None):
+    token = AccessToken(
+        user=user,
+        application=application,
+        scope=scope,
+        expires=expires,
+        source_refresh_token=source_refresh_token,
+    )
+    set_token_value(token, value)
+    token.save(force_insert=True)
+    return token
+
+
+def _new_refresh_token(*, user, application, access_token, value, family):
+    token = RefreshToken(user=user, application=application, access_token=access_token, token_family=family)
+    set_token_value(token, value)
+    token.save(force_insert=True)
+    return token
+
+
+def issue(*, user, application, scope, access_token, expires_in, refresh_token=None):
+    """Store a new token pair (a new family) for a password grant."""
+    expires = timezone.now() + timedelta(seconds=expires_in)
+    # savepoint=False: a token pair is written whole or not at all, without costing a SAVEPOINT
+    # round trip when the caller already holds a transaction.
+    with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
+        access = _new_access_token(
+            user=user, application=application, scope=scope, value=access_token, expires=expires
+        )
+        if refresh_token:
+            _new_refresh_token(
+                user=user,
+                application=application,
+                access_token=access,
+                value=refresh_token,
+                family=uuid.uuid4(),
+            )
+    return access
+
+
+def rotate(previous, *, application, scope, access_token, expires_in, refresh_token):
+    """Replace ``previous`` (a live refresh token) by a new pair in the same family.
+
+    The claim on ``previous`` is a conditional UPDATE, so of several concurrent rotations of one
+    token exactly one wins, on every database; the others get ``RefreshTokenAlreadyUsed``.
+    """
+    now = timezone.now()
+    expires = now + timedelta(seconds=expires_in)
+    with transaction.atomic(using=router.db_for_write(RefreshToken), savepoint=False):
+        claimed = RefreshToken.objects.filter(pk=previous.pk, revoked__isnull=True).update(
+            revoked=now, access_token=None
+        )
+        if claimed:
+            if previous.access_token_id:
+                AccessToken.objects.filter(pk=previous.access_token_id).delete()
+            access = _new_access_token(
+                user=previous.user,
+                application=application,
+                scope=scope,
+                value=access_token,
+                expires=expires,
+                source_refresh_token=previous,
+            )
+            _new_refresh_token(
+                user=previous.user,
+                application=application,
+                access_token=access,
+                value=refresh_token,
+                family=previous.token_family or uuid.uuid4(),
+            )
+    if not claimed:
+        raise RefreshTokenAlreadyUsed()
+    return access
+
+
+def revoke_family(refresh_token):
+    """Revoke every token descended from the same password grant (reuse detected)."""
+    if refresh_token.token_family:
+        RefreshToken.revoke_family(refresh_token.token_family)
+    else:
+        refresh_token.revoke()
+
+
+def _epoch(moment):
+    return int(moment.timestamp())
+
+
+def describe(value, type_hint=None):
+    """RFC 7662 members of a live token of ours, or None (inactive, unknown, expired, revoked)."""
+    digest = checksum(value)
+    lookups = [AccessToken, RefreshToken]
+    if type_hint == "refresh_token":
+        lookups.reverse()
+    now = timezone.now()
+    for model in lookups:
+        found = model.objects.select_related("application", "user").filter(token_checksum=digest)
+        if model is RefreshToken:
+            found = found.filter(revoked__isnull=True).select_related("access_token")
+        token = found.first()
+        if token is None or token.application is None or token.user is None:
+            continue
+        if model is AccessToken:
+            if token.is_expired():
+                return None
+            scope, token_type, expires = token.scope, "Bearer", token.expires
+        else:
+            lifetime = clients.refresh_token_lifetime(token.application)
+            if token.access_token is None or refresh_token_expired(token, lifetime, now=now):
+                return None
+            scope, token_type, expires = token.access_token.scope, "refresh_token", None
+        if not token.user.is_active:
+            return None
+        claims = {
+            "scope": scope,
+            "client_id": token.application.client_id,
+            "username": token.user.get_username(),
+            "token_type": token_type,
+            "iat": _epoch(token.created),
+        }
+        if expires is not None:
+            claims["exp"] = _epoch(expires)
+        return claims
+    return None

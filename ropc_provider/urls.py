@@ -1,0 +1,11 @@
+from django.urls import path
+
+from . import views
+
+app_name = "ropc_provider"
+
+urlpatterns = [
+    path("token/", views.TokenView.as_view(), name="token"),
+    path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
+    path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
+]

@@ -1,0 +1,161 @@
+"""oauthlib's questions, answered by our services. No policy lives here."""
+
+import base64
+import binascii
+from urllib.parse import unquote_plus
+
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauthlib.oauth2.rfc6749 import errors
+
+from . import clients, directories, tokens
+from .conf import ropc_settings
+
+
+def _parse_basic_auth(header):
+    """``(client_id, client_secret)`` from an HTTP Basic header, None if it is not Basic.
+
+    Raises ``InvalidClientError`` for a Basic header that is malformed (RFC 6749 §2.3.1: both
+    parts are form-encoded before base64)."""
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise errors.InvalidClientError(description="Malformed Basic credentials.") from None
+    client_id, colon, secret = decoded.partition(":")
+    if not colon or not client_id:
+        raise errors.InvalidClientError(description="Malformed Basic credentials.")
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+class RopcValidator(OAuth2Validator):
+    # -- clients ----------------------------------------------------------------------------
+
+    def _basic_credentials(self, request):
+        if not hasattr(request, "_ropc_basic"):
+            header = request.headers.get("Authorization", "") or request.headers.get("HTTP_AUTHORIZATION", "")
+            request._ropc_basic = _parse_basic_auth(header) if header else None
+        return request._ropc_basic
+
+    def _load_application(self, client_id, request):
+        if request.client is not None and request.client.client_id == client_id:
+            return request.client
+        request.client = clients.load_client(client_id)
+        return request.client
+
+    def client_authentication_required(self, request, *args, **kwargs):
+        if self._basic_credentials(request) or request.client_secret is not None:
+            return True
+        application = self._load_application(request.client_id, request)
+        return application is not None and clients.is_confidential(application)
+
+    def authenticate_client(self, request, *args, **kwargs):
+        basic = self._basic_credentials(request)
+        if basic:
+            # RFC 6749 §2.3: one authentication method per request.
+            if request.client_secret is not None:
+                raise errors.InvalidRequestError(
+                    description="Use HTTP Basic or client_secret in the body, not both.", request=request
+                )
+            client_id, secret = basic
+            if request.client_id is not None and request.client_id != client_id:
+                raise errors.InvalidRequestError(
+                    description="client_id in the body does not match the Basic credentials.",
+                    request=request,
+                )
+        else:
+            client_id, secret = request.client_id, request.client_secret
+        application = self._load_application(client_id, request)
+        if application is None or not clients.verify_client_secret(application, secret or ""):
+            return False
+        request.client_id = client_id
+        return True
+
+    def authenticate_client_id(self, client_id, request, *args, **kwargs):
+        application = self._load_application(client_id, request)
+        return application is not None and not clients.is_confidential(application)
+
+    def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
+        # Both of our grants belong to password-grant clients. Unlike DOT's, this does not consult
+        # COMPLIANT_BCP_RFC9700_PASSWORD_GRANT: serving the grant is this endpoint's purpose.
+        return clients.may_use_password_grant(client)
+
+    # -- scopes -----------------------------------------------------------------------------
+
+    def validate_scopes(self, client_id, scopes, client, request, *args, **kwargs):
+        return set(scopes) <= clients.allowed_scopes(client)
+
+    def get_default_scopes(self, client_id, request, *args, **kwargs):
+        return clients.default_scopes(request.client)
+
+    # -- resource owner ---------------------------------------------------------------------
+
+    def validate_user(self, username, password, client, request, *args, **kwargs):
+        user = directories.authenticate(username, password, request=request.django_request)
+        if user is None:
+            return False
+        request.user = user
+        return True
+
+    # -- refresh tokens ---------------------------------------------------------------------
+
+    def rotate_refresh_token(self, request):
+        return True
+
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
+        found = tokens.find_refresh_token(refresh_token)
+        # Another client's token is refused without side effects, so one client cannot revoke
+        # another's sessions by replaying their tokens.
+        if found is None or found.application_id != client.pk:
+            return False
+        if found.revoked is not None:
+            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION:
+                tokens.revoke_family(found)
+            return False
+        if (
+            found.access_token is None
+            or not found.user.is_active
+            or tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client))
+        ):
+            return False
+        request.user = found.user
+        request.refresh_token_instance = found
+        return True
+
+    def get_original_scopes(self, refresh_token, request, *args, **kwargs):
+        return request.refresh_token_instance.access_token.scope
+
+    def is_within_original_scope(self, request_scopes, refresh_token, request, *args, **kwargs):
+        return False
+
+    # -- storing ----------------------------------------------------------------------------
+
+    def save_bearer_token(self, token, request, *args, **kwargs):
+        if request.grant_type == "refresh_token":
+            try:
+                tokens.rotate(
+                    request.refresh_token_instance,
+                    application=request.client,
+                    scope=token["scope"],
+                    access_token=token["access_token"],
+                    expires_in=token["expires_in"],
+                    refresh_token=token["refresh_token"],
+                )
+            except tokens.RefreshTokenAlreadyUsed:
+                raise errors.InvalidGrantError(request=request) from None
+        else:
+            tokens.issue(
+                user=request.user,
+                application=request.client,
+                scope=token["scope"],
+                access_token=token["access_token"],
+                expires_in=token["expires_in"],
+                refresh_token=token.get("refresh_token"),
+            )
+            directories.record_sign_in(request.user, request=request.django_request)
+
+    # -- introspection (RFC 7662) -----------------------------------------------------------
+
+    def introspect_token(self, token, token_type_hint, request, *args, **kwargs):
+        return tokens.describe(token, token_type_hint)

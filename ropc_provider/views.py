@@ -1,0 +1,73 @@
+"""Thin HTTP faces of the oauthlib server: every decision is made below them."""
+
+import json
+
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpResponse
+from django.utils.decorators import method_decorator
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
+from oauth2_provider.views.mixins import OAuthLibMixin
+
+from .http import OAuthLibCore
+from .server import Server
+from .validators import RopcValidator
+
+# Hidden from Django's error reports, whatever the endpoint.
+SENSITIVE_PARAMETERS = ("password", "client_secret", "refresh_token", "token", "mfa_token", "otp")
+
+
+def oauth_response(request, headers, body, status):
+    response = HttpResponse(body or "", status=status, content_type="application/json")
+    for name, value in (headers or {}).items():
+        if name.lower() != "www-authenticate":
+            response[name] = value
+    if status == 401 and request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("basic"):
+        # RFC 6749 §5.2: a client that tried Basic gets a Basic challenge (oauthlib says Bearer).
+        response["WWW-Authenticate"] = 'Basic realm="oauth", charset="UTF-8"'
+    # Every answer of these endpoints, errors included, is about credentials: never cache it.
+    response["Cache-Control"] = "no-store"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+@method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
+class OAuthEndpoint(OAuthLibMixin, View):
+    server_class = Server
+    validator_class = RopcValidator
+    oauthlib_backend_class = OAuthLibCore
+    http_method_names = ["post"]
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        body = json.dumps({"error": "invalid_request", "error_description": "Use POST."})
+        response = oauth_response(request, {}, body, 405)
+        response["Allow"] = "POST"
+        return response
+
+    def respond(self, request, create):
+        _uri, headers, body, status = create(request)
+        return oauth_response(request, headers, body, status)
+
+
+class TokenView(OAuthEndpoint):
+    """RFC 6749 token endpoint: ``grant_type=password`` and ``grant_type=refresh_token``."""
+
+    def post(self, request, *args, **kwargs):
+        return self.respond(request, self.get_oauthlib_core().create_token_response)
+
+
+class RevokeTokenView(OAuthEndpoint):
+    """RFC 7009 token revocation."""
+
+    def post(self, request, *args, **kwargs):
+        return self.respond(request, self.get_oauthlib_core().create_revocation_response)
+
+
+class IntrospectTokenView(OAuthEndpoint):
+    """RFC 7662 token introspection, for clients registered as resource servers."""
+
+    def post(self, request, *args, **kwargs):
+        return self.respond(request, self.get_oauthlib_core().create_introspect_response)
