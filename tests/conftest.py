@@ -1,0 +1,102 @@
+import base64
+import json
+from urllib.parse import quote_plus, urlencode
+
+import pytest
+from oauth2_provider.models import get_application_model
+
+from ropc_provider import clients
+from tests.factories import PASSWORD, UserFactory
+
+FORM = "application/x-www-form-urlencoded"
+TOKEN_URL = "/o/token/"
+
+
+class Api:
+    """Token-endpoint calls the way an OAuth client sends them: form-encoded bodies."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def post(self, url, data=(), *, basic=None, content_type=FORM, body=None, **extra):
+        if basic is not None:
+            client_id, secret = basic
+            # RFC 6749 §2.3.1: form-encode both parts before base64.
+            pair = f"{quote_plus(client_id)}:{quote_plus(secret)}".encode()
+            extra["HTTP_AUTHORIZATION"] = "Basic " + base64.b64encode(pair).decode()
+        if body is None:
+            body = urlencode(list(data.items()) if isinstance(data, dict) else list(data))
+        response = self.client.generic("POST", url, body, content_type=content_type, **extra)
+        response.data = json.loads(response.content) if response.content else None
+        return response
+
+    def token(self, data, **kwargs):
+        return self.post(TOKEN_URL, data, **kwargs)
+
+    def password_grant(self, application, username, password=PASSWORD, secret=None, basic=False, **fields):
+        data = {"grant_type": "password", "username": username, "password": password, **fields}
+        if basic:
+            return self.token(data, basic=(application.client_id, secret))
+        data["client_id"] = application.client_id
+        if secret is not None:
+            data["client_secret"] = secret
+        return self.token(data)
+
+    def refresh(self, application, refresh_token, secret=None, **fields):
+        data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **fields}
+        if secret is not None:
+            return self.token(data, basic=(application.client_id, secret))
+        data["client_id"] = application.client_id
+        return self.token(data)
+
+
+@pytest.fixture
+def api(client):
+    return Api(client)
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def public_app(db):
+    return clients.register_client(name="Native app", confidential=False, scopes=["read", "write"]).application
+
+
+@pytest.fixture
+def confidential(db):
+    """(application, secret) of a confidential password-grant client."""
+    registered = clients.register_client(name="Server app", confidential=True, scopes=["read", "write"])
+    return registered.application, registered.client_secret
+
+
+@pytest.fixture
+def resource_server(db):
+    registered = clients.register_client(name="API", confidential=True, resource_server=True)
+    return registered.application, registered.client_secret
+
+
+@pytest.fixture
+def authorization_code_app(db):
+    """A public single-page app registered with DOT for the authorization code grant."""
+    Application = get_application_model()
+    return Application.objects.create(
+        name="SPA",
+        client_type=Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris="https://spa.example.com/callback",
+    )
+
+
+def assert_no_store(response):
+    assert response["Cache-Control"] == "no-store"
+    assert response["Pragma"] == "no-cache"
+    assert response["Content-Type"] == "application/json"
+
+
+def assert_error(response, status, error):
+    assert response.status_code == status, response.content
+    assert response.data["error"] == error, response.data
+    assert_no_store(response)
