@@ -17,6 +17,11 @@ DEFAULTS = {
     # Presenting a refresh token that was already rotated away revokes its whole family
     # (RFC 9700 §4.14.2): a replayed token means it leaked.
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    # Seconds after a rotation during which the rotated-away token, presented again, is refused
+    # without revoking its family: a client that fires two refreshes at once (two API calls hit
+    # an expired access token together) is not a thief. Later reuse revokes the family. 0 makes
+    # every reuse revoke it, which signs out such clients.
+    "REFRESH_TOKEN_REUSE_TOLERANCE": 1.0,
     # Set the user's last_login on every successful password grant.
     "UPDATE_LAST_LOGIN": True,
     # No single request parameter may be longer than this (characters); longer is invalid_request.

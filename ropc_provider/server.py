@@ -2,6 +2,7 @@
 (RFC 7009) and introspection (RFC 7662). Nothing else is served here; the host project's own DOT
 endpoints keep their own server."""
 
+from django.utils import timezone
 from oauthlib.common import Request
 from oauthlib.oauth2.rfc6749 import errors
 from oauthlib.oauth2.rfc6749.endpoints import (
@@ -39,6 +40,7 @@ class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndp
 
     def create_token_response(self, uri, http_method="POST", body=None, headers=None, django_request=None):
         request = Request(uri, http_method=http_method, body=body, headers=headers)
+        request.received_at = timezone.now()
         request.django_request = django_request
         self.validate_token_request(request)
         # RFC 6749 §3.2: parameters MUST NOT be included more than once.

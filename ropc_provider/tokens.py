@@ -18,6 +18,7 @@ from oauth2_provider.models import (
 )
 
 from . import clients
+from .conf import ropc_settings
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
@@ -39,6 +40,13 @@ def find_refresh_token(value):
         .order_by(F("revoked").asc(nulls_first=True))
         .first()
     )
+
+
+def is_replay(refresh_token, *, received_at):
+    """Whether presenting this revoked refresh token looks like a replay of a leaked token rather
+    than a request sent concurrently with its rotation."""
+    tolerance = timedelta(seconds=ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE)
+    return received_at > refresh_token.revoked + tolerance
 
 
 def refresh_token_expired(refresh_token, lifetime_seconds, *, now=None):

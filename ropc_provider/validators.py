@@ -110,7 +110,9 @@ class RopcValidator(OAuth2Validator):
         if found is None or found.application_id != client.pk:
             return False
         if found.revoked is not None:
-            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION:
+            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and tokens.is_replay(
+                found, received_at=request.received_at
+            ):
                 tokens.revoke_family(found)
             return False
         if (

@@ -1,0 +1,51 @@
+"""No client can be used to test passwords: the answer never depends on the password until the
+client is known to be allowed the password grant."""
+
+from oauth2_provider.models import get_application_model
+
+from tests.factories import PASSWORD
+
+
+def _answers(api, application):
+    right = api.password_grant(application, "alice", password=PASSWORD)
+    wrong = api.password_grant(application, "alice", password="wrong")
+    return right, wrong
+
+
+def test_authorization_code_client_gets_identical_answers(api, user, authorization_code_app):
+    right, wrong = _answers(api, authorization_code_app)
+    assert right.status_code == wrong.status_code == 400
+    assert right.content == wrong.content
+    assert right.data["error"] == "unauthorized_client"
+    assert sorted(right.headers.items()) == sorted(wrong.headers.items())
+
+
+def test_resource_server_client_gets_identical_answers(api, user, resource_server):
+    application, secret = resource_server
+    right = api.password_grant(application, "alice", password=PASSWORD, secret=secret, basic=True)
+    wrong = api.password_grant(application, "alice", password="wrong", secret=secret, basic=True)
+    assert right.status_code == wrong.status_code == 400
+    assert right.content == wrong.content
+
+
+def test_scope_refusal_does_not_depend_on_the_password(api, user, db):
+    from ropc_provider import clients
+
+    app = clients.register_client(name="Reader", confidential=False, scopes=["read"]).application
+    right = api.password_grant(app, "alice", password=PASSWORD, scope="write")
+    wrong = api.password_grant(app, "alice", password="wrong", scope="write")
+    assert right.content == wrong.content
+    assert right.data["error"] == "invalid_scope"
+
+
+def test_dot_stock_endpoint_is_an_oracle(api, user, authorization_code_app, settings, recwarn):
+    """The reason for the above: DOT's own endpoint, same client, tells the two apart."""
+    from django.test import override_settings
+
+    gate_off = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    data = {"grant_type": "password", "username": "alice", "client_id": authorization_code_app.client_id}
+    with override_settings(OAUTH2_PROVIDER=gate_off):
+        right = api.post("/dot/token/", {**data, "password": PASSWORD})
+        wrong = api.post("/dot/token/", {**data, "password": "wrong"})
+    assert right.content != wrong.content
+    assert get_application_model().objects.count() == 1
