@@ -27,8 +27,7 @@ def tokens_hashed_at_rest(app_configs, **kwargs):
         return []
     return [
         Warning(
-            "Access and refresh tokens are stored in plain text: anyone who reads the database can "
-            "use them.",
+            "Access and refresh tokens are stored in plain text: anyone who reads the database can use them.",
             hint="Set OAUTH2_PROVIDER['COMPLIANT_BCP_RFC9700_TOKEN_STORAGE'] = True to store only "
             "their SHA-256 checksums.",
             id="ropc_provider.W001",

@@ -61,9 +61,7 @@ def register_client(
     with transaction.atomic():
         application = Application.objects.create(
             name=name,
-            client_type=(
-                Application.CLIENT_CONFIDENTIAL if confidential else Application.CLIENT_PUBLIC
-            ),
+            client_type=(Application.CLIENT_CONFIDENTIAL if confidential else Application.CLIENT_PUBLIC),
             # Resource servers get a grant type our token endpoint never serves.
             authorization_grant_type=(
                 Application.GRANT_CLIENT_CREDENTIALS if resource_server else Application.GRANT_PASSWORD
@@ -114,9 +112,7 @@ def verify_client_secret(application, provided):
         return False
     matched, upgraded = client_secrets.check_secret(provided, application.client_secret)
     if upgraded:
-        type(application).objects.filter(pk=application.pk).update(
-            client_secret=upgraded, hash_client_secret=False
-        )
+        type(application).objects.filter(pk=application.pk).update(client_secret=upgraded, hash_client_secret=False)
         application.client_secret, application.hash_client_secret = upgraded, False
     return matched
 

@@ -51,9 +51,7 @@ class PasswordGrant(_TokenGrantMixin, ResourceOwnerPasswordCredentialsGrant):
         self.validate_grant_type(request)
         self.validate_scopes(request)
 
-        if not self.request_validator.validate_user(
-            request.username, request.password, request.client, request
-        ):
+        if not self.request_validator.validate_user(request.username, request.password, request.client, request):
             raise errors.InvalidGrantError("Invalid credentials given.", request=request)
 
         for validator in self.custom_validators.post_token:

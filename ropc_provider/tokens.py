@@ -80,9 +80,7 @@ def issue(*, user, application, scope, access_token, expires_in, refresh_token=N
     # savepoint=False: a token pair is written whole or not at all, without costing a SAVEPOINT
     # round trip when the caller already holds a transaction.
     with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
-        access = _new_access_token(
-            user=user, application=application, scope=scope, value=access_token, expires=expires
-        )
+        access = _new_access_token(user=user, application=application, scope=scope, value=access_token, expires=expires)
         if refresh_token:
             _new_refresh_token(
                 user=user,

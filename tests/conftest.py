@@ -1,5 +1,7 @@
 import base64
 import json
+import os
+import shutil
 from urllib.parse import quote_plus, urlencode
 
 import pytest
@@ -10,6 +12,15 @@ from tests.factories import PASSWORD, UserFactory
 
 FORM = "application/x-www-form-urlencoded"
 TOKEN_URL = "/o/token/"
+
+
+def require_program(name):
+    """Skip without a system program on a laptop; under CI=true its absence is a failure."""
+    if shutil.which(name):
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{name!r} is not installed, and CI must run every test (.ci/run installs it)")
+    pytest.skip(f"{name!r} is not installed")
 
 
 class Api:

@@ -87,8 +87,12 @@ def test_dot_password_gate_does_not_turn_our_endpoint_off(api, user, public_app,
     assert_token_response(api.password_grant(public_app, "alice"))
     dot = api.post(
         "/dot/token/",
-        {"grant_type": "password", "username": "alice", "password": "correct horse battery staple",
-         "client_id": public_app.client_id},
+        {
+            "grant_type": "password",
+            "username": "alice",
+            "password": "correct horse battery staple",
+            "client_id": public_app.client_id,
+        },
     )
     assert dot.status_code == 400 and dot.data["error"] == "unauthorized_client"
 
@@ -105,6 +109,8 @@ def test_existing_dot_password_client_without_policy_is_served(api, user, db):
 
     Application = get_application_model()
     app = Application.objects.create(
-        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+        name="Legacy",
+        client_type=Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_PASSWORD,
     )
     assert_token_response(api.password_grant(app, "alice"))

@@ -12,7 +12,12 @@ from tests.factories import PASSWORD
 
 @pytest.fixture
 def grant(user, public_app):
-    return {"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": public_app.client_id}
+    return {
+        "grant_type": "password",
+        "username": "alice",
+        "password": PASSWORD,
+        "client_id": public_app.client_id,
+    }
 
 
 def test_get_is_405_json(client, grant):
@@ -137,7 +142,9 @@ def test_confidential_wrong_secret_basic_gets_basic_challenge(api, user, confide
     assert response["WWW-Authenticate"].startswith("Basic ")
 
 
-@pytest.mark.parametrize("header", ["Basic !!!", "Basic Zm9v", "Basic", "Basic " + base64.b64encode(b"\xff:\xfe").decode()])
+@pytest.mark.parametrize(
+    "header", ["Basic !!!", "Basic Zm9v", "Basic", "Basic " + base64.b64encode(b"\xff:\xfe").decode()]
+)
 def test_malformed_basic_is_invalid_client(api, user, confidential, header):
     data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
     response = api.token(data, HTTP_AUTHORIZATION=header)

@@ -32,9 +32,7 @@ class Command(JSONCommand):
             action="store_true",
             help="An API that introspects tokens (RFC 7662): confidential, never signs users in.",
         )
-        create.add_argument(
-            "--scope", action="append", default=[], metavar="SCOPE", help="An allowed scope (repeat)."
-        )
+        create.add_argument("--scope", action="append", default=[], metavar="SCOPE", help="An allowed scope (repeat).")
         create.add_argument("--no-refresh-tokens", action="store_true")
         create.add_argument("--access-token-lifetime", type=_positive_int, metavar="SECONDS")
         create.add_argument("--refresh-token-lifetime", type=_positive_int, metavar="SECONDS")

@@ -1,0 +1,28 @@
+from django.core import checks
+
+from ropc_provider.checks import required_apps_installed
+
+
+def _ids(deploy=True):
+    return {message.id for message in checks.run_checks(include_deployment_checks=deploy)}
+
+
+def test_plaintext_token_storage_is_flagged(settings):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": False}
+    assert "ropc_provider.W001" in _ids()
+
+
+def test_hashed_token_storage_is_not_flagged(settings):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True}
+    assert "ropc_provider.W001" not in _ids()
+
+
+def test_the_password_grant_is_announced_once_at_deploy_check():
+    assert "ropc_provider.I001" in _ids(deploy=True)
+    assert "ropc_provider.I001" not in _ids(deploy=False)
+
+
+def test_missing_dot_is_an_error(settings):
+    assert required_apps_installed(None) == []
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "oauth2_provider"]
+    assert [m.id for m in required_apps_installed(None)] == ["ropc_provider.E001"]

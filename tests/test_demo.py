@@ -1,0 +1,106 @@
+"""`make demo` as a newcomer runs it: seeds idempotently, serves on loopback, and the curl line it
+prints gets a token from the running server."""
+
+import json
+import os
+import shlex
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_program
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_demo(port, env):
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "demo", f"PORT={port}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    curl_line, seen = None, []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if line.startswith("curl "):
+            curl_line = line.strip()
+        if curl_line and "Quit the server with" in line:
+            return process, curl_line
+    stop(process)
+    pytest.fail("make demo did not start serving:\n" + "".join(seen))
+
+
+def stop(process):
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=20)
+
+
+def wait_for(port):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port}")
+
+
+def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
+    require_program("curl")
+    database = tmp_path / "demo.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PYTHONUNBUFFERED": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    port = free_port()
+
+    first, _ = start_demo(port, env)
+    stop(first)
+    second, curl_line = start_demo(port, env)
+    try:
+        wait_for(port)
+        assert f"http://127.0.0.1:{port}/o/token/" in curl_line
+        result = subprocess.run(shlex.split(curl_line), capture_output=True, text=True, timeout=30, check=True)
+        token = json.loads(result.stdout)
+        assert token["token_type"] == "Bearer" and token["refresh_token"]
+        me = subprocess.run(
+            [
+                "curl",
+                "-s",
+                "-H",
+                f"Authorization: Bearer {token['access_token']}",
+                f"http://127.0.0.1:{port}/api/me/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        assert json.loads(me.stdout)["username"] == "demo"
+    finally:
+        stop(second)
+
+    with sqlite3.connect(database) as db:
+        assert db.execute("select count(*) from auth_user").fetchone() == (1,)
+        assert db.execute("select count(*) from oauth2_provider_application").fetchone() == (1,)
+        assert db.execute("select count(*) from ropc_provider_clientpolicy").fetchone() == (1,)

@@ -1,0 +1,62 @@
+"""The token endpoint's SQL is counted so it cannot creep up unnoticed. DOT 3.4.1's stock
+endpoint needs 5 queries for a password grant (without last_login) and 13 for a refresh."""
+
+from django.db import connection
+from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
+
+from tests.factories import PASSWORD
+
+# Application, user, access token, refresh token, last_login.
+PASSWORD_GRANT_QUERIES = 5
+# Application, refresh token, claim, old access token (select, unlink, delete), new pair.
+REFRESH_GRANT_QUERIES = 8
+
+
+def test_password_grant_queries(api, user, public_app, django_assert_num_queries):
+    with django_assert_num_queries(PASSWORD_GRANT_QUERIES):
+        assert api.password_grant(public_app, "alice").status_code == 200
+
+
+def test_confidential_password_grant_queries(api, user, confidential, django_assert_num_queries):
+    application, secret = confidential
+    with django_assert_num_queries(PASSWORD_GRANT_QUERIES):
+        assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200
+
+
+def test_refresh_grant_queries(api, user, public_app, django_assert_num_queries):
+    refresh_token = api.password_grant(public_app, "alice").data["refresh_token"]
+    with django_assert_num_queries(REFRESH_GRANT_QUERIES):
+        assert api.refresh(public_app, refresh_token).status_code == 200
+
+
+def _counted(call):
+    with CaptureQueriesContext(connection) as captured:
+        response = call()
+    assert response.status_code == 200, response.content
+    statements = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+    return response, len(statements)
+
+
+def test_no_more_queries_than_dot_stock_endpoint(api, user, public_app, settings, recwarn):
+    _, ours_password = _counted(lambda: api.password_grant(public_app, "alice"))
+    ours_refresh_token = api.password_grant(public_app, "alice").data["refresh_token"]
+    _, ours_refresh = _counted(lambda: api.refresh(public_app, ours_refresh_token))
+
+    gate_off = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    grant = {
+        "grant_type": "password",
+        "username": "alice",
+        "password": PASSWORD,
+        "client_id": public_app.client_id,
+    }
+    with override_settings(OAUTH2_PROVIDER=gate_off):
+        dot, dot_password = _counted(lambda: api.post("/dot/token/", grant))
+        refresh = {
+            "grant_type": "refresh_token",
+            "refresh_token": dot.data["refresh_token"],
+            "client_id": public_app.client_id,
+        }
+        _, dot_refresh = _counted(lambda: api.post("/dot/token/", refresh))
+    assert ours_password <= dot_password
+    assert ours_refresh < dot_refresh

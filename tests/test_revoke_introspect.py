@@ -1,0 +1,110 @@
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from freezegun import freeze_time
+
+from ropc_provider import clients
+from tests.conftest import assert_error, assert_no_store
+
+REVOKE = "/o/revoke_token/"
+INTROSPECT = "/o/introspect/"
+
+
+@pytest.fixture
+def tokens(api, user, public_app):
+    return api.password_grant(public_app, "alice", scope="read write").data
+
+
+def introspect(api, resource_server, token, **fields):
+    application, secret = resource_server
+    return api.post(INTROSPECT, {"token": token, **fields}, basic=(application.client_id, secret))
+
+
+# -- RFC 7009 ---------------------------------------------------------------------------------
+
+
+def test_revoking_a_refresh_token_ends_the_session(api, public_app, tokens, resource_server):
+    response = api.post(REVOKE, {"token": tokens["refresh_token"], "client_id": public_app.client_id})
+    assert response.status_code == 200
+    assert_no_store(response)
+    assert_error(api.refresh(public_app, tokens["refresh_token"]), 400, "invalid_grant")
+    assert introspect(api, resource_server, tokens["refresh_token"]).data == {"active": False}
+    assert introspect(api, resource_server, tokens["access_token"]).data == {"active": False}
+
+
+def test_revoking_an_access_token_also_revokes_its_refresh_token(api, public_app, tokens):
+    hint = {"token_type_hint": "access_token"}
+    assert (
+        api.post(REVOKE, {"token": tokens["access_token"], "client_id": public_app.client_id, **hint}).status_code
+        == 200
+    )
+    assert api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}").status_code == 401
+    assert_error(api.refresh(public_app, tokens["refresh_token"]), 400, "invalid_grant")
+
+
+@pytest.mark.parametrize("fields", [{"token": "unknown"}, {"token": "unknown", "token_type_hint": "bogus"}])
+def test_revoking_unknown_tokens_is_200(api, public_app, tokens, fields):
+    assert api.post(REVOKE, {**fields, "client_id": public_app.client_id}).status_code == 200
+
+
+def test_another_client_cannot_revoke(api, public_app, tokens, db):
+    other = clients.register_client(name="Other", confidential=False).application
+    assert api.post(REVOKE, {"token": tokens["refresh_token"], "client_id": other.client_id}).status_code == 200
+    assert api.refresh(public_app, tokens["refresh_token"]).status_code == 200
+
+
+def test_revoke_requires_post_and_client_auth(api, client, user, confidential):
+    application, secret = confidential
+    issued = api.password_grant(application, "alice", secret=secret, basic=True).data
+    assert client.get(REVOKE).status_code == 405
+    response = api.post(REVOKE, {"token": issued["refresh_token"], "client_id": application.client_id})
+    assert_error(response, 401, "invalid_client")
+    ok = api.post(REVOKE, {"token": issued["refresh_token"]}, basic=(application.client_id, secret))
+    assert ok.status_code == 200
+    assert_error(api.refresh(application, issued["refresh_token"], secret=secret), 400, "invalid_grant")
+
+
+# -- RFC 7662 ---------------------------------------------------------------------------------
+
+
+def test_introspecting_a_live_access_token(api, tokens, public_app, resource_server):
+    response = introspect(api, resource_server, tokens["access_token"])
+    assert response.status_code == 200
+    assert_no_store(response)
+    body = response.data
+    assert body["active"] is True
+    assert body["scope"] == "read write"
+    assert body["client_id"] == public_app.client_id
+    assert body["username"] == "alice"
+    assert body["token_type"] == "Bearer"
+    assert body["exp"] - body["iat"] == 3600
+    assert abs(body["iat"] - time.time()) < 60
+
+
+def test_introspecting_a_refresh_token(api, tokens, resource_server):
+    body = introspect(api, resource_server, tokens["refresh_token"], token_type_hint="refresh_token").data
+    assert body["active"] is True and body["token_type"] == "refresh_token"
+
+
+def test_expired_and_unknown_tokens_are_inactive(api, tokens, resource_server):
+    assert introspect(api, resource_server, "nope").data == {"active": False}
+    with freeze_time(timezone.now() + timedelta(seconds=3601)):
+        assert introspect(api, resource_server, tokens["access_token"]).data == {"active": False}
+
+
+def test_inactive_user_tokens_are_inactive(api, user, tokens, resource_server):
+    user.is_active = False
+    user.save()
+    assert introspect(api, resource_server, tokens["access_token"]).data == {"active": False}
+
+
+def test_introspection_needs_a_resource_server(api, client, tokens, public_app, confidential):
+    assert_error(api.post(INTROSPECT, {"token": tokens["access_token"]}), 401, "invalid_client")
+    public = api.post(INTROSPECT, {"token": tokens["access_token"], "client_id": public_app.client_id})
+    assert_error(public, 403, "unauthorized_client")
+    application, secret = confidential
+    password_client = api.post(INTROSPECT, {"token": tokens["access_token"]}, basic=(application.client_id, secret))
+    assert_error(password_client, 403, "unauthorized_client")
+    assert client.get(INTROSPECT, {"token": tokens["access_token"]}).status_code == 405
