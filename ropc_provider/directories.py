@@ -25,7 +25,11 @@ def authenticate(username, password, *, request=None):
     return user
 
 
-def record_sign_in(user, *, request=None):
+def record_sign_in(user):
+    """Write what a successful sign-in changes on the user; call it in the token's transaction."""
     if ropc_settings.UPDATE_LAST_LOGIN:
         update_last_login(None, user)
-    signals.sign_in_succeeded.send(sender=record_sign_in, user=user, request=request)
+
+
+def announce_sign_in(user, *, request=None):
+    signals.sign_in_succeeded.send(sender=authenticate, user=user, request=request)

@@ -4,6 +4,7 @@ import base64
 import binascii
 from urllib.parse import unquote_plus
 
+from django.db import transaction
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -147,15 +148,18 @@ class RopcValidator(OAuth2Validator):
             except tokens.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None
         else:
-            tokens.issue(
-                user=request.user,
-                application=request.client,
-                scope=token["scope"],
-                access_token=token["access_token"],
-                expires_in=token["expires_in"],
-                refresh_token=token.get("refresh_token"),
-            )
-            directories.record_sign_in(request.user, request=request.django_request)
+            # One transaction, one commit: the token pair and last_login are written together.
+            with transaction.atomic(savepoint=False):
+                tokens.issue(
+                    user=request.user,
+                    application=request.client,
+                    scope=token["scope"],
+                    access_token=token["access_token"],
+                    expires_in=token["expires_in"],
+                    refresh_token=token.get("refresh_token"),
+                )
+                directories.record_sign_in(request.user)
+            directories.announce_sign_in(request.user, request=request.django_request)
 
     # -- introspection (RFC 7662) -----------------------------------------------------------
 
