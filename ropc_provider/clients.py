@@ -40,9 +40,15 @@ def register_client(
     access_token_lifetime=None,
     refresh_token_lifetime=None,
     resource_server=False,
+    realms=(),
+    default_realm=None,
 ):
     """Create a client and its policy. A resource server is a confidential client that may only
-    introspect tokens; it can never use the password grant."""
+    introspect tokens; it can never use the password grant.
+
+    ``realms`` are slugs; without any the client signs in the project's own users. With one realm
+    it is the default; with several, token requests must name one unless ``default_realm`` is set.
+    """
     name = (name or "").strip()
     if not name:
         raise InvalidInput("A client needs a name.")
@@ -55,6 +61,7 @@ def register_client(
             raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
     scopes = list(dict.fromkeys(scopes))
     _check_scopes(scopes)
+    realm_objects, default = _check_realms(realms, default_realm, resource_server)
 
     Application = get_application_model()
     secret = client_secrets.generate_secret() if confidential else None
@@ -71,23 +78,47 @@ def register_client(
             client_secret=client_secrets.make_stored_secret(secret) if secret else "",
             redirect_uris="",
         )
-        ClientPolicy.objects.create(
+        policy = ClientPolicy.objects.create(
             application=application,
             allowed_scopes=" ".join(scopes),
             issue_refresh_tokens=issue_refresh_tokens,
             access_token_lifetime=access_token_lifetime,
             refresh_token_lifetime=refresh_token_lifetime,
             may_introspect=resource_server,
+            default_realm=default,
         )
+        policy.realms.set(realm_objects)
     return RegisteredClient(application=application, client_secret=secret)
 
 
+def _check_realms(slugs, default_slug, resource_server):
+    from . import directories
+
+    if resource_server:
+        if slugs or default_slug:
+            raise InvalidInput("A resource server signs nobody in: it takes no realms.")
+        return [], None
+    slugs = list(dict.fromkeys(slugs))
+    realms = [directories.get_realm(slug) for slug in slugs] or [directories.project_realm()]
+    if default_slug:
+        default = next((realm for realm in realms if realm.slug == default_slug), None)
+        if default is None:
+            raise InvalidInput(f"The default realm {default_slug!r} must be one of the client's realms.")
+    else:
+        default = realms[0] if len(realms) == 1 else None
+    return realms, default
+
+
 def load_client(client_id):
-    """The Application with this client_id and its policy loaded in the same query, or None."""
+    """The Application with this client_id, its policy and default realm in one query, or None."""
     if not client_id or len(client_id) > 255:
         return None
     Application = get_application_model()
-    return Application.objects.select_related("ropc_policy").filter(client_id=client_id).first()
+    return (
+        Application.objects.select_related("ropc_policy", "ropc_policy__default_realm")
+        .filter(client_id=client_id)
+        .first()
+    )
 
 
 def policy_of(application):
@@ -137,7 +168,12 @@ def default_scopes(application):
 
 def registered_clients():
     Application = get_application_model()
-    return Application.objects.filter(ropc_policy__isnull=False).select_related("ropc_policy").order_by("pk")
+    return (
+        Application.objects.filter(ropc_policy__isnull=False)
+        .select_related("ropc_policy", "ropc_policy__default_realm")
+        .prefetch_related("ropc_policy__realms")
+        .order_by("pk")
+    )
 
 
 def describe_client(application):
@@ -148,6 +184,8 @@ def describe_client(application):
         "name": application.name,
         "client_type": application.client_type,
         "resource_server": policy.may_introspect,
+        "realms": [realm.slug for realm in policy.realms.all()] if policy.pk else [],
+        "default_realm": policy.default_realm.slug if policy.default_realm_id else None,
         "scopes": policy.scope_list,
         "refresh_tokens": policy.issue_refresh_tokens,
         "access_token_lifetime": access_token_lifetime(application),

@@ -1,35 +1,296 @@
-"""Who the resource owner is: checking a login name and password.
+"""Who the resource owner is: realms, their accounts, and checking a login name and password.
 
-Today every client signs in the project's own users through Django's ``authenticate()`` (so the
-project's ``AUTHENTICATION_BACKENDS`` and hashers apply). Realm-scoped directories plug in here.
+A realm's accounts come from its own directory (``RealmAccount`` rows, each its own Django user)
+or from the project's users through Django's ``authenticate()``, so a project adopts the app
+without moving anyone. Every question about the realm is settled before the password is touched.
 """
 
+import unicodedata
+from dataclasses import dataclass
+
 from django.contrib.auth import authenticate as django_authenticate
-from django.contrib.auth.models import update_last_login
+from django.contrib.auth import get_user_model, password_validation
+from django.contrib.auth.validators import UnicodeUsernameValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email, validate_slug
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 
 from . import signals
 from .conf import ropc_settings
+from .exceptions import InvalidInput, RopcError
+from .models import Realm, RealmAccount
+
+PROJECT_REALM_SLUG = "project"
 
 
-def authenticate(username, password, *, request=None):
-    """Return the active user these credentials belong to, or None.
+class RealmError(RopcError):
+    """The realm of a sign-in cannot be used; decided before any password is checked."""
 
-    Unknown user, wrong password and inactive user all return None after the same password-hash
-    work: ``ModelBackend`` hashes the password even for an unknown name, and checks ``is_active``
-    only after the password (``user_can_authenticate``).
-    """
-    user = django_authenticate(request, username=username, password=password)
-    if user is None or not user.is_active:
-        signals.sign_in_failed.send(sender=authenticate, username=username, request=request)
+
+class RealmRequired(RealmError):
+    pass
+
+
+class RealmNotAvailable(RealmError):
+    """Unknown, or not one this client may use: the same answer, so realm names do not leak."""
+
+
+class RealmInactive(RealmError):
+    pass
+
+
+@dataclass(frozen=True)
+class SignIn:
+    user: object
+    realm: Realm
+
+
+def normalize_login(value):
+    """The form login names are compared in: NFKC, case-folded, trimmed (so `Alice`, ` alice` and
+    fullwidth `ａｌｉｃｅ` are one name, for lookups and, later, lockout counters alike)."""
+    folded = unicodedata.normalize("NFKC", value).casefold()
+    return unicodedata.normalize("NFKC", folded).strip()
+
+
+# -- realms -------------------------------------------------------------------------------------
+
+
+def project_realm():
+    """The realm of the project's own users; created on first need."""
+    realm = Realm.objects.filter(source=Realm.PROJECT).first()
+    if realm is None:
+        try:
+            with transaction.atomic():
+                realm = Realm.objects.create(
+                    slug=PROJECT_REALM_SLUG, name="Project users", source=Realm.PROJECT
+                )
+        except IntegrityError:  # created concurrently
+            realm = Realm.objects.get(source=Realm.PROJECT)
+    return realm
+
+
+def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=False):
+    try:
+        validate_slug(slug or "")
+    except ValidationError:
+        raise InvalidInput(f"Invalid realm slug {slug!r}: use letters, digits, hyphens and underscores.") from None
+    if len(slug) > 40:
+        raise InvalidInput("A realm slug is at most 40 characters.")
+    if source not in (Realm.DIRECTORY, Realm.PROJECT):
+        raise InvalidInput(f"Unknown realm source {source!r}: use 'directory' or 'project'.")
+    if Realm.objects.filter(slug=slug).exists():
+        raise InvalidInput(f"A realm {slug!r} exists already.")
+    if source == Realm.PROJECT and Realm.objects.filter(source=Realm.PROJECT).exists():
+        existing = Realm.objects.get(source=Realm.PROJECT).slug
+        raise InvalidInput(f"The project's users already form realm {existing!r}; there can be only one.")
+    if allow_email_login and source == Realm.PROJECT:
+        raise InvalidInput("Email sign-in is for directory realms; the project's backends decide for its users.")
+    try:
+        with transaction.atomic():
+            return Realm.objects.create(
+                slug=slug, name=(name or slug).strip()[:150], source=source, allow_email_login=allow_email_login
+            )
+    except IntegrityError:
+        raise InvalidInput(f"A realm {slug!r} exists already.") from None
+
+
+def get_realm(slug):
+    realm = Realm.objects.filter(slug=slug).first()
+    if realm is None:
+        raise InvalidInput(f"No realm {slug!r}.")
+    return realm
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a user is to clients: a login name in a realm."""
+
+    realm: Realm
+    login_name: str
+
+
+def identity_of(user):
+    try:
+        account = user.realm_account
+    except RealmAccount.DoesNotExist:
+        return Identity(realm=project_realm(), login_name=user.get_username())
+    return Identity(realm=account.realm, login_name=account.login_name)
+
+
+# -- directory accounts -------------------------------------------------------------------------
+
+
+def _internal_username(realm, login_key):
+    # Readable in the admin and valid for Django's username validator; unique because
+    # (realm, login_key) is.
+    return f"{login_key}@{realm.slug}"
+
+
+def create_account(realm, login_name, password, *, email=None):
+    """Create a directory account with its own Django user. Password validators apply; on any
+    error nothing is written."""
+    if not realm.is_directory:
+        raise InvalidInput(f"Realm {realm.slug!r} takes its users from the project; create them there.")
+    login_key = normalize_login(login_name or "")
+    if not login_key:
+        raise InvalidInput("A login name cannot be empty.")
+    if len(login_key) > 100:
+        raise InvalidInput("A login name is at most 100 characters.")
+    try:
+        UnicodeUsernameValidator()(login_key)
+    except ValidationError:
+        raise InvalidInput("A login name may contain letters, digits and @ . + - _ only.") from None
+    if realm.allow_email_login and "@" in login_key:
+        raise InvalidInput("In a realm with email sign-in, login names cannot contain '@'.")
+    email_key = None
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError:
+            raise InvalidInput(f"Invalid email address {email!r}.") from None
+        email_key = normalize_login(email)
+    if RealmAccount.objects.filter(realm=realm, login_key=login_key).exists():
+        raise InvalidInput(f"Realm {realm.slug!r} already has an account {login_name!r}.")
+    if email_key and RealmAccount.objects.filter(realm=realm, email_key=email_key).exists():
+        raise InvalidInput(f"Realm {realm.slug!r} already has an account with that email address.")
+
+    User = get_user_model()
+    user = User(**{User.USERNAME_FIELD: _internal_username(realm, login_key)})
+    if email and hasattr(User, "EMAIL_FIELD"):
+        setattr(user, User.EMAIL_FIELD, email)
+    try:
+        password_validation.validate_password(password, user)
+    except ValidationError as error:
+        raise InvalidInput("Password rejected: " + " ".join(error.messages)) from None
+    user.set_password(password)
+    try:
+        with transaction.atomic():
+            user.save()
+            return RealmAccount.objects.create(
+                realm=realm, user=user, login_name=login_name.strip(), login_key=login_key, email_key=email_key
+            )
+    except IntegrityError:
+        raise InvalidInput(f"Realm {realm.slug!r} already has an account {login_name!r}.") from None
+
+
+# -- signing in ---------------------------------------------------------------------------------
+
+
+def _allowed(policy, prefix=""):
+    """Realms this client may use, as a filter on Realm (or, with a prefix, on a relation to it)."""
+    if policy.pk is None:  # a DOT client registered without us: the project's users only
+        return Q(**{f"{prefix}source": Realm.PROJECT})
+    return Q(**{f"{prefix}client_policies": policy})
+
+
+def default_realm(policy):
+    if policy.pk is None:
+        return project_realm()
+    return policy.default_realm
+
+
+def realm_for_refresh(policy, user):
+    """The realm of ``user`` if this client may still use it and it is active, else None: a
+    refresh must not outlive the client's right to the realm, or the realm itself."""
+    try:
+        realm = user.realm_account.realm
+        allowed = Realm.objects.filter(_allowed(policy), pk=realm.pk).exists()
+    except RealmAccount.DoesNotExist:
+        realm = Realm.objects.filter(_allowed(policy), source=Realm.PROJECT).first()
+        allowed = realm is not None
+    return realm if allowed and realm.is_active else None
+
+
+def _account_lookup(realm_filter, login_key, email_filter):
+    """The account whose login name (or, where ``email_filter`` allows, email) this is."""
+    by_name = Q(login_key=login_key)
+    if email_filter is not None and "@" in login_key:
+        by_name |= Q(email_key=login_key) & email_filter
+    return RealmAccount.objects.select_related("user", "realm").filter(realm_filter, by_name).first()
+
+
+def _resolve(policy, realm_slug, login_key):
+    """The realm to sign in to and, when the lookup found it on the way, the directory account.
+    Raises a ``RealmError`` without touching any password."""
+    default = default_realm(policy)
+    if not realm_slug:
+        if default is None:
+            raise RealmRequired("This client serves several realms: name one with the realm parameter.")
+        return default, None, False
+    if default is not None and realm_slug == default.slug:
+        return default, None, False
+    # The common case in one query: the account, its user and its realm, if that realm is one
+    # this client may use. Only when nothing is found do we ask why.
+    realm_filter = Q(realm__slug=realm_slug) & _allowed(policy, "realm__")
+    account = _account_lookup(realm_filter, login_key, Q(realm__allow_email_login=True))
+    if account is not None:
+        return account.realm, account, True
+    realm = Realm.objects.filter(_allowed(policy), slug=realm_slug).first()
+    if realm is None:
+        raise RealmNotAvailable("Unknown realm, or one this client may not use.")
+    return realm, None, True
+
+
+def _burn_a_hash(password):
+    # An unknown account costs what a wrong password costs (one hash with the default hasher),
+    # so response time does not tell which names exist; ModelBackend does the same.
+    get_user_model()().set_password(password)
+
+
+def authenticate(policy, realm_slug, login, password, *, request=None):
+    """Return a ``SignIn`` for these credentials, or None; raise ``RealmError`` for a realm the
+    client cannot use. Unknown account, wrong password and inactive account all return None after
+    the same password-hash work."""
+    login_key = normalize_login(login)
+    realm, account, looked_up = _resolve(policy, realm_slug, login_key)
+    if not realm.is_active:
+        raise RealmInactive("Sign-in to this realm is disabled.")
+
+    user = None
+    if realm.is_directory:
+        if not looked_up:
+            account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
+        if account is None:
+            _burn_a_hash(password)
+        # check_password before is_active, as ModelBackend does: the same work either way.
+        elif account.user.check_password(password) and account.user.is_active:
+            user = account.user
+    else:
+        candidate = django_authenticate(request, username=login, password=password)
+        # That the user is no directory account's is checked by record_sign_in, in the statement
+        # that writes last_login, to spare the grant a query.
+        if candidate is not None and candidate.is_active:
+            user = candidate
+
+    if user is None:
+        announce_failure(realm, login, request=request)
         return None
-    return user
+    return SignIn(user=user, realm=realm)
 
 
-def record_sign_in(user):
-    """Write what a successful sign-in changes on the user; call it in the token's transaction."""
-    if ropc_settings.UPDATE_LAST_LOGIN:
-        update_last_login(None, user)
+def record_sign_in(sign_in):
+    """Write what a successful sign-in changes on the user, in the token's transaction. Returns
+    False when the sign-in must not stand: through the project realm, a directory account's
+    user (it is a Django user too) is not one of the project's users, whatever its password."""
+    users = get_user_model()._default_manager.filter(pk=sign_in.user.pk)
+    if not sign_in.realm.is_directory:
+        users = users.filter(~Exists(RealmAccount.objects.filter(user=OuterRef("pk"))))
+    if not ropc_settings.UPDATE_LAST_LOGIN:
+        return sign_in.realm.is_directory or users.exists()
+    now = timezone.now()
+    if not users.update(last_login=now):
+        return False
+    sign_in.user.last_login = now
+    return True
 
 
-def announce_sign_in(user, *, request=None):
-    signals.sign_in_succeeded.send(sender=authenticate, user=user, request=request)
+def announce_failure(realm, login, *, request=None):
+    signals.sign_in_failed.send(sender=authenticate, realm=realm, login=normalize_login(login), request=request)
+
+
+def announce_sign_in(sign_in, login, *, request=None):
+    signals.sign_in_succeeded.send(
+        sender=authenticate, user=sign_in.user, realm=sign_in.realm, login=normalize_login(login), request=request
+    )

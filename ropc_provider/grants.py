@@ -18,6 +18,7 @@ from oauthlib.oauth2.rfc6749.grant_types import (
 )
 
 from . import clients
+from .validators import INVALID_CREDENTIALS
 
 log = logging.getLogger("ropc_provider")
 
@@ -52,7 +53,7 @@ class PasswordGrant(_TokenGrantMixin, ResourceOwnerPasswordCredentialsGrant):
         self.validate_scopes(request)
 
         if not self.request_validator.validate_user(request.username, request.password, request.client, request):
-            raise errors.InvalidGrantError("Invalid credentials given.", request=request)
+            raise errors.InvalidGrantError(INVALID_CREDENTIALS, request=request)
 
         for validator in self.custom_validators.post_token:
             validator(request)

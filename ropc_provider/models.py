@@ -1,6 +1,71 @@
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from oauth2_provider.settings import oauth2_settings
+
+
+class Realm(models.Model):
+    """A user directory a client signs people in to. The same login name can exist in several."""
+
+    DIRECTORY = "directory"
+    PROJECT = "project"
+    SOURCES = [
+        (DIRECTORY, _("its own accounts")),
+        (PROJECT, _("the project's users, through Django's authenticate()")),
+    ]
+
+    slug = models.SlugField(_("slug"), max_length=40, unique=True)
+    name = models.CharField(_("name"), max_length=150)
+    source = models.CharField(_("accounts from"), max_length=20, choices=SOURCES, default=DIRECTORY)
+    is_active = models.BooleanField(_("active"), default=True)
+    allow_email_login = models.BooleanField(
+        _("sign in with email address"),
+        default=False,
+        help_text=_("Accounts may sign in with their email address as well as their login name."),
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["slug"]
+        constraints = [
+            # The project's users form one directory; a second door to it would give one user two
+            # realms and make "which realm is this token of" ambiguous.
+            models.UniqueConstraint(
+                fields=["source"], condition=Q(source="project"), name="ropc_one_project_realm"
+            ),
+        ]
+
+    def __str__(self):
+        return self.slug
+
+    @property
+    def is_directory(self):
+        return self.source == self.DIRECTORY
+
+
+class RealmAccount(models.Model):
+    """A directory account: its own Django user, known in its realm by a login name."""
+
+    realm = models.ForeignKey(Realm, on_delete=models.PROTECT, related_name="accounts")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="realm_account")
+    login_name = models.CharField(_("login name"), max_length=100, help_text=_("As the account was created."))
+    # Case-folded NFKC form: what lookups and uniqueness use, so "Alice" and "ａｌｉｃｅ" are one account.
+    login_key = models.CharField(max_length=100, editable=False)
+    email_key = models.CharField(max_length=254, null=True, blank=True, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["realm", "login_key"], name="ropc_unique_login_per_realm"),
+            models.UniqueConstraint(
+                fields=["realm", "email_key"],
+                condition=Q(email_key__isnull=False),
+                name="ropc_unique_email_per_realm",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.login_name} ({self.realm_id and self.realm.slug})"
 
 
 class ClientPolicy(models.Model):
@@ -34,6 +99,16 @@ class ClientPolicy(models.Model):
         help_text=_("Blank uses ROPC_PROVIDER['REFRESH_TOKEN_LIFETIME']."),
     )
     issue_refresh_tokens = models.BooleanField(_("issue refresh tokens"), default=True)
+    realms = models.ManyToManyField(Realm, related_name="client_policies", blank=True, verbose_name=_("realms"))
+    default_realm = models.ForeignKey(
+        Realm,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("default realm"),
+        help_text=_("Used when a token request names no realm. Blank: requests must name one."),
+    )
     may_introspect = models.BooleanField(
         _("may introspect tokens"),
         default=False,

@@ -1,6 +1,7 @@
 from django.dispatch import Signal
 
-# A password grant succeeded: ``user``, ``request`` (the Django request). Never carries the password.
+# Never carries a password. ``login`` is the normalised login name as sent.
+# A password grant succeeded: ``user``, ``realm``, ``login``, ``request`` (the Django request).
 sign_in_succeeded = Signal()
-# A password grant's credentials were refused: ``username`` as sent, ``request``. Never the password.
+# A password grant's credentials were refused: ``realm``, ``login``, ``request``.
 sign_in_failed = Signal()

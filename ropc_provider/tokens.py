@@ -17,7 +17,7 @@ from oauth2_provider.models import (
     set_token_value,
 )
 
-from . import clients
+from . import clients, directories
 from .conf import ropc_settings
 
 AccessToken = get_access_token_model()
@@ -35,7 +35,7 @@ def checksum(value):
 def find_refresh_token(value):
     """The refresh token row for a presented value, live one first, or None."""
     return (
-        RefreshToken.objects.select_related("access_token", "user")
+        RefreshToken.objects.select_related("access_token", "user", "user__realm_account__realm")
         .filter(token_checksum=checksum(value))
         .order_by(F("revoked").asc(nulls_first=True))
         .first()
@@ -147,7 +147,9 @@ def describe(value, type_hint=None):
         lookups.reverse()
     now = timezone.now()
     for model in lookups:
-        found = model.objects.select_related("application", "user").filter(token_checksum=digest)
+        found = model.objects.select_related("application", "user", "user__realm_account__realm").filter(
+            token_checksum=digest
+        )
         if model is RefreshToken:
             found = found.filter(revoked__isnull=True).select_related("access_token")
         token = found.first()
@@ -164,10 +166,12 @@ def describe(value, type_hint=None):
             scope, token_type, expires = token.access_token.scope, "refresh_token", None
         if not token.user.is_active:
             return None
+        identity = directories.identity_of(token.user)
         claims = {
             "scope": scope,
             "client_id": token.application.client_id,
-            "username": token.user.get_username(),
+            "username": identity.login_name,
+            "realm": identity.realm.slug,
             "token_type": token_type,
             "iat": _epoch(token.created),
         }

@@ -30,6 +30,10 @@ def _parse_basic_auth(header):
     return unquote_plus(client_id), unquote_plus(secret)
 
 
+# The one description of every credential failure, so failures cannot be told apart.
+INVALID_CREDENTIALS = "Invalid credentials given."
+
+
 class RopcValidator(OAuth2Validator):
     # -- clients ----------------------------------------------------------------------------
 
@@ -93,10 +97,18 @@ class RopcValidator(OAuth2Validator):
     # -- resource owner ---------------------------------------------------------------------
 
     def validate_user(self, username, password, client, request, *args, **kwargs):
-        user = directories.authenticate(username, password, request=request.django_request)
-        if user is None:
+        try:
+            sign_in = directories.authenticate(
+                clients.policy_of(client), getattr(request, "realm", None), username, password, request=request.django_request
+            )
+        except directories.RealmInactive as error:
+            raise errors.InvalidGrantError(description=str(error), request=request) from None
+        except directories.RealmError as error:
+            raise errors.InvalidRequestError(description=str(error), request=request) from None
+        if sign_in is None:
             return False
-        request.user = user
+        request.user = sign_in.user
+        request.sign_in = sign_in
         return True
 
     # -- refresh tokens ---------------------------------------------------------------------
@@ -120,6 +132,7 @@ class RopcValidator(OAuth2Validator):
             found.access_token is None
             or not found.user.is_active
             or tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client))
+            or directories.realm_for_refresh(clients.policy_of(client), found.user) is None
         ):
             return False
         request.user = found.user
@@ -148,18 +161,23 @@ class RopcValidator(OAuth2Validator):
             except tokens.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None
         else:
-            # One transaction, one commit: the token pair and last_login are written together.
+            sign_in = request.sign_in
+            # One transaction, one commit: the sign-in and the token pair are written together.
             with transaction.atomic(savepoint=False):
-                tokens.issue(
-                    user=request.user,
-                    application=request.client,
-                    scope=token["scope"],
-                    access_token=token["access_token"],
-                    expires_in=token["expires_in"],
-                    refresh_token=token.get("refresh_token"),
-                )
-                directories.record_sign_in(request.user)
-            directories.announce_sign_in(request.user, request=request.django_request)
+                signed_in = directories.record_sign_in(sign_in)
+                if signed_in:
+                    tokens.issue(
+                        user=sign_in.user,
+                        application=request.client,
+                        scope=token["scope"],
+                        access_token=token["access_token"],
+                        expires_in=token["expires_in"],
+                        refresh_token=token.get("refresh_token"),
+                    )
+            if not signed_in:
+                directories.announce_failure(sign_in.realm, request.username, request=request.django_request)
+                raise errors.InvalidGrantError(INVALID_CREDENTIALS, request=request)
+            directories.announce_sign_in(sign_in, request.username, request=request.django_request)
 
     # -- introspection (RFC 7662) -----------------------------------------------------------
 

@@ -22,7 +22,7 @@ def assert_token_response(response, scope="read", refresh=True):
 def test_public_client_gets_tokens_with_client_id_alone(api, user, public_app):
     body = assert_token_response(api.password_grant(public_app, "alice"))
     me = api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
-    assert me.json() == {"username": "alice", "scopes": ["read"]}
+    assert me.json() == {"username": "alice", "realm": "project", "scopes": ["read"]}
 
 
 @pytest.mark.parametrize("basic", [True, False], ids=["basic", "body"])

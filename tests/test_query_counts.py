@@ -7,10 +7,12 @@ from django.test.utils import CaptureQueriesContext
 
 from tests.factories import PASSWORD
 
-# Application, user, access token, refresh token, last_login.
+# Application with policy and default realm, user (account), last_login (which also checks a
+# project-realm user is no directory account's), access token, refresh token.
 PASSWORD_GRANT_QUERIES = 5
-# Application, refresh token, claim, old access token (select, unlink, delete), new pair.
-REFRESH_GRANT_QUERIES = 8
+# Application, refresh token with user and realm, client still allowed the realm, claim,
+# old access token (select, unlink, delete), new pair.
+REFRESH_GRANT_QUERIES = 9
 
 
 def test_password_grant_queries(api, user, public_app, django_assert_num_queries):
