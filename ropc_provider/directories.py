@@ -14,7 +14,7 @@ from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email, validate_slug
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from . import signals
@@ -63,9 +63,7 @@ def project_realm():
     if realm is None:
         try:
             with transaction.atomic():
-                realm = Realm.objects.create(
-                    slug=PROJECT_REALM_SLUG, name="Project users", source=Realm.PROJECT
-                )
+                realm = Realm.objects.create(slug=PROJECT_REALM_SLUG, name="Project users", source=Realm.PROJECT)
         except IntegrityError:  # created concurrently
             realm = Realm.objects.get(source=Realm.PROJECT)
     return realm
@@ -94,6 +92,10 @@ def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=F
             )
     except IntegrityError:
         raise InvalidInput(f"A realm {slug!r} exists already.") from None
+
+
+def realms_with_account_counts():
+    return Realm.objects.annotate(account_count=Count("accounts")).order_by("slug")
 
 
 def get_realm(slug):

@@ -31,9 +31,7 @@ class Realm(models.Model):
         constraints = [
             # The project's users form one directory; a second door to it would give one user two
             # realms and make "which realm is this token of" ambiguous.
-            models.UniqueConstraint(
-                fields=["source"], condition=Q(source="project"), name="ropc_one_project_realm"
-            ),
+            models.UniqueConstraint(fields=["source"], condition=Q(source="project"), name="ropc_one_project_realm"),
         ]
 
     def __str__(self):

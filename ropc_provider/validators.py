@@ -99,7 +99,11 @@ class RopcValidator(OAuth2Validator):
     def validate_user(self, username, password, client, request, *args, **kwargs):
         try:
             sign_in = directories.authenticate(
-                clients.policy_of(client), getattr(request, "realm", None), username, password, request=request.django_request
+                clients.policy_of(client),
+                getattr(request, "realm", None),
+                username,
+                password,
+                request=request.django_request,
             )
         except directories.RealmInactive as error:
             raise errors.InvalidGrantError(description=str(error), request=request) from None

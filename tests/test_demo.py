@@ -96,11 +96,13 @@ def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
             timeout=30,
             check=True,
         )
-        assert json.loads(me.stdout)["username"] == "demo"
+        assert json.loads(me.stdout) == {"username": "demo", "realm": "demo", "scopes": ["read"]}
     finally:
         stop(second)
 
     with sqlite3.connect(database) as db:
         assert db.execute("select count(*) from auth_user").fetchone() == (1,)
+        assert db.execute("select slug from ropc_provider_realm").fetchall() == [("demo",)]
+        assert db.execute("select count(*) from ropc_provider_realmaccount").fetchone() == (1,)
         assert db.execute("select count(*) from oauth2_provider_application").fetchone() == (1,)
         assert db.execute("select count(*) from ropc_provider_clientpolicy").fetchone() == (1,)

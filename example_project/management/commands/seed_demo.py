@@ -1,13 +1,14 @@
-"""Seed the demo user and public client (idempotent) and print a curl line that gets a token."""
+"""Seed the demo realm, its user and a public client (idempotent); print a curl line that gets a token."""
 
 import shlex
 
-from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from ropc_provider import clients
+from ropc_provider import clients, directories
+from ropc_provider.models import Realm, RealmAccount
 
+DEMO_REALM = "demo"
 DEMO_USERNAME = "demo"
 # A demo password for a local demo database only; printed on purpose.
 DEMO_PASSWORD = "demo-password-not-for-production"
@@ -22,21 +23,26 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, base_url, **options):
-        User = get_user_model()
-        user, created = User.objects.get_or_create(username=DEMO_USERNAME)
-        if created or not user.check_password(DEMO_PASSWORD):
-            user.set_password(DEMO_PASSWORD)
-            user.save()
+        realm = Realm.objects.filter(slug=DEMO_REALM).first() or directories.create_realm(
+            slug=DEMO_REALM, name="Demo realm"
+        )
+        account = RealmAccount.objects.filter(realm=realm, login_key=DEMO_USERNAME).first()
+        if account is None:
+            directories.create_account(realm, DEMO_USERNAME, DEMO_PASSWORD)
+        elif not account.user.check_password(DEMO_PASSWORD):
+            account.user.set_password(DEMO_PASSWORD)
+            account.user.save()
 
         application = clients.registered_clients().filter(name=DEMO_CLIENT_NAME).first()
         if application is None:
             application = clients.register_client(
-                name=DEMO_CLIENT_NAME, confidential=False, scopes=["read", "write"]
+                name=DEMO_CLIENT_NAME, confidential=False, scopes=["read", "write"], realms=[DEMO_REALM]
             ).application
 
         url = base_url.rstrip("/") + "/o/token/"
         fields = {
             "grant_type": "password",
+            "realm": DEMO_REALM,
             "username": DEMO_USERNAME,
             "password": DEMO_PASSWORD,
             "client_id": application.client_id,
@@ -44,6 +50,7 @@ class Command(BaseCommand):
         curl = ["curl", "-s", "-X", "POST", url] + [
             part for name, value in fields.items() for part in ("--data-urlencode", f"{name}={value}")
         ]
-        self.stdout.write(f"Demo user {DEMO_USERNAME!r} and public client {application.client_id!r} are ready.")
+        self.stdout.write(f"Demo realm {DEMO_REALM!r} with user {DEMO_USERNAME!r} is ready.")
+        self.stdout.write(f"Public client: {application.client_id}")
         self.stdout.write("Get a token:")
         self.stdout.write(shlex.join(curl))

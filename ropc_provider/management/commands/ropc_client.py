@@ -33,6 +33,14 @@ class Command(JSONCommand):
             help="An API that introspects tokens (RFC 7662): confidential, never signs users in.",
         )
         create.add_argument("--scope", action="append", default=[], metavar="SCOPE", help="An allowed scope (repeat).")
+        create.add_argument(
+            "--realm",
+            action="append",
+            default=[],
+            metavar="SLUG",
+            help="A realm the client may sign users in to (repeat). None: the project's own users.",
+        )
+        create.add_argument("--default-realm", metavar="SLUG", help="The realm used when a request names none.")
         create.add_argument("--no-refresh-tokens", action="store_true")
         create.add_argument("--access-token-lifetime", type=_positive_int, metavar="SECONDS")
         create.add_argument("--refresh-token-lifetime", type=_positive_int, metavar="SECONDS")
@@ -52,6 +60,8 @@ class Command(JSONCommand):
             issue_refresh_tokens=not no_refresh_tokens,
             access_token_lifetime=options["access_token_lifetime"],
             refresh_token_lifetime=options["refresh_token_lifetime"],
+            realms=options["realm"],
+            default_realm=options["default_realm"],
         )
         result = clients.describe_client(registered.application)
         if registered.client_secret:

@@ -1,0 +1,47 @@
+from ... import directories
+from ...models import Realm
+from ._base import JSONCommand
+
+
+def describe_realm(realm):
+    return {
+        "slug": realm.slug,
+        "name": realm.name,
+        "source": realm.source,
+        "active": realm.is_active,
+        "email_login": realm.allow_email_login,
+    }
+
+
+class Command(JSONCommand):
+    help = "Manage realms: 'create' a realm, 'list' them (with account counts)."
+
+    def add_arguments(self, parser):
+        actions = parser.add_subparsers(dest="action", required=True)
+        create = actions.add_parser("create", help="Create a realm.")
+        create.add_argument("slug")
+        create.add_argument("--name")
+        create.add_argument(
+            "--source",
+            choices=[Realm.DIRECTORY, Realm.PROJECT],
+            default=Realm.DIRECTORY,
+            help="directory: its own accounts (default); project: the project's users via authenticate().",
+        )
+        create.add_argument("--email-login", action="store_true", help="Accounts may sign in with their email.")
+        actions.add_parser("list", help="List realms.")
+
+    def run(self, *, action, **options):
+        if action == "create":
+            realm = directories.create_realm(
+                slug=options["slug"],
+                name=options["name"],
+                source=options["source"],
+                allow_email_login=options["email_login"],
+            )
+            return describe_realm(realm)
+        return {
+            "realms": [
+                {**describe_realm(realm), "accounts": realm.account_count}
+                for realm in directories.realms_with_account_counts()
+            ]
+        }

@@ -1,0 +1,308 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import MD5PasswordHasher
+from oauth2_provider.models import AccessToken
+
+from ropc_provider import clients, directories, signals
+from ropc_provider.exceptions import InvalidInput
+from ropc_provider.models import Realm, RealmAccount
+from tests.conftest import assert_error
+
+EMPLOYEE_PASSWORD = "employee pass phrase 1"
+CUSTOMER_PASSWORD = "customer pass phrase 2"
+
+
+@pytest.fixture
+def employees(db):
+    return directories.create_realm(slug="employees", name="Employees")
+
+
+@pytest.fixture
+def customers(db):
+    return directories.create_realm(slug="customers", name="Customers", allow_email_login=True)
+
+
+@pytest.fixture
+def two_alices(employees, customers):
+    return (
+        directories.create_account(employees, "alice", EMPLOYEE_PASSWORD),
+        directories.create_account(customers, "alice", CUSTOMER_PASSWORD, email="Alice@Example.com"),
+    )
+
+
+@pytest.fixture
+def both_realms_app(employees, customers):
+    return clients.register_client(
+        name="Both", confidential=False, realms=["employees", "customers"], scopes=["read"]
+    ).application
+
+
+def sign_in(api, app, login, password, realm=None):
+    fields = {"realm": realm} if realm else {}
+    return api.password_grant(app, login, password=password, **fields)
+
+
+def me(api, response):
+    return api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {response.data['access_token']}").json()
+
+
+# -- identity per realm -------------------------------------------------------------------------
+
+
+def test_same_login_name_in_two_realms_are_two_identities(api, two_alices, both_realms_app):
+    employee = sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees")
+    customer = sign_in(api, both_realms_app, "alice", CUSTOMER_PASSWORD, "customers")
+    assert employee.status_code == customer.status_code == 200
+    assert me(api, employee) == {"username": "alice", "realm": "employees", "scopes": ["read"]}
+    assert me(api, customer) == {"username": "alice", "realm": "customers", "scopes": ["read"]}
+    assert two_alices[0].user != two_alices[1].user
+    assert AccessToken.objects.filter(user=two_alices[0].user).count() == 1
+    assert AccessToken.objects.filter(user=two_alices[1].user).count() == 1
+
+
+def test_each_password_works_only_in_its_own_realm(api, two_alices, both_realms_app):
+    wrong_password = sign_in(api, both_realms_app, "alice", "nope", "employees")
+    cross_realm = sign_in(api, both_realms_app, "alice", CUSTOMER_PASSWORD, "employees")
+    unknown = sign_in(api, both_realms_app, "zed", EMPLOYEE_PASSWORD, "employees")
+    for response in (wrong_password, cross_realm, unknown):
+        assert_error(response, 400, "invalid_grant")
+    assert wrong_password.content == cross_realm.content == unknown.content
+
+
+@pytest.mark.parametrize("variant", ["Alice", "ALICE", " alice ", "ａｌｉｃｅ", "Ａｌｉｃｅ"])
+def test_case_and_unicode_variants_find_the_same_account(api, two_alices, both_realms_app, variant):
+    response = sign_in(api, both_realms_app, variant, EMPLOYEE_PASSWORD, "employees")
+    assert response.status_code == 200, response.content
+    assert me(api, response)["username"] == "alice"
+
+
+def test_compatibility_forms_are_one_name(employees):
+    directories.create_account(employees, "ﬁona", EMPLOYEE_PASSWORD)  # the "fi" ligature
+    assert RealmAccount.objects.get().login_key == "fiona"
+
+
+@pytest.mark.parametrize("variant", ["ALICE", "ａｌｉｃｅ", "Alice "])
+def test_duplicate_variant_cannot_be_created(two_alices, employees, variant):
+    with pytest.raises(InvalidInput, match="already has an account"):
+        directories.create_account(employees, variant, "another pass phrase 3")
+    assert RealmAccount.objects.filter(realm=employees).count() == 1
+    assert get_user_model().objects.count() == 2
+
+
+def test_email_login_where_the_realm_allows_it(api, two_alices, both_realms_app):
+    by_email = sign_in(api, both_realms_app, "alice@EXAMPLE.com", CUSTOMER_PASSWORD, "customers")
+    assert by_email.status_code == 200, by_email.content
+    assert me(api, by_email)["username"] == "alice"
+
+
+def test_no_email_login_where_the_realm_does_not(api, employees, both_realms_app):
+    directories.create_account(employees, "bob", EMPLOYEE_PASSWORD, email="bob@example.com")
+    assert_error(sign_in(api, both_realms_app, "bob@example.com", EMPLOYEE_PASSWORD, "employees"), 400, "invalid_grant")
+
+
+def test_email_unique_per_realm(customers, two_alices):
+    with pytest.raises(InvalidInput, match="email"):
+        directories.create_account(customers, "alice2", CUSTOMER_PASSWORD, email="ALICE@example.com")
+
+
+def test_login_names_in_email_realms_cannot_contain_at(customers):
+    with pytest.raises(InvalidInput, match="'@'"):
+        directories.create_account(customers, "a@b", CUSTOMER_PASSWORD)
+
+
+def test_rejected_password_creates_nothing(employees):
+    with pytest.raises(InvalidInput, match="Password rejected"):
+        directories.create_account(employees, "carol", "123")
+    assert not RealmAccount.objects.exists() and not get_user_model().objects.exists()
+
+
+# -- which realm ----------------------------------------------------------------------------------
+
+
+def test_single_realm_client_uses_it_by_default(api, two_alices, employees):
+    app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
+    response = sign_in(api, app, "alice", EMPLOYEE_PASSWORD)
+    assert response.status_code == 200
+    assert me(api, response)["realm"] == "employees"
+
+
+def test_default_realm_among_several(api, two_alices, employees, customers):
+    app = clients.register_client(
+        name="Shop", confidential=False, realms=["employees", "customers"], default_realm="customers"
+    ).application
+    assert me(api, sign_in(api, app, "alice", CUSTOMER_PASSWORD))["realm"] == "customers"
+    assert me(api, sign_in(api, app, "alice", EMPLOYEE_PASSWORD, "employees"))["realm"] == "employees"
+
+
+def test_several_realms_and_no_default_requires_the_parameter(api, two_alices, both_realms_app):
+    response = sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD)
+    assert_error(response, 400, "invalid_request")
+    assert "realm" in response.data["error_description"]
+
+
+def test_unknown_and_forbidden_realms_get_one_answer(api, two_alices, employees, db):
+    directories.create_realm(slug="partners")
+    app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
+    unknown = sign_in(api, app, "alice", EMPLOYEE_PASSWORD, "nowhere")
+    forbidden = sign_in(api, app, "alice", CUSTOMER_PASSWORD, "customers")
+    forbidden_no_account = sign_in(api, app, "alice", CUSTOMER_PASSWORD, "partners")
+    for response in (unknown, forbidden, forbidden_no_account):
+        assert_error(response, 400, "invalid_request")
+    assert unknown.content == forbidden.content == forbidden_no_account.content
+    assert not AccessToken.objects.exists()
+
+
+def test_inactive_realm(api, two_alices, employees, both_realms_app):
+    Realm.objects.filter(pk=employees.pk).update(is_active=False)
+    right = sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees")
+    wrong = sign_in(api, both_realms_app, "alice", "nope", "employees")
+    assert_error(right, 400, "invalid_grant")
+    assert right.content == wrong.content
+    assert "realm" in right.data["error_description"]
+
+
+def test_realm_answers_do_not_depend_on_the_password(api, two_alices, employees):
+    app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
+    right = sign_in(api, app, "alice", CUSTOMER_PASSWORD, "customers")
+    wrong = sign_in(api, app, "alice", "nope", "customers")
+    assert right.content == wrong.content
+
+
+# -- deactivation and refresh -----------------------------------------------------------------------
+
+
+def test_deactivating_an_account_stops_tokens_and_refreshes(api, two_alices, both_realms_app):
+    first = sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees").data
+    user = two_alices[0].user
+    user.is_active = False
+    user.save()
+    assert_error(sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees"), 400, "invalid_grant")
+    assert_error(api.refresh(both_realms_app, first["refresh_token"]), 400, "invalid_grant")
+    # The same name in the other realm is untouched.
+    assert sign_in(api, both_realms_app, "alice", CUSTOMER_PASSWORD, "customers").status_code == 200
+
+
+def test_deactivating_a_realm_stops_tokens_and_refreshes(api, two_alices, employees, both_realms_app):
+    first = sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees").data
+    employees.is_active = False
+    employees.save()
+    assert_error(sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees"), 400, "invalid_grant")
+    assert_error(api.refresh(both_realms_app, first["refresh_token"]), 400, "invalid_grant")
+
+
+def test_refresh_refused_once_the_client_loses_the_realm(api, two_alices, employees, both_realms_app):
+    first = sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees").data
+    both_realms_app.ropc_policy.realms.remove(employees)
+    assert_error(api.refresh(both_realms_app, first["refresh_token"]), 400, "invalid_grant")
+
+
+def test_introspection_names_the_realm(api, two_alices, both_realms_app, resource_server):
+    tokens = sign_in(api, both_realms_app, "alice", CUSTOMER_PASSWORD, "customers").data
+    application, secret = resource_server
+    body = api.post("/o/introspect/", {"token": tokens["access_token"]}, basic=(application.client_id, secret)).data
+    assert body["realm"] == "customers" and body["username"] == "alice"
+
+
+# -- the project's own users -------------------------------------------------------------------------
+
+
+def test_project_realm_signs_in_existing_users_without_extra_rows(api, db):
+    User = get_user_model()
+    User.objects.create_superuser("root", "root@example.com", "root pass phrase 4")
+    User.objects.create_user("dora", "dora@example.com", "dora pass phrase 5")
+    app = clients.register_client(name="Legacy", confidential=False).application
+    assert not RealmAccount.objects.exists()
+    for login, password in (("root", "root pass phrase 4"), ("dora", "dora pass phrase 5")):
+        response = sign_in(api, app, login, password)
+        assert response.status_code == 200, response.content
+        assert me(api, response)["realm"] == "project"
+    assert not RealmAccount.objects.exists()
+
+
+def test_directory_users_are_not_project_users(api, two_alices, db):
+    internal_username = two_alices[0].user.get_username()
+    app = clients.register_client(name="Legacy", confidential=False).application
+    response = sign_in(api, app, internal_username, EMPLOYEE_PASSWORD)
+    assert_error(response, 400, "invalid_grant")
+    assert response.content == sign_in(api, app, "nobody", EMPLOYEE_PASSWORD).content
+    assert not AccessToken.objects.exists()
+
+
+def test_only_one_project_realm(db):
+    directories.project_realm()
+    with pytest.raises(InvalidInput, match="only one"):
+        directories.create_realm(slug="staff", source=Realm.PROJECT)
+
+
+# -- cost and signals ---------------------------------------------------------------------------------
+
+
+class CountingHasher(MD5PasswordHasher):
+    algorithm = "counting_md5"
+    calls = 0
+
+    def encode(self, password, salt):
+        CountingHasher.calls += 1
+        return super().encode(password, salt)
+
+
+@pytest.fixture
+def counting_hasher(settings):
+    settings.PASSWORD_HASHERS = ["tests.test_realms.CountingHasher"]
+    CountingHasher.calls = 0
+    return CountingHasher
+
+
+def test_unknown_account_costs_the_same_hashing_as_a_wrong_password(api, employees, both_realms_app, counting_hasher):
+    directories.create_account(employees, "erin", EMPLOYEE_PASSWORD)
+    costs = {}
+    for case, login, password in [
+        ("wrong password", "erin", "nope"),
+        ("unknown account", "nobody", "nope"),
+        ("right password", "erin", EMPLOYEE_PASSWORD),
+    ]:
+        counting_hasher.calls = 0
+        sign_in(api, both_realms_app, login, password, "employees")
+        costs[case] = counting_hasher.calls
+    assert costs == {"wrong password": 1, "unknown account": 1, "right password": 1}
+
+
+def test_forbidden_realm_costs_no_hashing(api, two_alices, db, counting_hasher):
+    app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
+    counting_hasher.calls = 0
+    sign_in(api, app, "alice", CUSTOMER_PASSWORD, "customers")
+    assert counting_hasher.calls == 0
+
+
+def test_signals_carry_realm_and_login_never_the_password(api, two_alices, both_realms_app):
+    received = []
+
+    def listener(signal, **kwargs):
+        received.append((signal, kwargs))
+
+    signals.sign_in_succeeded.connect(listener)
+    signals.sign_in_failed.connect(listener)
+    try:
+        sign_in(api, both_realms_app, "ALICE", EMPLOYEE_PASSWORD, "employees")
+        sign_in(api, both_realms_app, "Alice", "wrong password 9", "customers")
+    finally:
+        signals.sign_in_succeeded.disconnect(listener)
+        signals.sign_in_failed.disconnect(listener)
+    (ok_signal, ok), (failed_signal, failed) = received
+    assert ok_signal is signals.sign_in_succeeded and failed_signal is signals.sign_in_failed
+    assert (ok["realm"].slug, ok["login"], ok["user"]) == ("employees", "alice", two_alices[0].user)
+    assert (failed["realm"].slug, failed["login"]) == ("customers", "alice")
+    for _signal, kwargs in received:
+        assert EMPLOYEE_PASSWORD not in repr(kwargs) and "wrong password 9" not in repr(kwargs)
+
+
+def test_realm_password_grant_queries(api, two_alices, both_realms_app, django_assert_num_queries):
+    # Application; account with its user and realm, if the client may use the realm; the tokens; last_login.
+    with django_assert_num_queries(5):
+        assert sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees").status_code == 200
+
+
+def test_default_realm_password_grant_queries(api, two_alices, django_assert_num_queries):
+    app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
+    with django_assert_num_queries(5):
+        assert sign_in(api, app, "alice", EMPLOYEE_PASSWORD).status_code == 200
