@@ -110,6 +110,20 @@ def test_login_names_in_email_realms_cannot_contain_at(customers):
         directories.create_account(customers, "a@b", CUSTOMER_PASSWORD)
 
 
+def test_email_login_cannot_be_switched_on_over_at_signs(employees):
+    directories.create_account(employees, "x@y", EMPLOYEE_PASSWORD)
+    with pytest.raises(InvalidInput, match="ambiguous"):
+        directories.set_email_login(employees, True)
+    employees.refresh_from_db()
+    assert employees.allow_email_login is False
+
+
+def test_email_login_switch(api, employees, both_realms_app):
+    directories.create_account(employees, "bob", EMPLOYEE_PASSWORD, email="bob@example.com")
+    directories.set_email_login(employees, True)
+    assert sign_in(api, both_realms_app, "bob@example.com", EMPLOYEE_PASSWORD, "employees").status_code == 200
+
+
 def test_rejected_password_creates_nothing(employees):
     with pytest.raises(InvalidInput, match="Password rejected"):
         directories.create_account(employees, "carol", "123")
