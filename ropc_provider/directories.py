@@ -187,6 +187,23 @@ def create_account(realm, login_name, password, *, email=None):
         raise InvalidInput(f"Realm {realm.slug!r} already has an account {login_name!r}.") from None
 
 
+def find_user(realm, login):
+    """The user known in ``realm`` by ``login`` (a login name, as an operator types it)."""
+    if realm.is_directory:
+        account = (
+            RealmAccount.objects.select_related("user").filter(realm=realm, login_key=normalize_login(login)).first()
+        )
+        user = account.user if account else None
+    else:
+        User = get_user_model()
+        user = User._default_manager.filter(**{User.USERNAME_FIELD: login}).first()
+        if user is not None and RealmAccount.objects.filter(user=user).exists():
+            user = None
+    if user is None:
+        raise InvalidInput(f"Realm {realm.slug!r} has no account {login!r}.")
+    return user
+
+
 # -- signing in ---------------------------------------------------------------------------------
 
 

@@ -90,3 +90,11 @@ class OAuthLibCore(DOTOAuthLibCore):
         except errors.OAuth2Error as error:
             return None, error.headers, error.json, error.status_code
         return None, headers, body, status
+
+    def verify_request(self, request, scopes):
+        """Check the bearer token of a request to one of our protected endpoints. The token comes
+        in the Authorization header only (RFC 6750 §2.1): never from a body or a URL."""
+        headers = self.extract_headers(request)
+        return self.server.verify_request(
+            request.build_absolute_uri(request.path), request.method, None, headers, scopes
+        )

@@ -123,3 +123,32 @@ class ClientPolicy(models.Model):
     @property
     def scope_list(self):
         return self.allowed_scopes.split()
+
+
+class SessionCutoff(models.Model):
+    """The moment before which a user's refresh tokens stop working. One row per user, created
+    the first time their sessions are revoked."""
+
+    PASSWORD_CHANGED = "password_changed"
+    SIGNED_OUT = "signed_out"
+    OPERATOR = "operator"
+    ACCOUNT_DEACTIVATED = "account_deactivated"
+    REASONS = [
+        (PASSWORD_CHANGED, _("password changed")),
+        (SIGNED_OUT, _("user signed out everywhere")),
+        (OPERATOR, _("revoked by an operator")),
+        (ACCOUNT_DEACTIVATED, _("account deactivated")),
+    ]
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="session_cutoff")
+    refresh_tokens_valid_from = models.DateTimeField(
+        _("refresh tokens valid from"),
+        help_text=_("Refresh tokens issued before this moment are refused; later ones work."),
+    )
+    reason = models.CharField(_("why it moved"), max_length=30, choices=REASONS)
+
+    class Meta:
+        verbose_name = _("session cutoff")
+
+    def __str__(self):
+        return f"{self.user} from {self.refresh_tokens_valid_from:%Y-%m-%d %H:%M:%S} ({self.reason})"

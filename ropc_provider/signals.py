@@ -5,3 +5,5 @@ from django.dispatch import Signal
 sign_in_succeeded = Signal()
 # A password grant's credentials were refused: ``realm``, ``login``, ``request``.
 sign_in_failed = Signal()
+# Every session of a user was ended: ``user``, ``realm``, ``reason`` (a SessionCutoff reason).
+sessions_revoked = Signal()

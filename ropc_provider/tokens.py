@@ -35,7 +35,9 @@ def checksum(value):
 def find_refresh_token(value):
     """The refresh token row for a presented value, live one first, or None."""
     return (
-        RefreshToken.objects.select_related("access_token", "user", "user__realm_account__realm")
+        RefreshToken.objects.select_related(
+            "access_token", "user", "user__realm_account__realm", "user__session_cutoff"
+        )
         .filter(token_checksum=checksum(value))
         .order_by(F("revoked").asc(nulls_first=True))
         .first()

@@ -8,4 +8,5 @@ urlpatterns = [
     path("token/", views.TokenView.as_view(), name="token"),
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
     path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
+    path("revoke_sessions/", views.RevokeSessionsView.as_view(), name="revoke-sessions"),
 ]

@@ -8,7 +8,7 @@ from django.db import transaction
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import clients, directories, tokens
+from . import clients, directories, sessions, tokens
 from .conf import ropc_settings
 
 
@@ -132,10 +132,14 @@ class RopcValidator(OAuth2Validator):
             ):
                 tokens.revoke_family(found)
             return False
+        if sessions.cut_off(found):
+            tokens.revoke_family(found)
+            raise errors.InvalidGrantError(description=sessions.SESSION_ENDED, request=request)
+        if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client)):
+            raise errors.InvalidGrantError(description=sessions.REFRESH_TOKEN_EXPIRED, request=request)
         if (
             found.access_token is None
             or not found.user.is_active
-            or tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client))
             or directories.realm_for_refresh(clients.policy_of(client), found.user) is None
         ):
             return False

@@ -10,7 +10,9 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
 
+from . import sessions
 from .http import OAuthLibCore
+from .models import SessionCutoff
 from .server import Server
 from .validators import RopcValidator
 
@@ -20,6 +22,8 @@ SENSITIVE_PARAMETERS = ("password", "client_secret", "refresh_token", "token", "
 
 def oauth_response(request, headers, body, status):
     response = HttpResponse(body or "", status=status, content_type="application/json")
+    if status == 204:
+        del response["Content-Type"]
     for name, value in (headers or {}).items():
         if name.lower() != "www-authenticate":
             response[name] = value
@@ -71,3 +75,17 @@ class IntrospectTokenView(OAuthEndpoint):
 
     def post(self, request, *args, **kwargs):
         return self.respond(request, self.get_oauthlib_core().create_introspect_response)
+
+
+class RevokeSessionsView(OAuthEndpoint):
+    """Sign out everywhere: end every session of the bearer token's user (this one included)."""
+
+    def post(self, request, *args, **kwargs):
+        valid, oauth_request = self.get_oauthlib_core().verify_request(request, scopes=[])
+        if not valid:
+            body = json.dumps({"error": "invalid_token", "error_description": "A valid bearer token is required."})
+            response = oauth_response(request, {}, body, 401)
+            response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return response
+        sessions.revoke_sessions(oauth_request.user, reason=SessionCutoff.SIGNED_OUT)
+        return oauth_response(request, {}, "", 204)

@@ -1,0 +1,22 @@
+from ... import directories, sessions
+from ...models import SessionCutoff
+from ._base import JSONCommand
+
+
+class Command(JSONCommand):
+    help = "End every session of one account now: its refresh tokens stop working and its access tokens are revoked."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--realm", required=True, metavar="SLUG")
+        parser.add_argument("--username", required=True)
+
+    def run(self, *, realm, username, **options):
+        realm = directories.get_realm(realm)
+        user = directories.find_user(realm, username)
+        cutoff = sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
+        return {
+            "realm": realm.slug,
+            "username": directories.identity_of(user).login_name,
+            "refresh_tokens_valid_from": cutoff.refresh_tokens_valid_from.isoformat(),
+            "reason": cutoff.reason,
+        }
