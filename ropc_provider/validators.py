@@ -126,15 +126,16 @@ class RopcValidator(OAuth2Validator):
         # another's sessions by replaying their tokens.
         if found is None or found.application_id != client.pk:
             return False
+        if sessions.cut_off(found):
+            if found.revoked is None:
+                tokens.revoke_family(found)
+            raise errors.InvalidGrantError(description=sessions.SESSION_ENDED, request=request)
         if found.revoked is not None:
             if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and tokens.is_replay(
                 found, received_at=request.received_at
             ):
                 tokens.revoke_family(found)
             return False
-        if sessions.cut_off(found):
-            tokens.revoke_family(found)
-            raise errors.InvalidGrantError(description=sessions.SESSION_ENDED, request=request)
         if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client)):
             raise errors.InvalidGrantError(description=sessions.REFRESH_TOKEN_EXPIRED, request=request)
         if (

@@ -8,14 +8,9 @@ class UserFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = get_user_model()
         django_get_or_create = ("username",)
-        skip_postgeneration_save = True
 
     username = factory.Sequence(lambda n: f"user{n}")
     email = factory.LazyAttribute(lambda user: f"{user.username}@example.com")
     is_active = True
-
-    @factory.post_generation
-    def password(user, create, extracted, **kwargs):
-        user.set_password(extracted or PASSWORD)
-        if create:
-            user.save()
+    # Hashed before the first save, as createsuperuser does: creating a user is no password change.
+    password = factory.django.Password(PASSWORD)

@@ -1,0 +1,238 @@
+"""Every way of ending a user's sessions refuses older refresh tokens, revokes older access tokens
+at once, and leaves tokens obtained afterwards working."""
+
+import io
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
+from django.core.management import call_command
+from django.utils import timezone
+from freezegun import freeze_time
+from oauth2_provider.models import AccessToken, RefreshToken
+
+from ropc_provider import clients, directories, sessions, signals
+from ropc_provider.models import SessionCutoff
+from tests.conftest import assert_error
+from tests.factories import PASSWORD
+
+NEW_PASSWORD = "a brand new pass phrase 7"
+
+
+def me(api, tokens):
+    return api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+
+
+def assert_session_ended(api, app, old):
+    assert me(api, old).status_code == 401
+    response = api.refresh(app, old["refresh_token"])
+    assert_error(response, 400, "invalid_grant")
+    return response
+
+
+def change_with_set_password(user, api):
+    user.set_password(NEW_PASSWORD)
+    user.save()
+
+
+def change_with_password_change_form(user, api):
+    form = PasswordChangeForm(
+        user, {"old_password": PASSWORD, "new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD}
+    )
+    assert form.is_valid(), form.errors
+    form.save()
+
+
+def change_with_set_password_form(user, api):
+    form = SetPasswordForm(user, {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    assert form.is_valid(), form.errors
+    form.save()
+
+
+def change_in_the_admin(user, api):
+    from tests.factories import UserFactory
+
+    admin = UserFactory(username="admin", is_staff=True, is_superuser=True)
+    api.client.force_login(admin)
+    response = api.client.post(
+        f"/admin/auth/user/{user.pk}/password/",
+        {"password1": NEW_PASSWORD, "password2": NEW_PASSWORD, "usable_password": "true"},
+    )
+    assert response.status_code == 302, response.content
+    api.client.logout()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [change_with_set_password, change_with_password_change_form, change_with_set_password_form, change_in_the_admin],
+)
+def test_password_change_ends_sessions(api, user, public_app, change):
+    old = api.password_grant(public_app, "alice").data
+    change(user, api)
+    response = assert_session_ended(api, public_app, old)
+    assert response.data["error_description"] == sessions.SESSION_ENDED
+    assert SessionCutoff.objects.get(user=user).reason == SessionCutoff.PASSWORD_CHANGED
+    new = api.password_grant(public_app, "alice", password=NEW_PASSWORD).data
+    assert me(api, new).status_code == 200
+    assert api.refresh(public_app, new["refresh_token"]).status_code == 200
+
+
+def test_sign_out_everywhere(api, user, public_app):
+    first = api.password_grant(public_app, "alice").data
+    second = api.password_grant(public_app, "alice").data
+    response = api.client.post("/o/revoke_sessions/", HTTP_AUTHORIZATION=f"Bearer {second['access_token']}")
+    assert response.status_code == 204
+    assert response["Cache-Control"] == "no-store"
+    for old in (first, second):
+        assert_session_ended(api, public_app, old)
+    assert SessionCutoff.objects.get(user=user).reason == SessionCutoff.SIGNED_OUT
+    assert me(api, api.password_grant(public_app, "alice").data).status_code == 200
+
+
+@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic Zm9vOmJhcg=="])
+def test_sign_out_everywhere_needs_a_valid_bearer_token(api, user, public_app, header):
+    tokens = api.password_grant(public_app, "alice").data
+    extra = {"HTTP_AUTHORIZATION": header} if header else {}
+    response = api.client.post("/o/revoke_sessions/", **extra)
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert me(api, tokens).status_code == 200
+
+
+def test_sign_out_everywhere_ignores_a_token_in_the_url(api, user, public_app):
+    tokens = api.password_grant(public_app, "alice").data
+    assert api.client.post(f"/o/revoke_sessions/?access_token={tokens['access_token']}").status_code == 401
+
+
+def test_operator_command(api, db):
+    realm = directories.create_realm(slug="employees")
+    directories.create_account(realm, "Alice", PASSWORD)
+    app = clients.register_client(name="Staff", confidential=False, realms=["employees"]).application
+    old = api.password_grant(app, "alice").data
+    out = io.StringIO()
+    call_command("ropc_revoke", "--realm", "employees", "--username", "ALICE", stdout=out)
+    result = json.loads(out.getvalue())
+    assert result["realm"] == "employees" and result["username"] == "Alice" and result["reason"] == "operator"
+    assert timezone.datetime.fromisoformat(result["refresh_tokens_valid_from"]) <= timezone.now()
+    assert_session_ended(api, app, old)
+
+
+def test_operator_command_errors(db):
+    directories.create_realm(slug="employees")
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="no account"):
+        call_command("ropc_revoke", "--realm", "employees", "--username", "nobody")
+    with pytest.raises(CommandError, match="No realm"):
+        call_command("ropc_revoke", "--realm", "nowhere", "--username", "nobody")
+
+
+def test_service_function(api, user, public_app):
+    old = api.password_grant(public_app, "alice").data
+    cutoff = sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
+    assert cutoff.refresh_tokens_valid_from <= timezone.now()
+    assert_session_ended(api, public_app, old)
+
+
+def test_deactivation_ends_sessions(api, user, public_app, resource_server):
+    old = api.password_grant(public_app, "alice").data
+    user.is_active = False
+    user.save()
+    assert me(api, old).status_code == 401
+    assert not AccessToken.objects.filter(user=user).exists()
+    assert SessionCutoff.objects.get(user=user).reason == SessionCutoff.ACCOUNT_DEACTIVATED
+
+
+def test_refused_refresh_token_is_revoked_not_just_refused(api, user, public_app):
+    with freeze_time(timezone.now() - timedelta(minutes=5)):
+        old = api.password_grant(public_app, "alice").data
+    SessionCutoff.objects.create(
+        user=user, refresh_tokens_valid_from=timezone.now(), reason=SessionCutoff.OPERATOR
+    )  # written directly: the token itself was never touched
+    assert_error(api.refresh(public_app, old["refresh_token"]), 400, "invalid_grant")
+    assert not RefreshToken.objects.filter(user=user, revoked__isnull=True).exists()
+
+
+def test_expiry_and_cutoff_are_told_apart(api, db, user):
+    app = clients.register_client(name="Short", confidential=False, refresh_token_lifetime=60).application
+    start = timezone.now()
+    with freeze_time(start):
+        tokens = api.password_grant(app, "alice").data
+    with freeze_time(start + timedelta(seconds=61)):
+        expired = api.refresh(app, tokens["refresh_token"])
+    assert expired.data["error_description"] == sessions.REFRESH_TOKEN_EXPIRED != sessions.SESSION_ENDED
+
+
+def test_cutoff_boundary_in_the_same_second(api, user, public_app):
+    cutoff_at = timezone.now().replace(microsecond=400_000)
+    with freeze_time(cutoff_at - timedelta(milliseconds=100)):
+        before = api.password_grant(public_app, "alice").data
+    with freeze_time(cutoff_at):
+        sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
+        at_the_instant = api.password_grant(public_app, "alice").data
+    with freeze_time(cutoff_at + timedelta(milliseconds=100)):
+        after = api.password_grant(public_app, "alice").data
+        assert_error(api.refresh(public_app, before["refresh_token"]), 400, "invalid_grant")
+        assert api.refresh(public_app, at_the_instant["refresh_token"]).status_code == 200
+        assert api.refresh(public_app, after["refresh_token"]).status_code == 200
+
+
+def test_cutoff_never_moves_backwards(user):
+    now = timezone.now()
+    sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR, now=now)
+    sessions.revoke_sessions(user, reason=SessionCutoff.SIGNED_OUT, now=now - timedelta(seconds=5))
+    assert SessionCutoff.objects.get(user=user).refresh_tokens_valid_from == now
+
+
+def test_one_identity_signs_out_the_same_name_in_another_realm_stays(api, db):
+    employees = directories.create_realm(slug="employees")
+    customers = directories.create_realm(slug="customers")
+    employee = directories.create_account(employees, "alice", "employee pass phrase 1")
+    directories.create_account(customers, "alice", "customer pass phrase 2")
+    app = clients.register_client(name="Both", confidential=False, realms=["employees", "customers"]).application
+    as_employee = api.password_grant(app, "alice", password="employee pass phrase 1", realm="employees").data
+    as_customer = api.password_grant(app, "alice", password="customer pass phrase 2", realm="customers").data
+    response = api.client.post("/o/revoke_sessions/", HTTP_AUTHORIZATION=f"Bearer {as_employee['access_token']}")
+    assert response.status_code == 204
+    assert_session_ended(api, app, as_employee)
+    assert me(api, as_customer).status_code == 200
+    assert api.refresh(app, as_customer["refresh_token"]).status_code == 200
+    assert SessionCutoff.objects.get().user == employee.user
+
+
+def test_hash_upgrade_on_login_is_not_a_password_change(api, user, public_app, settings):
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    old = api.password_grant(public_app, "alice").data  # upgrades alice's MD5 hash to PBKDF2
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_")
+    assert not SessionCutoff.objects.exists()
+    assert me(api, old).status_code == 200
+
+
+def test_signal_names_user_realm_and_reason(user):
+    received = []
+
+    def listener(**kwargs):
+        received.append(kwargs)
+
+    signals.sessions_revoked.connect(listener)
+    try:
+        sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
+    finally:
+        signals.sessions_revoked.disconnect(listener)
+    (event,) = received
+    assert (event["user"], event["realm"].slug, event["reason"]) == (user, "project", "operator")
+
+
+def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_assert_max_num_queries):
+    SessionCutoff.objects.create(
+        user=user, refresh_tokens_valid_from=timezone.now() - timedelta(days=1), reason="operator"
+    )
+    tokens = api.password_grant(public_app, "alice").data
+    with django_assert_max_num_queries(14):
+        assert api.refresh(public_app, tokens["refresh_token"]).status_code == 200
