@@ -81,13 +81,27 @@ USE_TZ = True
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# OpenID Connect signing key: from the environment in production; `make demo` writes a local one.
+OIDC_KEY_FILE = BASE_DIR / "var" / "oidc.key"
+OIDC_RSA_PRIVATE_KEY = os.environ.get("OIDC_RSA_PRIVATE_KEY") or (
+    OIDC_KEY_FILE.read_text() if OIDC_KEY_FILE.exists() else ""
+)
+
 OAUTH2_PROVIDER = {
-    "SCOPES": {"read": "Read your data", "write": "Change your data"},
+    "SCOPES": {
+        "read": "Read your data",
+        "write": "Change your data",
+        "openid": "Know who you are",
+        "profile": "Your name",
+        "email": "Your email address",
+    },
     "DEFAULT_SCOPES": ["read"],
     # Tokens are stored as SHA-256 checksums only (RFC 9700).
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     # DOT's own endpoints refuse the password grant; ropc_provider's /o/token/ serves it on purpose.
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    "OIDC_ENABLED": bool(OIDC_RSA_PRIVATE_KEY),
+    "OIDC_RSA_PRIVATE_KEY": OIDC_RSA_PRIVATE_KEY,
 }
 
 REST_FRAMEWORK = {

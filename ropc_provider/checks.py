@@ -40,3 +40,16 @@ def required_apps_installed(app_configs, **kwargs):
     if "oauth2_provider" in settings.INSTALLED_APPS:
         return []
     return [Error("ropc_provider needs 'oauth2_provider' in INSTALLED_APPS.", id="ropc_provider.E001")]
+
+
+@register(Tags.compatibility)
+def claims_hook_is_callable(app_configs, **kwargs):
+    from .conf import ropc_settings
+
+    try:
+        hook = ropc_settings.CLAIMS_HOOK
+    except ImportError as error:
+        return [Error(f"ROPC_PROVIDER['CLAIMS_HOOK'] cannot be imported: {error}", id="ropc_provider.E002")]
+    if hook is not None and not callable(hook):
+        return [Error("ROPC_PROVIDER['CLAIMS_HOOK'] is not callable.", id="ropc_provider.E002")]
+    return []

@@ -27,11 +27,15 @@ DEFAULTS = {
     # No single request parameter may be longer than this (characters); longer is invalid_request.
     # Bounds the work a request can cause (a 1 MB "password" is not a password).
     "MAX_PARAMETER_LENGTH": 4096,
+    # Dotted path to a callable adding claims to ID tokens and userinfo, called as
+    # hook(user=, realm=, client=, scopes=, request=) and returning a dict. It cannot set the
+    # claims that identify the token or the user (see claims.PROTECTED_CLAIMS).
+    "CLAIMS_HOOK": None,
     # Generator of access and refresh token values: a callable taking the oauthlib request.
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }
 
-IMPORT_STRINGS = {"TOKEN_GENERATOR"}
+IMPORT_STRINGS = {"TOKEN_GENERATOR", "CLAIMS_HOOK"}
 
 
 class RopcSettings:

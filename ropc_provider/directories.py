@@ -42,9 +42,22 @@ class RealmInactive(RealmError):
 
 
 @dataclass(frozen=True)
+class Identity:
+    """Who a user is to clients: a login name in a realm."""
+
+    realm: Realm
+    login_name: str
+
+
+@dataclass(frozen=True)
 class SignIn:
     user: object
     realm: Realm
+    login_name: str
+
+    @property
+    def identity(self):
+        return Identity(realm=self.realm, login_name=self.login_name)
 
 
 def normalize_login(value):
@@ -113,14 +126,6 @@ def get_realm(slug):
     if realm is None:
         raise InvalidInput(f"No realm {slug!r}.")
     return realm
-
-
-@dataclass(frozen=True)
-class Identity:
-    """Who a user is to clients: a login name in a realm."""
-
-    realm: Realm
-    login_name: str
 
 
 def identity_of(user):
@@ -277,7 +282,7 @@ def authenticate(policy, realm_slug, login, password, *, request=None):
     if not realm.is_active:
         raise RealmInactive("Sign-in to this realm is disabled.")
 
-    user = None
+    user, login_name = None, login
     if realm.is_directory:
         if not looked_up:
             account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
@@ -285,18 +290,18 @@ def authenticate(policy, realm_slug, login, password, *, request=None):
             _burn_a_hash(password)
         # check_password before is_active, as ModelBackend does: the same work either way.
         elif account.user.check_password(password) and account.user.is_active:
-            user = account.user
+            user, login_name = account.user, account.login_name
     else:
         candidate = django_authenticate(request, username=login, password=password)
         # That the user is no directory account's is checked by record_sign_in, in the statement
         # that writes last_login, to spare the grant a query.
         if candidate is not None and candidate.is_active:
-            user = candidate
+            user, login_name = candidate, candidate.get_username()
 
     if user is None:
         announce_failure(realm, login, request=request)
         return None
-    return SignIn(user=user, realm=realm)
+    return SignIn(user=user, realm=realm, login_name=login_name)
 
 
 def record_sign_in(sign_in):

@@ -32,6 +32,10 @@ class _TokenGrantMixin:
             token = token_handler.create_token(request, refresh_token=refresh)
             for modifier in self._token_modifiers:
                 token = modifier(token, token_handler, request)
+            # Built before anything is stored, so a failing claims hook writes nothing.
+            id_token = self.request_validator.id_token_for(token, request)
+            if id_token:
+                token["id_token"] = id_token
             self.request_validator.save_token(token, request)
         except errors.OAuth2Error as error:
             headers.update(error.headers)

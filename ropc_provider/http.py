@@ -5,6 +5,7 @@ once. DOT reads ``request.POST`` (accepting multipart bodies, keeping the last o
 parameters); we read the raw body so every deviation is a clear ``invalid_request`` instead.
 """
 
+import logging
 from urllib.parse import parse_qsl
 
 from django.conf import settings
@@ -13,7 +14,10 @@ from oauth2_provider.oauth2_backends import OAuthLibCore as DOTOAuthLibCore
 from oauthlib.common import urlencode
 from oauthlib.oauth2.rfc6749 import errors
 
+from .claims import ClaimsHookError
 from .conf import ropc_settings
+
+log = logging.getLogger("ropc_provider")
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -75,6 +79,11 @@ class OAuthLibCore(DOTOAuthLibCore):
             )
         except errors.OAuth2Error as error:
             return None, error.headers, error.json, error.status_code
+        except ClaimsHookError:
+            # The project's claims hook is broken: say so in the log, nothing was stored.
+            log.exception("The ID token could not be built")
+            error = errors.ServerError(description="The ID token could not be built; see the server log.")
+            return None, {}, error.json, 500
         return None, headers, body, status
 
     def create_revocation_response(self, request):

@@ -152,3 +152,20 @@ class SessionCutoff(models.Model):
 
     def __str__(self):
         return f"{self.user} from {self.refresh_tokens_valid_from:%Y-%m-%d %H:%M:%S} ({self.reason})"
+
+
+def _new_subject():
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+class Subject(models.Model):
+    """A user's OpenID Connect ``sub``: random, so it reveals no database id or order, and
+    stored, so it never changes. Created the first time an ID token names the user."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oidc_subject")
+    sub = models.CharField(max_length=64, unique=True, default=_new_subject, editable=False)
+
+    def __str__(self):
+        return self.sub

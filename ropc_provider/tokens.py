@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import router, transaction
-from django.db.models import F
+from django.db.models import F, Min
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -36,7 +36,7 @@ def find_refresh_token(value):
     """The refresh token row for a presented value, live one first, or None."""
     return (
         RefreshToken.objects.select_related(
-            "access_token", "user", "user__realm_account__realm", "user__session_cutoff"
+            "access_token", "user", "user__realm_account__realm", "user__session_cutoff", "user__oidc_subject"
         )
         .filter(token_checksum=checksum(value))
         .order_by(F("revoked").asc(nulls_first=True))
@@ -49,6 +49,14 @@ def is_replay(refresh_token, *, received_at):
     than a request sent concurrently with its rotation."""
     tolerance = timedelta(seconds=ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE)
     return received_at > refresh_token.revoked + tolerance
+
+
+def family_started(refresh_token):
+    """When the password grant that began this token family happened (its first token)."""
+    if not refresh_token.token_family:
+        return refresh_token.created
+    first = RefreshToken.objects.filter(token_family=refresh_token.token_family).aggregate(Min("created"))
+    return first["created__min"] or refresh_token.created
 
 
 def refresh_token_expired(refresh_token, lifetime_seconds, *, now=None):

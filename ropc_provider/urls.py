@@ -9,4 +9,7 @@ urlpatterns = [
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
     path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
     path("revoke_sessions/", views.RevokeSessionsView.as_view(), name="revoke-sessions"),
+    path("userinfo/", views.UserInfoView.as_view(), name="userinfo"),
+    path(".well-known/openid-configuration", views.DiscoveryView.as_view(), name="openid-configuration"),
+    path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
 ]

@@ -8,7 +8,7 @@ from django.db import transaction
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import clients, directories, sessions, tokens
+from . import clients, directories, oidc, sessions, tokens
 from .conf import ropc_settings
 
 
@@ -187,6 +187,27 @@ class RopcValidator(OAuth2Validator):
                 directories.announce_failure(sign_in.realm, request.username, request=request.django_request)
                 raise errors.InvalidGrantError(INVALID_CREDENTIALS, request=request)
             directories.announce_sign_in(sign_in, request.username, request=request.django_request)
+
+    # -- OpenID Connect --------------------------------------------------------------------
+
+    def id_token_for(self, token, request):
+        if not oidc.enabled() or "openid" not in (request.scopes or ()):
+            return None
+        if request.grant_type == "password":
+            identity, auth_time = request.sign_in.identity, request.received_at
+        else:
+            identity = directories.identity_of(request.user)
+            auth_time = tokens.family_started(request.refresh_token_instance)
+        return oidc.id_token(
+            user=request.user,
+            identity=identity,
+            client=request.client,
+            scopes=request.scopes,
+            access_token=token["access_token"],
+            expires_in=token["expires_in"],
+            auth_time=auth_time,
+            django_request=request.django_request,
+        )
 
     # -- introspection (RFC 7662) -----------------------------------------------------------
 

@@ -3,14 +3,15 @@
 import json
 
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
 
-from . import sessions
+from . import directories, oidc, sessions
+from .claims import user_claims
 from .http import OAuthLibCore
 from .models import SessionCutoff
 from .server import Server
@@ -83,9 +84,82 @@ class RevokeSessionsView(OAuthEndpoint):
     def post(self, request, *args, **kwargs):
         valid, oauth_request = self.get_oauthlib_core().verify_request(request, scopes=[])
         if not valid:
-            body = json.dumps({"error": "invalid_token", "error_description": "A valid bearer token is required."})
-            response = oauth_response(request, {}, body, 401)
-            response["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return response
+            return json_error(
+                request,
+                401,
+                "invalid_token",
+                "A valid bearer token is required.",
+                **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
+            )
         sessions.revoke_sessions(oauth_request.user, reason=SessionCutoff.SIGNED_OUT)
         return oauth_response(request, {}, "", 204)
+
+
+def json_error(request, status, error, description, **headers):
+    response = oauth_response(request, {}, json.dumps({"error": error, "error_description": description}), status)
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
+def _oidc_disabled(request):
+    return json_error(request, 404, "not_found", "OpenID Connect is not enabled on this server.")
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+class UserInfoView(OAuthEndpoint):
+    """OpenID Connect userinfo: the claims about the bearer token's user that its scopes allow."""
+
+    http_method_names = ["get", "post"]
+
+    def get(self, request, *args, **kwargs):
+        if not oidc.enabled():
+            return _oidc_disabled(request)
+        valid, oauth_request = self.get_oauthlib_core().verify_request(request, scopes=["openid"])
+        if not valid:
+            error = getattr(oauth_request, "oauth2_error", {}).get("error", "invalid_token")
+            status = 403 if error == "insufficient_scope" else 401
+            return json_error(
+                request,
+                status,
+                error,
+                "A valid bearer token with the openid scope is required.",
+                **{"WWW-Authenticate": f'Bearer error="{error}"'},
+            )
+        user = oauth_request.user
+        claims = user_claims(
+            user=user,
+            identity=directories.identity_of(user),
+            client=oauth_request.client,
+            scopes=oauth_request.scopes,
+            request=request,
+        )
+        return oauth_response(request, {}, json.dumps(claims), 200)
+
+    post = get
+
+
+@method_decorator(login_not_required, name="dispatch")
+class DiscoveryView(View):
+    """OpenID Connect discovery: what this provider serves and how."""
+
+    def get(self, request, *args, **kwargs):
+        if not oidc.enabled():
+            return _oidc_disabled(request)
+        response = JsonResponse(oidc.discovery(request))
+        response["Access-Control-Allow-Origin"] = "*"
+        return response
+
+
+@method_decorator(login_not_required, name="dispatch")
+class JwksView(View):
+    """The public keys that verify our ID tokens, the current one first, then retired ones."""
+
+    def get(self, request, *args, **kwargs):
+        if not oidc.enabled():
+            return _oidc_disabled(request)
+        response = JsonResponse(oidc.jwks())
+        response["Access-Control-Allow-Origin"] = "*"
+        response["Cache-Control"] = "public, max-age=3600"
+        return response

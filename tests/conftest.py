@@ -109,5 +109,6 @@ def assert_no_store(response):
 
 def assert_error(response, status, error):
     assert response.status_code == status, response.content
-    assert response.data["error"] == error, response.data
+    body = json.loads(response.content)
+    assert body["error"] == error, body
     assert_no_store(response)

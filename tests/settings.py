@@ -2,7 +2,8 @@ import os
 import tempfile
 
 from example_project.settings import *  # noqa: F403
-from example_project.settings import DATABASES
+from example_project.settings import DATABASES, OAUTH2_PROVIDER
+from example_project.keys import generate_rsa_key
 
 # A cheap hasher keeps the suite fast; tests about hashing cost live in benchmarks/.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -15,3 +16,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.path.join(tempfile.gettempdir(), f"ropc-provider-test-{os.getpid()}.sqlite3")
     }
+
+# A throwaway signing key per test run: OpenID Connect on, as in a real deployment.
+OIDC_TEST_KEY = generate_rsa_key()
+OAUTH2_PROVIDER = {**OAUTH2_PROVIDER, "OIDC_ENABLED": True, "OIDC_RSA_PRIVATE_KEY": OIDC_TEST_KEY}

@@ -1,0 +1,203 @@
+import base64
+import hashlib
+import json
+
+import jwt
+import pytest
+from django.core import checks
+from oauth2_provider.models import AccessToken, RefreshToken
+
+from example_project.keys import generate_rsa_key
+from ropc_provider import clients, directories
+from tests.conftest import assert_error
+
+SECRET = "pass phrase for oidc 1"
+
+
+@pytest.fixture
+def oidc_app(db):
+    return clients.register_client(
+        name="App", confidential=False, scopes=["openid", "profile", "email", "read"]
+    ).application
+
+
+@pytest.fixture
+def jwks(client):
+    response = client.get("/o/.well-known/jwks.json")
+    assert response.status_code == 200
+    return jwt.PyJWKSet.from_dict(response.json())
+
+
+def verify(id_token, jwks, audience):
+    kid = jwt.get_unverified_header(id_token)["kid"]
+    key = next(k for k in jwks.keys if k.key_id == kid)
+    return jwt.decode(
+        id_token,
+        key.key,
+        algorithms=["RS256"],
+        audience=audience,
+        issuer="http://testserver/o",
+        options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time", "at_hash"]},
+    )
+
+
+def expected_at_hash(access_token):
+    digest = hashlib.sha256(access_token.encode()).digest()
+    return base64.urlsafe_b64encode(digest[:16]).rstrip(b"=").decode()
+
+
+def test_id_token_from_the_password_grant_verifies(api, user, oidc_app, jwks):
+    response = api.password_grant(oidc_app, "alice", scope="openid read")
+    assert response.status_code == 200, response.content
+    body = response.data
+    claims = verify(body["id_token"], jwks, oidc_app.client_id)
+    assert claims["at_hash"] == expected_at_hash(body["access_token"])
+    assert claims["realm"] == "project" and claims["preferred_username"] == "alice"
+    assert claims["amr"] == ["pwd"]
+    assert claims["exp"] - claims["iat"] == body["expires_in"]
+    assert abs(claims["auth_time"] - claims["iat"]) <= 1
+    assert "email" not in claims and "name" not in claims
+
+
+def test_tampered_id_token_fails(api, user, oidc_app, jwks):
+    id_token = api.password_grant(oidc_app, "alice", scope="openid").data["id_token"]
+    header, payload, signature = id_token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=="))
+    claims["preferred_username"] = "mallory"
+    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    with pytest.raises(jwt.InvalidSignatureError):
+        verify(f"{header}.{forged}.{signature}", jwks, oidc_app.client_id)
+    with pytest.raises(jwt.InvalidAudienceError):
+        verify(id_token, jwks, "another-client")
+
+
+def test_no_openid_no_id_token(api, user, oidc_app):
+    assert "id_token" not in api.password_grant(oidc_app, "alice", scope="read").data
+
+
+def test_refresh_gives_a_new_id_token_for_the_same_subject(api, user, oidc_app, jwks):
+    first = api.password_grant(oidc_app, "alice", scope="openid read").data
+    second = api.refresh(oidc_app, first["refresh_token"]).data
+    before, after = (
+        verify(first["id_token"], jwks, oidc_app.client_id),
+        verify(second["id_token"], jwks, oidc_app.client_id),
+    )
+    assert second["id_token"] != first["id_token"]
+    assert after["sub"] == before["sub"]
+    assert after["auth_time"] == before["auth_time"]
+    assert after["at_hash"] == expected_at_hash(second["access_token"])
+    narrowed = api.refresh(oidc_app, second["refresh_token"], scope="read").data
+    assert "id_token" not in narrowed
+
+
+def test_profile_and_email_scopes_add_standard_claims(api, oidc_app, jwks, db):
+    from tests.factories import UserFactory
+
+    UserFactory(username="bea", first_name="Bea", last_name="Smith", email="bea@example.com")
+    token = api.password_grant(oidc_app, "bea", scope="openid profile email").data["id_token"]
+    claims = verify(token, jwks, oidc_app.client_id)
+    assert (claims["name"], claims["given_name"], claims["family_name"]) == ("Bea Smith", "Bea", "Smith")
+    assert claims["email"] == "bea@example.com"
+
+
+def test_sub_is_stable_unique_across_realms_and_not_a_database_id(api, db, jwks):
+    employees = directories.create_realm(slug="employees")
+    customers = directories.create_realm(slug="customers")
+    employee = directories.create_account(employees, "alice", SECRET)
+    directories.create_account(customers, "alice", SECRET)
+    app = clients.register_client(
+        name="Both", confidential=False, realms=["employees", "customers"], scopes=["openid"]
+    ).application
+
+    def sub(realm):
+        token = api.password_grant(app, "alice", password=SECRET, realm=realm, scope="openid").data["id_token"]
+        return verify(token, jwks, app.client_id)["sub"]
+
+    assert sub("employees") == sub("employees")
+    assert sub("employees") != sub("customers")
+    assert str(employee.user.pk) not in sub("employees")
+    assert len(sub("employees")) >= 32
+
+
+def test_userinfo_returns_the_id_tokens_user_claims(api, user, oidc_app, jwks):
+    body = api.password_grant(oidc_app, "alice", scope="openid email").data
+    claims = verify(body["id_token"], jwks, oidc_app.client_id)
+    for method in ("get", "post"):
+        response = getattr(api.client, method)("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
+        assert response.status_code == 200
+        assert response["Cache-Control"] == "no-store"
+        info = response.json()
+        assert info == {k: claims[k] for k in ("sub", "realm", "preferred_username", "email")}
+
+
+def test_userinfo_needs_an_openid_token(api, user, oidc_app):
+    plain = api.password_grant(oidc_app, "alice", scope="read").data
+    assert_error(
+        api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {plain['access_token']}"), 403, "insufficient_scope"
+    )
+    missing = api.client.get("/o/userinfo/")
+    assert missing.status_code == 401 and missing.json()["error"] == "invalid_token"
+
+
+def add_department(*, user, realm, client, scopes, request):
+    return {"department": f"{realm.slug}-dept", "scopes_seen": sorted(scopes)}
+
+
+def steal_sub(**kwargs):
+    return {"sub": "admin", "realm": "root"}
+
+
+def test_claims_hook_adds_to_id_token_and_userinfo(api, user, oidc_app, jwks, settings):
+    settings.ROPC_PROVIDER = {"CLAIMS_HOOK": "tests.test_oidc.add_department"}
+    body = api.password_grant(oidc_app, "alice", scope="openid").data
+    assert verify(body["id_token"], jwks, oidc_app.client_id)["department"] == "project-dept"
+    info = api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}").json()
+    assert info["department"] == "project-dept" and info["scopes_seen"] == ["openid"]
+
+
+def test_claims_hook_cannot_set_protected_claims(api, user, oidc_app, settings, caplog):
+    settings.ROPC_PROVIDER = {"CLAIMS_HOOK": "tests.test_oidc.steal_sub"}
+    response = api.password_grant(oidc_app, "alice", scope="openid")
+    assert_error(response, 500, "server_error")
+    assert "protected claim(s) realm, sub" in caplog.text
+    assert not AccessToken.objects.exists() and not RefreshToken.objects.exists()
+    assert api.password_grant(oidc_app, "alice", scope="read").status_code == 200
+
+
+def test_claims_hook_that_cannot_be_imported_fails_the_checks(settings):
+    settings.ROPC_PROVIDER = {"CLAIMS_HOOK": "tests.nowhere.hook"}
+    assert "ropc_provider.E002" in {m.id for m in checks.run_checks()}
+
+
+def test_discovery_document(client):
+    doc = client.get("/o/.well-known/openid-configuration").json()
+    assert doc["issuer"] == "http://testserver/o"
+    assert doc["token_endpoint"] == "http://testserver/o/token/"
+    assert doc["userinfo_endpoint"] == "http://testserver/o/userinfo/"
+    assert doc["jwks_uri"] == "http://testserver/o/.well-known/jwks.json"
+    assert doc["grant_types_supported"] == ["password", "refresh_token"]
+    assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post", "none"]
+    assert "openid" in doc["scopes_supported"]
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+
+
+def test_rotated_out_key_still_verifies_older_tokens(api, user, oidc_app, settings, client):
+    old_key = settings.OAUTH2_PROVIDER["OIDC_RSA_PRIVATE_KEY"]
+    old_token = api.password_grant(oidc_app, "alice", scope="openid").data["id_token"]
+    settings.OAUTH2_PROVIDER = {
+        **settings.OAUTH2_PROVIDER,
+        "OIDC_RSA_PRIVATE_KEY": generate_rsa_key(),
+        "OIDC_RSA_PRIVATE_KEYS_INACTIVE": [old_key],
+    }
+    keys = jwt.PyJWKSet.from_dict(client.get("/o/.well-known/jwks.json").json())
+    assert len(keys.keys) == 2
+    new_token = api.password_grant(oidc_app, "alice", scope="openid").data["id_token"]
+    assert jwt.get_unverified_header(new_token)["kid"] != jwt.get_unverified_header(old_token)["kid"]
+    for token in (old_token, new_token):
+        assert verify(token, keys, oidc_app.client_id)["preferred_username"] == "alice"
+
+
+def test_oidc_endpoints_are_404_when_disabled(client, settings):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ENABLED": False}
+    for path in ("/o/.well-known/openid-configuration", "/o/.well-known/jwks.json", "/o/userinfo/"):
+        assert client.get(path).status_code == 404
