@@ -1,9 +1,9 @@
 import os
 import tempfile
 
+from example_project.keys import generate_rsa_key
 from example_project.settings import *  # noqa: F403
 from example_project.settings import DATABASES, OAUTH2_PROVIDER
-from example_project.keys import generate_rsa_key
 
 # A cheap hasher keeps the suite fast; tests about hashing cost live in benchmarks/.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
