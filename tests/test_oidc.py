@@ -115,8 +115,8 @@ def test_sub_is_stable_unique_across_realms_and_not_a_database_id(api, db, jwks)
 
     assert sub("employees") == sub("employees")
     assert sub("employees") != sub("customers")
-    assert str(employee.user.pk) not in sub("employees")
-    assert len(sub("employees")) >= 32
+    assert sub("employees") == employee.user.oidc_subject.sub
+    assert not sub("employees").isdigit() and len(sub("employees")) >= 32
 
 
 def test_userinfo_returns_the_id_tokens_user_claims(api, user, oidc_app, jwks):
