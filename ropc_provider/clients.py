@@ -42,6 +42,7 @@ def register_client(
     resource_server=False,
     realms=(),
     default_realm=None,
+    may_forward_user_ip=False,
 ):
     """Create a client and its policy. A resource server is a confidential client that may only
     introspect tokens; it can never use the password grant.
@@ -56,6 +57,9 @@ def register_client(
         raise InvalidInput("A client name is at most 255 characters.")
     if resource_server and not confidential:
         raise InvalidInput("A resource server must be a confidential client.")
+    if may_forward_user_ip and not confidential:
+        # Anyone can send any header from a public client; only a server we authenticate may.
+        raise InvalidInput("Only a confidential client may forward its end user's IP address.")
     for label, value in (("access", access_token_lifetime), ("refresh", refresh_token_lifetime)):
         if value is not None and value <= 0:
             raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
@@ -86,6 +90,7 @@ def register_client(
             refresh_token_lifetime=refresh_token_lifetime,
             may_introspect=resource_server,
             default_realm=default,
+            may_forward_user_ip=may_forward_user_ip,
         )
         policy.realms.set(realm_objects)
     return RegisteredClient(application=application, client_secret=secret)
@@ -137,6 +142,11 @@ def may_use_password_grant(application):
     return application.authorization_grant_type == application.GRANT_PASSWORD
 
 
+def may_forward_user_ip(application):
+    """Whether this (authenticated) client may name its end user's address for attack protection."""
+    return is_confidential(application) and policy_of(application).may_forward_user_ip
+
+
 def verify_client_secret(application, provided):
     if not is_confidential(application):
         # A public client has no secret; one sent anyway never makes it confidential.
@@ -184,6 +194,7 @@ def describe_client(application):
         "name": application.name,
         "client_type": application.client_type,
         "resource_server": policy.may_introspect,
+        "may_forward_user_ip": policy.may_forward_user_ip,
         "realms": [realm.slug for realm in policy.realms.all()] if policy.pk else [],
         "default_realm": policy.default_realm.slug if policy.default_realm_id else None,
         "scopes": policy.scope_list,

@@ -31,6 +31,28 @@ DEFAULTS = {
     # hook(user=, realm=, client=, scopes=, request=) and returning a dict. It cannot set the
     # claims that identify the token or the user (see claims.PROTECTED_CLAIMS).
     "CLAIMS_HOOK": None,
+    # -- attack protection (see protection.py) --
+    # Consecutive failures for one login name in one realm before it is locked.
+    "LOCKOUT_THRESHOLD": 10,
+    # First lock, in seconds; each further lock doubles it, up to LOCKOUT_MAX_SECONDS.
+    "LOCKOUT_SECONDS": 60,
+    "LOCKOUT_MAX_SECONDS": 900,
+    # Seconds without an attempt after which failures and the doubling are forgotten.
+    "LOCKOUT_RESET_AFTER": 12 * 3600,
+    # Failed attempts from one client address, across all accounts and realms, per window.
+    "IP_FAILURE_LIMIT": 100,
+    "IP_FAILURE_WINDOW": 300,
+    # Behind proxies: how many to trust in X-Forwarded-For, or a META key one of them sets
+    # (e.g. "HTTP_X_REAL_IP"). Neither: the socket's address, and X-Forwarded-For is ignored.
+    "TRUSTED_PROXY_COUNT": 0,
+    "CLIENT_IP_HEADER": None,
+    # Header in which a confidential client flagged for it names its end user's address.
+    "FORWARDED_USER_IP_HEADER": "X-End-User-IP",
+    # The cache alias counters live in; Redis in production, so all app servers share them.
+    "PROTECTION_CACHE": "default",
+    # With the cache unreachable: serve without protection and log an error (False), or refuse
+    # password grants with 503 temporarily_unavailable (True).
+    "PROTECTION_FAIL_CLOSED": False,
     # Generator of access and refresh token values: a callable taking the oauthlib request.
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }

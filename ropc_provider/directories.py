@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from . import signals
+from . import protection, signals
 from .conf import ropc_settings
 from .exceptions import InvalidInput, RopcError
 from .models import Realm, RealmAccount
@@ -273,30 +273,33 @@ def _burn_a_hash(password):
     get_user_model()().set_password(password)
 
 
-def authenticate(policy, realm_slug, login, password, *, request=None):
+def authenticate(policy, realm_slug, login, password, *, ip, request=None):
     """Return a ``SignIn`` for these credentials, or None; raise ``RealmError`` for a realm the
-    client cannot use. Unknown account, wrong password and inactive account all return None after
-    the same password-hash work."""
+    client cannot use, ``protection.TooManyAttempts`` for a locked identity or throttled address
+    (both before any password is checked). Unknown account, wrong password and inactive account
+    all return None after the same password-hash work."""
     login_key = normalize_login(login)
     realm, account, looked_up = _resolve(policy, realm_slug, login_key)
     if not realm.is_active:
         raise RealmInactive("Sign-in to this realm is disabled.")
 
     user, login_name = None, login
-    if realm.is_directory:
-        if not looked_up:
-            account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
-        if account is None:
-            _burn_a_hash(password)
-        # check_password before is_active, as ModelBackend does: the same work either way.
-        elif account.user.check_password(password) and account.user.is_active:
-            user, login_name = account.user, account.login_name
-    else:
-        candidate = django_authenticate(request, username=login, password=password)
-        # That the user is no directory account's is checked by record_sign_in, in the statement
-        # that writes last_login, to spare the grant a query.
-        if candidate is not None and candidate.is_active:
-            user, login_name = candidate, candidate.get_username()
+    with protection.attempt(realm_slug=realm.slug, login_key=login_key, ip=ip) as attempt:
+        if realm.is_directory:
+            if not looked_up:
+                account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
+            if account is None:
+                _burn_a_hash(password)
+            # check_password before is_active, as ModelBackend does: the same work either way.
+            elif account.user.check_password(password) and account.user.is_active:
+                user, login_name = account.user, account.login_name
+        else:
+            candidate = django_authenticate(request, username=login, password=password)
+            # That the user is no directory account's is checked by record_sign_in, in the
+            # statement that writes last_login, to spare the grant a query.
+            if candidate is not None and candidate.is_active:
+                user, login_name = candidate, candidate.get_username()
+        attempt.succeeded = user is not None
 
     if user is None:
         announce_failure(realm, login, request=request)

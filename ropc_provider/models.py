@@ -107,6 +107,14 @@ class ClientPolicy(models.Model):
         verbose_name=_("default realm"),
         help_text=_("Used when a token request names no realm. Blank: requests must name one."),
     )
+    may_forward_user_ip = models.BooleanField(
+        _("may forward the end user's IP address"),
+        default=False,
+        help_text=_(
+            "Confidential server-side clients only: attack protection counts failures against the "
+            "address the client names, not the client's own."
+        ),
+    )
     may_introspect = models.BooleanField(
         _("may introspect tokens"),
         default=False,

@@ -7,3 +7,7 @@ sign_in_succeeded = Signal()
 sign_in_failed = Signal()
 # Every session of a user was ended: ``user``, ``realm``, ``reason`` (a SessionCutoff reason).
 sessions_revoked = Signal()
+# An identity was locked after too many failures: ``realm_slug``, ``login``, ``seconds``.
+locked_out = Signal()
+# A client address went over its failure limit: ``ip``.
+throttled = Signal()

@@ -8,7 +8,7 @@ from django.db import transaction
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import clients, directories, oidc, sessions, tokens
+from . import clients, directories, oidc, protection, sessions, tokens
 from .conf import ropc_settings
 
 
@@ -28,6 +28,19 @@ def _parse_basic_auth(header):
     if not colon or not client_id:
         raise errors.InvalidClientError(description="Malformed Basic credentials.")
     return unquote_plus(client_id), unquote_plus(secret)
+
+
+class TooManyAttemptsError(errors.OAuth2Error):
+    error = "too_many_attempts"
+    status_code = 429
+
+    def __init__(self, cause, **kwargs):
+        super().__init__(description=str(cause), **kwargs)
+        self.retry_after = cause.retry_after
+
+    @property
+    def headers(self):
+        return {"Retry-After": str(self.retry_after)}
 
 
 # The one description of every credential failure, so failures cannot be told apart.
@@ -97,14 +110,20 @@ class RopcValidator(OAuth2Validator):
     # -- resource owner ---------------------------------------------------------------------
 
     def validate_user(self, username, password, client, request, *args, **kwargs):
+        ip = protection.client_ip(request.django_request, may_forward_user_ip=clients.may_forward_user_ip(client))
         try:
             sign_in = directories.authenticate(
                 clients.policy_of(client),
                 getattr(request, "realm", None),
                 username,
                 password,
+                ip=ip,
                 request=request.django_request,
             )
+        except protection.TooManyAttempts as error:
+            raise TooManyAttemptsError(error, request=request) from None
+        except protection.ProtectionUnavailable as error:
+            raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
         except directories.RealmInactive as error:
             raise errors.InvalidGrantError(description=str(error), request=request) from None
         except directories.RealmError as error:

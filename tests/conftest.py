@@ -61,6 +61,15 @@ class Api:
         return self.token(data)
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Attack-protection counters live in the cache: no test inherits another's failures."""
+    from django.core.cache import caches
+
+    for alias in caches:
+        caches[alias].clear()
+
+
 @pytest.fixture
 def api(client):
     return Api(client)

@@ -42,6 +42,11 @@ class Command(JSONCommand):
         )
         create.add_argument("--default-realm", metavar="SLUG", help="The realm used when a request names none.")
         create.add_argument("--no-refresh-tokens", action="store_true")
+        create.add_argument(
+            "--may-forward-user-ip",
+            action="store_true",
+            help="Confidential only: the client names its end user's IP in the X-End-User-IP header.",
+        )
         create.add_argument("--access-token-lifetime", type=_positive_int, metavar="SECONDS")
         create.add_argument("--refresh-token-lifetime", type=_positive_int, metavar="SECONDS")
         actions.add_parser("list", help="List the clients registered with a policy.")
@@ -61,6 +66,7 @@ class Command(JSONCommand):
             access_token_lifetime=options["access_token_lifetime"],
             refresh_token_lifetime=options["refresh_token_lifetime"],
             realms=options["realm"],
+            may_forward_user_ip=options["may_forward_user_ip"],
             default_realm=options["default_realm"],
         )
         result = clients.describe_client(registered.application)

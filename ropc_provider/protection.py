@@ -1,0 +1,180 @@
+"""Attack protection: per-identity lockout and per-IP throttling, counted in Django's cache.
+
+Every attempt is counted *before* its password is checked, with the cache's atomic increment, so
+of any number of concurrent attempts at most the threshold reach a password hash; the rest are
+refused without hashing. A success refunds what it counted. Counters live in the cache so that
+several app servers on one Redis share them.
+"""
+
+import hashlib
+import ipaddress
+import logging
+import math
+import time
+from contextlib import contextmanager
+
+from django.core.cache import caches
+
+from . import signals
+from .conf import ropc_settings
+from .exceptions import RopcError
+
+log = logging.getLogger("ropc_provider")
+
+
+class TooManyAttempts(RopcError):
+    def __init__(self, retry_after):
+        super().__init__("Too many failed attempts; try again later.")
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class ProtectionUnavailable(RopcError):
+    """The cache is unreachable and ROPC_PROVIDER['PROTECTION_FAIL_CLOSED'] is on."""
+
+
+def _cache():
+    return caches[ropc_settings.PROTECTION_CACHE]
+
+
+def _digest(*parts):
+    # Keys of fixed length and alphabet, whatever the login name; no login name in the cache.
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:40]
+
+
+def identity_key(realm_slug, login_key):
+    return f"ropc:id:{_digest(realm_slug, login_key)}"
+
+
+def _ip_key(ip):
+    window = ropc_settings.IP_FAILURE_WINDOW
+    return f"ropc:ip:{_digest(ip)}:{int(time.time() // window)}"
+
+
+def _count(key, timeout):
+    cache = _cache()
+    cache.add(key, 0, timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout)
+        return 1
+
+
+def _fail_open(error):
+    if ropc_settings.PROTECTION_FAIL_CLOSED:
+        log.error("Attack protection unavailable, refusing sign-ins: %s", type(error).__name__)
+        raise ProtectionUnavailable("Sign-in is temporarily unavailable.") from None
+    log.error("Attack protection unavailable, serving without it: %s", type(error).__name__)
+
+
+# -- client IP ---------------------------------------------------------------------------------
+
+
+def _valid_ip(value):
+    try:
+        return str(ipaddress.ip_address(value.strip()))
+    except ValueError:
+        return None
+
+
+def client_ip(request, *, may_forward_user_ip=False):
+    """The address attempts are counted against.
+
+    By default the socket's peer. Behind N trusted proxies (``TRUSTED_PROXY_COUNT``) the address
+    the outermost of them saw, read from the right of X-Forwarded-For, so a client cannot spoof it
+    by prepending entries; or a header the proxy sets (``CLIENT_IP_HEADER``). A confidential
+    client flagged to do so may name its end user's address in ``FORWARDED_USER_IP_HEADER``:
+    otherwise a server-side app would put all its users behind one address.
+    """
+    meta = request.META
+    ip = _valid_ip(meta.get("REMOTE_ADDR", "")) or "unknown"
+    if ropc_settings.CLIENT_IP_HEADER:
+        ip = _valid_ip(meta.get(ropc_settings.CLIENT_IP_HEADER, "")) or ip
+    elif ropc_settings.TRUSTED_PROXY_COUNT:
+        hops = [hop for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+        if len(hops) >= ropc_settings.TRUSTED_PROXY_COUNT:
+            ip = _valid_ip(hops[-ropc_settings.TRUSTED_PROXY_COUNT]) or ip
+    if may_forward_user_ip:
+        header = "HTTP_" + ropc_settings.FORWARDED_USER_IP_HEADER.upper().replace("-", "_")
+        ip = _valid_ip(meta.get(header, "")) or ip
+    return ip
+
+
+# -- attempts -----------------------------------------------------------------------------------
+
+
+def _lock_period(lockouts):
+    base, ceiling = ropc_settings.LOCKOUT_SECONDS, ropc_settings.LOCKOUT_MAX_SECONDS
+    return min(ceiling, base * 2 ** max(0, lockouts - 1))
+
+
+class Attempt:
+    succeeded = False
+
+    def __init__(self, key, ip):
+        self.key, self.ip = key, ip
+
+
+def _check_ip(ip):
+    """Count one attempt against the client's address; refuse past the limit."""
+    count = _count(_ip_key(ip), ropc_settings.IP_FAILURE_WINDOW)
+    if count > ropc_settings.IP_FAILURE_LIMIT:
+        window = ropc_settings.IP_FAILURE_WINDOW
+        signals.throttled.send(sender=attempt, ip=ip)
+        raise TooManyAttempts(window - time.time() % window)
+
+
+@contextmanager
+def attempt(*, realm_slug, login_key, ip):
+    """Guard one password check: raises ``TooManyAttempts`` before it when the identity is
+    locked or the address throttled; counts it as a failure unless ``.succeeded`` is set."""
+    cache = _cache()
+    key = identity_key(realm_slug, login_key)
+    current = Attempt(key, ip)
+    try:
+        locked_until = cache.get(f"{key}:locked")
+        if locked_until is not None:
+            raise TooManyAttempts(locked_until - time.time())
+        _check_ip(ip)
+        count = _count(f"{key}:attempts", ropc_settings.LOCKOUT_RESET_AFTER)
+        if count > ropc_settings.LOCKOUT_THRESHOLD:
+            # Concurrent with the attempt that reached the threshold, which locks the identity.
+            raise TooManyAttempts(ropc_settings.LOCKOUT_SECONDS)
+        protected = True
+    except TooManyAttempts:
+        raise
+    except Exception as error:  # the cache backend's own: connection refused, timeouts
+        _fail_open(error)
+        protected = False
+
+    yield current
+
+    if not protected:
+        return
+    try:
+        if current.succeeded:
+            cache.delete_many([f"{key}:attempts", f"{key}:lockouts"])
+            cache.decr(_ip_key(ip))  # a success is no failure of the address
+        elif count >= ropc_settings.LOCKOUT_THRESHOLD:
+            lockouts = _count(f"{key}:lockouts", ropc_settings.LOCKOUT_RESET_AFTER)
+            period = _lock_period(lockouts)
+            # Lock first, then clear the counter, so no attempt slips between the two.
+            cache.set(f"{key}:locked", time.time() + period, period)
+            cache.delete(f"{key}:attempts")
+            signals.locked_out.send(sender=attempt, realm_slug=realm_slug, login=login_key, seconds=period)
+    except ValueError:
+        pass  # the address counter expired meanwhile
+    except Exception as error:
+        _fail_open(error)
+
+
+def unlock(realm_slug, login_key):
+    key = identity_key(realm_slug, login_key)
+    _cache().delete_many([f"{key}:locked", f"{key}:attempts", f"{key}:lockouts"])
+
+
+def lock_state(realm_slug, login_key):
+    """What an operator sees: failures counted, and until when the identity is locked."""
+    cache = _cache()
+    key = identity_key(realm_slug, login_key)
+    return {"failures": cache.get(f"{key}:attempts", 0), "locked_until": cache.get(f"{key}:locked")}

@@ -1,0 +1,238 @@
+"""Lockout per identity, throttling per address, the counted address, cache failures."""
+
+import io
+import json
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+import pytest
+import requests
+from django.core.management import call_command
+from django.utils import timezone
+from freezegun import freeze_time
+
+from ropc_provider import clients, directories, signals
+from tests.conftest import assert_error
+from tests.factories import PASSWORD
+from tests.test_realms import CountingHasher  # noqa: F401  (the hasher the settings name)
+
+WRONG = "not the password"
+
+
+@pytest.fixture
+def counting_hasher(settings):
+    settings.PASSWORD_HASHERS = ["tests.test_realms.CountingHasher"]
+    CountingHasher.calls = 0
+    return CountingHasher
+
+
+@pytest.fixture
+def employees(db):
+    realm = directories.create_realm(slug="employees")
+    directories.create_account(realm, "alice", PASSWORD)
+    return realm
+
+
+@pytest.fixture
+def app(employees):
+    directories.create_realm(slug="customers")
+    directories.create_account(directories.get_realm("customers"), "alice", PASSWORD)
+    return clients.register_client(
+        name="App", confidential=False, realms=["employees", "customers"], default_realm="employees"
+    ).application
+
+
+def attempt(api, app, login="alice", password=WRONG, **extra):
+    data = {"grant_type": "password", "username": login, "password": password, "client_id": app.client_id}
+    realm = extra.pop("realm", None)
+    if realm:
+        data["realm"] = realm
+    return api.token(data, **extra)
+
+
+def fail(api, app, times, login="alice", **extra):
+    for _ in range(times):
+        assert_error(attempt(api, app, login, **extra), 400, "invalid_grant")
+
+
+def assert_locked(response):
+    assert_error(response, 429, "too_many_attempts")
+    assert int(response["Retry-After"]) > 0
+
+
+def test_lockout_after_the_threshold_refuses_even_the_right_password(api, app):
+    fail(api, app, 10)
+    locked = attempt(api, app, password=PASSWORD)
+    assert_locked(locked)
+    assert 55 <= int(locked["Retry-After"]) <= 60
+
+
+def test_lock_lifts_after_its_period_and_grows_next_time(api, app):
+    start = timezone.now()
+    with freeze_time(start) as clock:
+        fail(api, app, 10)
+        assert_locked(attempt(api, app, password=PASSWORD))
+        clock.tick(timedelta(seconds=61))
+        fail(api, app, 10)  # failures after a lock lock again, for twice as long
+        second = attempt(api, app, password=PASSWORD)
+        assert_locked(second)
+        assert 115 <= int(second["Retry-After"]) <= 120
+        clock.tick(timedelta(seconds=121))
+        assert attempt(api, app, password=PASSWORD).status_code == 200
+
+
+def test_success_resets_the_count(api, app):
+    fail(api, app, 9)
+    assert attempt(api, app, password=PASSWORD).status_code == 200
+    fail(api, app, 9)
+    assert attempt(api, app, password=PASSWORD).status_code == 200
+
+
+def test_unknown_login_names_lock_the_same_way(api, app):
+    fail(api, app, 10, login="nobody")
+    unknown = attempt(api, app, login="nobody")
+    fail(api, app, 10)
+    known = attempt(api, app)
+    assert_locked(unknown)
+    assert unknown.content == known.content
+
+
+def test_variants_share_one_counter_other_realm_has_its_own(api, app):
+    for variant in ["Alice", "ALICE", " alice", "ａｌｉｃｅ", "alice"] * 2:
+        assert_error(attempt(api, app, variant), 400, "invalid_grant")
+    assert_locked(attempt(api, app, "alice", password=PASSWORD))
+    assert attempt(api, app, "alice", password=PASSWORD, realm="customers").status_code == 200
+
+
+def test_locked_and_throttled_rejections_cost_no_hashing(api, app, counting_hasher, settings):
+    fail(api, app, 10)
+    counting_hasher.calls = 0
+    assert_locked(attempt(api, app, password=PASSWORD))
+    assert counting_hasher.calls == 0
+
+
+def test_address_throttling_across_accounts(api, app, settings):
+    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5}
+    for n in range(5):
+        assert_error(attempt(api, app, f"user{n}"), 400, "invalid_grant")
+    assert_locked(attempt(api, app, "someone-else"))
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR="198.51.100.7").status_code == 200
+
+
+def test_successes_do_not_use_up_the_address_limit(api, app, settings):
+    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 3}
+    for _ in range(10):
+        assert attempt(api, app, password=PASSWORD).status_code == 200
+
+
+def test_spoofed_forwarded_for_is_ignored_without_a_trusted_proxy(api, app, settings):
+    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5}
+    for n in range(5):
+        attempt(api, app, f"user{n}", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}")
+    assert_locked(attempt(api, app, "other", HTTP_X_FORWARDED_FOR="203.0.113.99"))
+
+
+def test_trusted_proxy_count_reads_the_proxy_seen_address(api, app, settings):
+    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5, "TRUSTED_PROXY_COUNT": 1}
+    for n in range(5):
+        # The client prepends whatever it likes; the proxy appends what it saw.
+        attempt(api, app, f"user{n}", HTTP_X_FORWARDED_FOR=f"1.2.3.{n}, 203.0.113.10")
+    assert_locked(attempt(api, app, "other", HTTP_X_FORWARDED_FOR="9.9.9.9, 203.0.113.10"))
+    assert attempt(api, app, password=PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.11").status_code == 200
+
+
+def test_forwarded_user_ip_only_from_a_flagged_confidential_client(api, employees, settings):
+    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 3}
+    flagged = clients.register_client(name="BFF", confidential=True, realms=["employees"], may_forward_user_ip=True)
+    plain = clients.register_client(name="Other backend", confidential=True, realms=["employees"])
+
+    def attempt_as(registered, user_ip, login):
+        data = {"grant_type": "password", "username": login, "password": WRONG}
+        return api.token(
+            data, basic=(registered.application.client_id, registered.client_secret), HTTP_X_END_USER_IP=user_ip
+        )
+
+    for n in range(3):
+        attempt_as(flagged, "198.51.100.1", f"u{n}")
+    assert attempt_as(flagged, "198.51.100.1", "u9").status_code == 429
+    assert attempt_as(flagged, "198.51.100.2", "u9").status_code == 400  # another end user
+    for n in range(3):
+        attempt_as(plain, f"198.51.100.{n + 10}", f"v{n}")
+    # The unflagged client's header was ignored: all its attempts counted against its own address.
+    assert attempt_as(plain, "198.51.100.99", "v9").status_code == 429
+
+
+def test_public_clients_cannot_forward_user_ips(db):
+    from ropc_provider.exceptions import InvalidInput
+
+    with pytest.raises(InvalidInput, match="confidential"):
+        clients.register_client(name="App", confidential=False, may_forward_user_ip=True)
+
+
+def test_unlock_command(api, app):
+    fail(api, app, 10)
+    out = io.StringIO()
+    call_command("ropc_unlock", "--realm", "employees", "--username", "ALICE", stdout=out)
+    assert json.loads(out.getvalue()) == {"realm": "employees", "username": "alice", "was_locked": True}
+    assert attempt(api, app, password=PASSWORD).status_code == 200
+
+
+def test_locked_out_signal(api, app):
+    received = []
+    signals.locked_out.connect(lambda **kwargs: received.append(kwargs), weak=False, dispatch_uid="t")
+    try:
+        fail(api, app, 10)
+    finally:
+        signals.locked_out.disconnect(dispatch_uid="t")
+    (event,) = received
+    assert (event["realm_slug"], event["login"], event["seconds"]) == ("employees", "alice", 60)
+
+
+def _closed_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unreachable_cache(settings):
+    settings.CACHES = {
+        **settings.CACHES,
+        "down": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{_closed_port()}/0",
+            "OPTIONS": {"socket_connect_timeout": 0.2, "socket_timeout": 0.2},
+        },
+    }
+
+
+def test_cache_down_fails_open_by_default(api, app, unreachable_cache, settings, caplog):
+    settings.ROPC_PROVIDER = {"PROTECTION_CACHE": "down"}
+    assert attempt(api, app, password=PASSWORD).status_code == 200
+    assert_error(attempt(api, app), 400, "invalid_grant")
+    assert "Attack protection unavailable, serving without it" in caplog.text
+
+
+def test_cache_down_fails_closed_when_configured(api, app, unreachable_cache, settings):
+    settings.ROPC_PROVIDER = {"PROTECTION_CACHE": "down", "PROTECTION_FAIL_CLOSED": True}
+    response = attempt(api, app, password=PASSWORD)
+    assert_error(response, 503, "temporarily_unavailable")
+
+
+def test_counting_is_exact_under_concurrency(live_server, transactional_db, settings, counting_hasher):
+    realm = directories.create_realm(slug="employees")
+    directories.create_account(realm, "alice", PASSWORD)
+    app = clients.register_client(name="App", confidential=False, realms=["employees"]).application
+    counting_hasher.calls = 0
+    data = {"grant_type": "password", "username": "alice", "password": WRONG, "client_id": app.client_id}
+
+    def one(_):
+        return requests.post(f"{live_server.url}/o/token/", data=data, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        statuses = sorted(response.status_code for response in pool.map(one, range(50)))
+    # Exactly the threshold reach a password hash; every other attempt is refused before it.
+    assert statuses.count(400) == 10
+    assert statuses.count(429) == 40
+    assert counting_hasher.calls == 10
