@@ -108,6 +108,51 @@ def refresher(setup, url, application):
     return run
 
 
+def failure_paths(rounds):
+    """What a refused sign-in costs, against the floor: unknown account, wrong password and
+    inactive account must each cost one password hash (no timing oracle); a locked identity or a
+    throttled address must cost next to nothing (no CPU for the attacker to burn)."""
+    from django.core.cache import cache
+
+    from ropc_provider import directories, protection
+
+    with override_settings(PASSWORD_HASHERS=DEFAULT, ROPC_PROVIDER={"IP_FAILURE_LIMIT": 10**9}):
+        realm = directories.create_realm(slug="bench-failures")
+        wrong = [directories.create_account(realm, f"wrong{i}", PASSWORD).user for i in range(rounds)]
+        inactive = [directories.create_account(realm, f"inactive{i}", PASSWORD).user for i in range(rounds)]
+        get_user_model().objects.filter(pk__in=[u.pk for u in inactive]).update(is_active=False)
+        app = clients.register_client(name="bench failures", confidential=False, realms=[realm.slug]).application
+        client = Client()
+        encoded = wrong[0].password
+
+        def attempt(login, password="not the password", ip="10.0.0.1", expect=400):
+            data = {"grant_type": "password", "username": login, "password": password, "client_id": app.client_id}
+            response = form(client, "/o/token/", data, REMOTE_ADDR=ip)
+            assert response.status_code == expect, response.content
+
+        for _ in range(10):
+            attempt("locked-one")
+        throttled_ip = "10.0.0.2"
+        cache.set(protection._ip_key(throttled_ip), 10**9 + 1, 300)
+        names = {"wrong": iter(wrong), "inactive": iter(inactive), "unknown": iter(range(rounds))}
+        medians = race(
+            {
+                "floor": lambda: check_password(PASSWORD, encoded),
+                "unknown": lambda: attempt(f"nobody{next(names['unknown'])}"),
+                "wrong": lambda: attempt(next(names["wrong"]).realm_account.login_name),
+                "inactive": lambda: attempt(next(names["inactive"]).realm_account.login_name, PASSWORD),
+                "locked": lambda: attempt("locked-one", PASSWORD, expect=429),
+                "throttled": lambda: attempt("anyone", ip=throttled_ip, expect=429),
+            },
+            rounds,
+        )
+    floor = medians["floor"]
+    return [
+        ("default hasher", f"refused: {name}", medians[name], floor, "floor")
+        for name in ("unknown", "wrong", "inactive", "locked", "throttled")
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="rounds with the cheap hasher")
@@ -159,6 +204,8 @@ def main():
             ("default hasher", "DOT password grant, public", medians["dot public"], floor, "floor"),
             ("default hasher", "DOT password grant, confidential", medians["dot confidential"], floor, "floor"),
         ]
+
+    rows += failure_paths(args.hash_rounds)
 
     print(f"{'hasher':<15} {'request':<34} {'median ms':>10} {'vs':>6} {'its ms':>9} {'ratio':>7}")
     results = []
