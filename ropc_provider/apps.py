@@ -8,11 +8,15 @@ class RopcProviderConfig(AppConfig):
 
     def ready(self):
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import post_save
+        from django.db.models.signals import m2m_changed, post_save
 
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .sessions import end_sessions_on_account_change
+        from . import checks, sessions  # noqa: F401  (checks registers the system checks)
+        from .models import ClientPolicy, Realm
 
-        post_save.connect(
-            end_sessions_on_account_change, sender=get_user_model(), dispatch_uid="ropc_provider.end_sessions"
+        post_save.connect(sessions.end_sessions_on_account_change, sender=get_user_model(), dispatch_uid="ropc.user")
+        post_save.connect(sessions.end_sessions_on_realm_change, sender=Realm, dispatch_uid="ropc.realm")
+        m2m_changed.connect(
+            sessions.end_sessions_on_client_realms_change,
+            sender=ClientPolicy.realms.through,
+            dispatch_uid="ropc.realms",
         )

@@ -15,6 +15,7 @@ import secrets
 from django.conf import settings
 from django.contrib.auth.hashers import check_password, identify_hasher
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django.views.decorators.debug import sensitive_variables
 
 PREFIX = "ropc-hmac-sha256$"
 _KEY_SALT = "ropc_provider.client_secret"
@@ -33,18 +34,20 @@ def make_stored_secret(secret):
     return PREFIX + _digest(secret, settings.SECRET_KEY)
 
 
+@sensitive_variables()
 def check_secret(provided, stored):
     """Return ``(matches, upgraded_value)``; ``upgraded_value`` is not None when the stored
     value should be replaced by our format (it was a legacy hash or plain text)."""
     if not provided or not stored:
         return False, None
     if stored.startswith(PREFIX):
-        keys = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
         # Every key is tried, so the time taken does not tell which one matched.
-        matched = False
-        for key in keys:
-            matched |= constant_time_compare(PREFIX + _digest(provided, key), stored)
-        return matched, None
+        current = constant_time_compare(make_stored_secret(provided), stored)
+        fallback = False
+        for key in getattr(settings, "SECRET_KEY_FALLBACKS", []):
+            fallback |= constant_time_compare(PREFIX + _digest(provided, key), stored)
+        # Matched by a retired key: re-store under the current one before the fallback goes.
+        return current or fallback, (make_stored_secret(provided) if fallback and not current else None)
     try:
         identify_hasher(stored)
     except ValueError:

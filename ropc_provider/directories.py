@@ -16,6 +16,7 @@ from django.core.validators import validate_email, validate_slug
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from . import protection, signals
 from .conf import ropc_settings
@@ -145,6 +146,7 @@ def _internal_username(realm, login_key):
     return f"{login_key}@{realm.slug}"
 
 
+@sensitive_variables()
 def create_account(realm, login_name, password, *, email=None):
     """Create a directory account with its own Django user. Password validators apply; on any
     error nothing is written."""
@@ -267,12 +269,14 @@ def _resolve(policy, realm_slug, login_key):
     return realm, None, True
 
 
+@sensitive_variables()
 def _burn_a_hash(password):
     # An unknown account costs what a wrong password costs (one hash with the default hasher),
     # so response time does not tell which names exist; ModelBackend does the same.
     get_user_model()().set_password(password)
 
 
+@sensitive_variables()
 def authenticate(policy, realm_slug, login, password, *, ip, request=None):
     """Return a ``SignIn`` for these credentials, or None; raise ``RealmError`` for a realm the
     client cannot use, ``protection.TooManyAttempts`` for a locked identity or throttled address
@@ -311,15 +315,21 @@ def record_sign_in(sign_in):
     """Write what a successful sign-in changes on the user, in the token's transaction. Returns
     False when the sign-in must not stand: through the project realm, a directory account's
     user (it is a Django user too) is not one of the project's users, whatever its password."""
-    users = get_user_model()._default_manager.filter(pk=sign_in.user.pk)
+    user, User = sign_in.user, get_user_model()
+    # The row must still hold the password that was checked, and be active: a password change or
+    # deactivation that committed while the hash was being computed wins over this sign-in.
+    still = {"pk": user.pk, "password": user.password}
+    if "is_active" in {field.name for field in User._meta.concrete_fields}:
+        still["is_active"] = True
+    users = User._default_manager.filter(**still)
     if not sign_in.realm.is_directory:
         users = users.filter(~Exists(RealmAccount.objects.filter(user=OuterRef("pk"))))
     if not ropc_settings.UPDATE_LAST_LOGIN:
-        return sign_in.realm.is_directory or users.exists()
+        return users.exists()
     now = timezone.now()
     if not users.update(last_login=now):
         return False
-    sign_in.user.last_login = now
+    user.last_login = now
     return True
 
 

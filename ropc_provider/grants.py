@@ -83,6 +83,15 @@ class RefreshTokenGrant(_TokenGrantMixin, OAuthlibRefreshTokenGrant):
                 raise errors.InvalidScopeError(request=request)
         else:
             request.scopes = original
+        # The client's scopes may have been narrowed since: a refresh never outlives that.
+        allowed = [
+            scope
+            for scope in request.scopes
+            if self.request_validator.validate_scopes(request.client_id, [scope], request.client, request)
+        ]
+        if request.scope and allowed != request.scopes or not allowed and request.scopes:
+            raise errors.InvalidScopeError(request=request)
+        request.scopes = allowed
 
         for validator in self.custom_validators.post_token:
             validator(request)

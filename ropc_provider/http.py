@@ -10,6 +10,8 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_backends import OAuthLibCore as DOTOAuthLibCore
 from oauthlib.common import urlencode
 from oauthlib.oauth2.rfc6749 import errors
@@ -21,13 +23,32 @@ log = logging.getLogger("ropc_provider")
 
 FORM = "application/x-www-form-urlencoded"
 
+# The parameters our endpoints read. Others are ignored (RFC 6749 §3.2) and never reach oauthlib,
+# whose request object would expose a body field named e.g. "client" or "user" as its own attribute.
+PARAMETERS = frozenset(
+    {
+        "grant_type",
+        "username",
+        "password",
+        "scope",
+        "realm",
+        "refresh_token",
+        "client_id",
+        "client_secret",
+        "token",
+        "token_type_hint",
+    }
+)
+
 
 def _invalid(description, status_code=400):
     return errors.CustomOAuth2Error("invalid_request", description=description, status_code=status_code)
 
 
+@sensitive_variables()
 def read_form(request):
-    """The body's parameters as a list of pairs, repeats kept; raises an ``OAuth2Error``."""
+    """The body's known parameters as a list of pairs; raises an ``OAuth2Error`` for anything
+    malformed, including a parameter sent twice (RFC 6749 §3.2)."""
     if request.META.get("QUERY_STRING"):
         raise _invalid("Parameters must be sent in the request body, not in the URL.")
     if request.content_type != FORM or request.content_params.get("charset", "utf-8").lower() not in (
@@ -52,17 +73,24 @@ def read_form(request):
     except ValueError:
         raise _invalid("The request has too many parameters.") from None
     limit = ropc_settings.MAX_PARAMETER_LENGTH
+    known, seen, repeated = [], set(), set()
     for name, value in pairs:
         if "\x00" in name or "\x00" in value:
             raise _invalid("Parameters must not contain NUL characters.")
         if len(name) > limit or len(value) > limit:
             raise _invalid(f"A parameter is longer than {limit} characters.")
-    return pairs
+        if name in PARAMETERS:
+            (repeated if name in seen else seen).add(name)
+            known.append((name, value))
+    if repeated:
+        raise _invalid(f"Repeated parameter: {', '.join(sorted(repeated))}.")
+    return known
 
 
 class OAuthLibCore(DOTOAuthLibCore):
     """DOT's Django-to-oauthlib adapter with strict parsing; every answer is a JSON one."""
 
+    @method_decorator(sensitive_variables())
     def _extract_params(self, request):
         return (
             request.build_absolute_uri(request.path),
@@ -71,6 +99,7 @@ class OAuthLibCore(DOTOAuthLibCore):
             self.extract_headers(request),
         )
 
+    @method_decorator(sensitive_variables())
     def create_token_response(self, request):
         try:
             uri, method, body, headers = self._extract_params(request)

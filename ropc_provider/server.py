@@ -43,12 +43,6 @@ class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndp
         request.received_at = timezone.now()
         request.django_request = django_request
         self.validate_token_request(request)
-        # RFC 6749 §3.2: parameters MUST NOT be included more than once.
-        if request.duplicate_params:
-            raise errors.InvalidRequestError(
-                description=f"Repeated parameter: {', '.join(sorted(request.duplicate_params))}.",
-                request=request,
-            )
         if not request.grant_type:
             raise errors.InvalidRequestError(description="Missing grant_type parameter.", request=request)
         grant = self.grant_types.get(request.grant_type)

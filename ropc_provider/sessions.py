@@ -5,7 +5,9 @@ changes, "sign out everywhere", operators and account deactivation all call it. 
 opaque rows, so unlike JWT providers we end access tokens at once too, not when they expire.
 """
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
@@ -21,9 +23,12 @@ REFRESH_TOKEN_EXPIRED = "The refresh token has expired."
 def revoke_sessions(user, *, reason, now=None):
     """Move the user's cutoff to now, revoke their refresh tokens and delete their access tokens
     issued before it. Returns the ``SessionCutoff``."""
-    now = now or timezone.now()
-    AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
+    User = get_user_model()
     with transaction.atomic():
+        # Locking the user row orders this after any sign-in already writing it (last_login),
+        # and makes sign-ins that start now wait for the new cutoff.
+        User._default_manager.select_for_update().filter(pk=user.pk).exists()
+        now = now or timezone.now()
         cutoff = SessionCutoff.objects.select_for_update().filter(user=user).first()
         if cutoff is None:
             cutoff = SessionCutoff.objects.create(user=user, refresh_tokens_valid_from=now, reason=reason)
@@ -32,13 +37,39 @@ def revoke_sessions(user, *, reason, now=None):
             cutoff.refresh_tokens_valid_from = max(cutoff.refresh_tokens_valid_from, now)
             cutoff.reason = reason
             cutoff.save(update_fields=["refresh_tokens_valid_from", "reason"])
-        RefreshToken.objects.filter(user=user, revoked__isnull=True, created__lt=now).update(
-            revoked=now, access_token=None
-        )
-        AccessToken.objects.filter(user=user, created__lt=now).delete()
+        _revoke_tokens(user=user, created_before=cutoff.refresh_tokens_valid_from)
     user.session_cutoff = cutoff
     signals.sessions_revoked.send(sender=revoke_sessions, user=user, realm=identity_of(user).realm, reason=reason)
     return cutoff
+
+
+def _revoke_tokens(*, created_before=None, **owner):
+    AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
+    when = {"created__lt": created_before} if created_before else {}
+    RefreshToken.objects.filter(revoked__isnull=True, **owner, **when).update(revoked=timezone.now(), access_token=None)
+    AccessToken.objects.filter(**owner, **when).delete()
+
+
+def revoke_realm_tokens(realm, *, application=None):
+    """End every session in ``realm`` issued by our password grant (of one client, if given):
+    the realm was deactivated, or the client may no longer use it."""
+    from oauth2_provider.models import get_application_model
+
+    if realm.is_directory:
+        users = Q(user__realm_account__realm=realm)
+    else:
+        users = Q(user__realm_account__isnull=True)
+    clients = (
+        Q(application=application)
+        if application is not None
+        else Q(application__authorization_grant_type=get_application_model().GRANT_PASSWORD)
+    )
+    AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
+    with transaction.atomic():
+        RefreshToken.objects.filter(users & clients, revoked__isnull=True).update(
+            revoked=timezone.now(), access_token=None
+        )
+        AccessToken.objects.filter(users & clients).delete()
 
 
 def cut_off(refresh_token):
@@ -60,7 +91,8 @@ def _has_live_tokens(user):
 
 
 def end_sessions_on_account_change(sender, instance, created, update_fields=None, **kwargs):
-    """post_save of the user model: a new password, or a deactivated account, ends every session.
+    """post_save of the user model: a new password, a disabled password or a deactivated account
+    ends every session.
 
     ``AbstractBaseUser`` keeps the raw password in ``_password`` from ``set_password()`` until the
     save that stores it, and clears it for hash upgrades on login, so this catches every password
@@ -71,9 +103,32 @@ def end_sessions_on_account_change(sender, instance, created, update_fields=None
         return
     if getattr(instance, "_password", None) is not None:
         revoke_sessions(instance, reason=SessionCutoff.PASSWORD_CHANGED)
-    elif (
-        not instance.is_active
-        and (update_fields is None or "is_active" in update_fields)
-        and _has_live_tokens(instance)
-    ):
-        revoke_sessions(instance, reason=SessionCutoff.ACCOUNT_DEACTIVATED)
+        return
+    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
+        return
+    disabled = not instance.has_usable_password()  # set_unusable_password(): sign-in turned off
+    deactivated = not getattr(instance, "is_active", True)
+    if (disabled or deactivated) and _has_live_tokens(instance):
+        reason = SessionCutoff.PASSWORD_CHANGED if disabled else SessionCutoff.ACCOUNT_DEACTIVATED
+        revoke_sessions(instance, reason=reason)
+
+
+def end_sessions_on_realm_change(sender, instance, created, **kwargs):
+    """post_save of Realm: deactivating a realm ends its sessions at once."""
+    if not created and not instance.is_active:
+        revoke_realm_tokens(instance)
+
+
+def end_sessions_on_client_realms_change(sender, instance, action, pk_set, **kwargs):
+    """m2m_changed of ClientPolicy.realms: a realm taken from a client ends that client's sessions
+    in it. (pre_clear: the realms are still there to be read.)"""
+    from .models import Realm
+
+    if action == "post_remove":
+        realms = Realm.objects.filter(pk__in=pk_set)
+    elif action == "pre_clear":
+        realms = instance.realms.all()
+    else:
+        return
+    for realm in realms:
+        revoke_realm_tokens(realm, application=instance.application)

@@ -9,7 +9,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import router, transaction
-from django.db.models import F, Min
+from django.db.models import Exists, F, Min, OuterRef
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -19,6 +19,7 @@ from oauth2_provider.models import (
 
 from . import clients, directories
 from .conf import ropc_settings
+from .models import SessionCutoff
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
@@ -111,8 +112,13 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
     now = timezone.now()
     expires = now + timedelta(seconds=expires_in)
     with transaction.atomic(using=router.db_for_write(RefreshToken), savepoint=False):
-        claimed = RefreshToken.objects.filter(pk=previous.pk, revoked__isnull=True).update(
-            revoked=now, access_token=None
+        # Also refused when a cutoff committed since the token was read: a sign-out racing the
+        # rotation wins.
+        cut_off = SessionCutoff.objects.filter(user=OuterRef("user"), refresh_tokens_valid_from__gt=OuterRef("created"))
+        claimed = (
+            RefreshToken.objects.filter(pk=previous.pk, revoked__isnull=True)
+            .filter(~Exists(cut_off))
+            .update(revoked=now, access_token=None)
         )
         if claimed:
             if previous.access_token_id:

@@ -5,6 +5,8 @@ import binascii
 from urllib.parse import unquote_plus
 
 from django.db import transaction
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -12,6 +14,7 @@ from . import clients, directories, oidc, protection, sessions, tokens
 from .conf import ropc_settings
 
 
+@sensitive_variables()
 def _parse_basic_auth(header):
     """``(client_id, client_secret)`` from an HTTP Basic header, None if it is not Basic.
 
@@ -25,9 +28,10 @@ def _parse_basic_auth(header):
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise errors.InvalidClientError(description="Malformed Basic credentials.") from None
     client_id, colon, secret = decoded.partition(":")
-    if not colon or not client_id:
+    client_id, secret = unquote_plus(client_id), unquote_plus(secret)
+    if not colon or not client_id or "\x00" in client_id or "\x00" in secret:
         raise errors.InvalidClientError(description="Malformed Basic credentials.")
-    return unquote_plus(client_id), unquote_plus(secret)
+    return client_id, secret
 
 
 class TooManyAttemptsError(errors.OAuth2Error):
@@ -51,8 +55,9 @@ class RopcValidator(OAuth2Validator):
     # -- clients ----------------------------------------------------------------------------
 
     def _basic_credentials(self, request):
-        if not hasattr(request, "_ropc_basic"):
-            header = request.headers.get("Authorization", "") or request.headers.get("HTTP_AUTHORIZATION", "")
+        # Cached on the oauthlib request; no body parameter can shadow it (http.PARAMETERS).
+        if "_ropc_basic" not in vars(request):
+            header = request.headers.get("HTTP_AUTHORIZATION", "")
             request._ropc_basic = _parse_basic_auth(header) if header else None
         return request._ropc_basic
 
@@ -68,6 +73,7 @@ class RopcValidator(OAuth2Validator):
         application = self._load_application(request.client_id, request)
         return application is not None and clients.is_confidential(application)
 
+    @method_decorator(sensitive_variables())
     def authenticate_client(self, request, *args, **kwargs):
         basic = self._basic_credentials(request)
         if basic:
@@ -109,6 +115,7 @@ class RopcValidator(OAuth2Validator):
 
     # -- resource owner ---------------------------------------------------------------------
 
+    @method_decorator(sensitive_variables())
     def validate_user(self, username, password, client, request, *args, **kwargs):
         ip = protection.client_ip(request.django_request, may_forward_user_ip=clients.may_forward_user_ip(client))
         try:
@@ -157,10 +164,13 @@ class RopcValidator(OAuth2Validator):
             return False
         if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client)):
             raise errors.InvalidGrantError(description=sessions.REFRESH_TOKEN_EXPIRED, request=request)
+        policy = clients.policy_of(client)
         if (
             found.access_token is None
             or not found.user.is_active
-            or directories.realm_for_refresh(clients.policy_of(client), found.user) is None
+            # A client switched to no refresh tokens keeps none alive.
+            or not policy.issue_refresh_tokens
+            or directories.realm_for_refresh(policy, found.user) is None
         ):
             return False
         request.user = found.user

@@ -38,7 +38,8 @@ class Api:
         if body is None:
             body = urlencode(list(data.items()) if isinstance(data, dict) else list(data))
         response = self.client.generic("POST", url, body, content_type=content_type, **extra)
-        response.data = json.loads(response.content) if response.content else None
+        is_json = response.get("Content-Type", "").startswith("application/json")
+        response.data = json.loads(response.content) if is_json and response.content else None
         return response
 
     def token(self, data, **kwargs):

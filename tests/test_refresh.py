@@ -119,10 +119,23 @@ def test_refresh_token_expires_after_its_lifetime(api, user, db):
         assert_error(api.refresh(app, second.data["refresh_token"]), 400, "invalid_grant")
 
 
-def test_failed_rotation_leaves_no_partial_write(api, public_app, signed_in):
-    before = (AccessToken.objects.count(), RefreshToken.objects.count())
-    api.refresh(public_app, signed_in["refresh_token"], scope="admin")
-    assert (AccessToken.objects.count(), RefreshToken.objects.count()) == before
+def test_failed_rotation_leaves_no_partial_write(api, public_app, signed_in, monkeypatch):
+    """A crash after the old pair is claimed and the new access token written must undo both."""
+    from django.test import Client
+
+    from ropc_provider import tokens
+    from tests.conftest import Api
+
+    def crash(**kwargs):
+        raise RuntimeError("disk full")
+
+    before = (set(AccessToken.objects.values_list("pk", flat=True)), RefreshToken.objects.get().revoked)
+    monkeypatch.setattr(tokens, "_new_refresh_token", crash)
+    response = Api(Client(raise_request_exception=False)).refresh(public_app, signed_in["refresh_token"])
+    assert response.status_code == 500
+    monkeypatch.undo()
+    assert (set(AccessToken.objects.values_list("pk", flat=True)), RefreshToken.objects.get().revoked) == before
+    assert api.refresh(public_app, signed_in["refresh_token"]).status_code == 200
 
 
 @pytest.mark.parametrize("hashed", [True, False], ids=["hashed-at-rest", "plaintext"])

@@ -11,7 +11,7 @@ from tests.factories import PASSWORD
 def every_log_record(caplog):
     caplog.set_level(logging.DEBUG)
     for name in ("oauthlib", "oauth2_provider", "ropc_provider", "django"):
-        logging.getLogger(name).setLevel(logging.DEBUG)
+        caplog.set_level(logging.DEBUG, logger=name)  # restored after the test
     return caplog
 
 
