@@ -119,7 +119,7 @@ def test_refresh_token_expires_after_its_lifetime(api, user, db):
         assert_error(api.refresh(app, second.data["refresh_token"]), 400, "invalid_grant")
 
 
-def test_failed_rotation_leaves_no_partial_write(api, public_app, signed_in, monkeypatch):
+def test_failed_rotation_leaves_no_partial_write(transactional_db, api, public_app, signed_in, monkeypatch):
     """A crash after the old pair is claimed and the new access token written must undo both."""
     from django.test import Client
 
