@@ -4,12 +4,13 @@ Token values are stored the way DOT is configured to (plain or hashed at rest, s
 ``COMPLIANT_BCP_RFC9700_TOKEN_STORAGE``); they are always looked up by their SHA-256 checksum.
 """
 
+import functools
 import hashlib
 import uuid
 from datetime import timedelta
 
-from django.db import router, transaction
-from django.db.models import Exists, F, Min, OuterRef
+from django.db import connections, router, transaction
+from django.db.models import Min
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -35,14 +36,12 @@ def checksum(value):
 
 def find_refresh_token(value):
     """The refresh token row for a presented value, live one first, or None."""
-    return (
-        RefreshToken.objects.select_related(
-            "access_token", "user", "user__realm_account__realm", "user__session_cutoff", "user__oidc_subject"
-        )
-        .filter(token_checksum=checksum(value))
-        .order_by(F("revoked").asc(nulls_first=True))
-        .first()
-    )
+    found = RefreshToken.objects.select_related(
+        "access_token", "user", "user__realm_account__realm", "user__session_cutoff", "user__oidc_subject"
+    ).filter(token_checksum=checksum(value))
+    # Rows share a checksum only when DOT re-issued a value without rotating; the live one wins.
+    live = next(iter(found.filter(revoked__isnull=True)[:1]), None)
+    return live or found.order_by("-revoked").first()
 
 
 def is_replay(refresh_token, *, received_at):
@@ -112,17 +111,15 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
     now = timezone.now()
     expires = now + timedelta(seconds=expires_in)
     with transaction.atomic(using=router.db_for_write(RefreshToken), savepoint=False):
-        # Also refused when a cutoff committed since the token was read: a sign-out racing the
-        # rotation wins.
-        cut_off = SessionCutoff.objects.filter(user=OuterRef("user"), refresh_tokens_valid_from__gt=OuterRef("created"))
-        claimed = (
-            RefreshToken.objects.filter(pk=previous.pk, revoked__isnull=True)
-            .filter(~Exists(cut_off))
-            .update(revoked=now, access_token=None)
-        )
+        connection = connections[router.db_for_write(RefreshToken)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _claim_statement(connection.alias), [connection.ops.adapt_datetimefield_value(now), previous.pk]
+            )
+            claimed = cursor.rowcount == 1
+        if claimed and previous.access_token_id:
+            _delete_access_token(previous.access_token_id)
         if claimed:
-            if previous.access_token_id:
-                AccessToken.objects.filter(pk=previous.access_token_id).delete()
             access = _new_access_token(
                 user=previous.user,
                 application=application,
@@ -141,6 +138,52 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
     if not claimed:
         raise RefreshTokenAlreadyUsed()
     return access
+
+
+# The two statements of a rotation, written out once per process: compiled by the ORM (an UPDATE
+# filtered by a NOT EXISTS subquery, a DELETE through the collector) they cost more than the rest of
+# a refresh. Only quoted identifiers from model metadata go into the text; values are parameters.
+
+
+@functools.cache
+def _claim_statement(alias):
+    """Claim a live refresh token, unless its user's cutoff moved past it since it was read (a
+    sign-out racing the rotation wins)."""
+    quote = connections[alias].ops.quote_name
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    tokens, cutoffs = quote(RefreshToken._meta.db_table), quote(SessionCutoff._meta.db_table)
+    valid_from = column(SessionCutoff, "refresh_tokens_valid_from")
+    return (
+        f"UPDATE {tokens} SET {column(RefreshToken, 'revoked')} = %s, {column(RefreshToken, 'access_token')} = NULL"  # noqa: S608
+        f" WHERE {column(RefreshToken, 'id')} = %s AND {column(RefreshToken, 'revoked')} IS NULL"
+        f" AND NOT EXISTS (SELECT 1 FROM {cutoffs}"
+        f" WHERE {cutoffs}.{column(SessionCutoff, 'user')} = {tokens}.{column(RefreshToken, 'user')}"
+        f" AND {cutoffs}.{valid_from} > {tokens}.{column(RefreshToken, 'created')})"
+    )
+
+
+@functools.cache
+def _plain_access_token_delete(alias):
+    """A one-statement delete, when nothing but DOT's refresh token (already unlinked) points at
+    access tokens; otherwise None, and the ORM's collector handles the other relations."""
+    relations = [rel for rel in AccessToken._meta.related_objects if rel.related_model is not RefreshToken]
+    if relations:
+        return None
+    quote = connections[alias].ops.quote_name
+    return f"DELETE FROM {quote(AccessToken._meta.db_table)} WHERE {quote(AccessToken._meta.pk.column)} = %s"  # noqa: S608
+
+
+def _delete_access_token(pk):
+    connection = connections[router.db_for_write(AccessToken)]
+    statement = _plain_access_token_delete(connection.alias)
+    if statement is None:
+        AccessToken.objects.filter(pk=pk).delete()
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [pk])
 
 
 def revoke_family(refresh_token):

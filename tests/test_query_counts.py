@@ -10,9 +10,9 @@ from tests.factories import PASSWORD
 # Application with policy and default realm, user (account), last_login (which also checks a
 # project-realm user is no directory account's), access token, refresh token.
 PASSWORD_GRANT_QUERIES = 5
-# Application, refresh token with user and realm, client still allowed the realm, claim,
-# old access token (select, unlink, delete), new pair.
-REFRESH_GRANT_QUERIES = 9
+# Application, refresh token with its user, realm and cutoff, client still allowed the realm,
+# claim (unless cut off), delete the old access token, new pair.
+REFRESH_GRANT_QUERIES = 7
 
 
 def test_password_grant_queries(api, user, public_app, django_assert_num_queries):
