@@ -147,10 +147,16 @@ def failure_paths(rounds):
             rounds,
         )
     floor = medians["floor"]
-    return [
+    rows = [
         ("default hasher", f"refused: {name}", medians[name], floor, "floor")
         for name in ("unknown", "wrong", "inactive", "locked", "throttled")
     ]
+    # What an attacker could time: each refusal against a wrong password (should be 0.95-1.05).
+    rows += [
+        ("default hasher", f"refused: {name}", medians[name], medians["wrong"], "wrong")
+        for name in ("unknown", "inactive")
+    ]
+    return rows
 
 
 def main():
