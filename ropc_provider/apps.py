@@ -3,7 +3,8 @@ from django.apps import AppConfig
 
 class RopcProviderConfig(AppConfig):
     name = "ropc_provider"
-    verbose_name = "Password-grant provider"
+    # Sorts first on the admin index, before DOT's own screens.
+    verbose_name = "Access: password grant"
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):

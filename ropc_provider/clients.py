@@ -55,11 +55,7 @@ def register_client(
         raise InvalidInput("A client needs a name.")
     if len(name) > 255:
         raise InvalidInput("A client name is at most 255 characters.")
-    if resource_server and not confidential:
-        raise InvalidInput("A resource server must be a confidential client.")
-    if may_forward_user_ip and not confidential:
-        # Anyone can send any header from a public client; only a server we authenticate may.
-        raise InvalidInput("Only a confidential client may forward its end user's IP address.")
+    check_policy(confidential=confidential, resource_server=resource_server, may_forward_user_ip=may_forward_user_ip)
     for label, value in (("access", access_token_lifetime), ("refresh", refresh_token_lifetime)):
         if value is not None and value <= 0:
             raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
@@ -96,6 +92,20 @@ def register_client(
     return RegisteredClient(application=application, client_secret=secret)
 
 
+def check_policy(*, confidential, resource_server=False, may_forward_user_ip=False, realms=(), default_realm=None):
+    """The rules every client's policy follows, whoever writes it (CLI, admin, code). ``realms``
+    and ``default_realm`` are Realm objects here. Raises ``InvalidInput``."""
+    if resource_server and not confidential:
+        raise InvalidInput("A resource server must be a confidential client.")
+    if may_forward_user_ip and not confidential:
+        # Anyone can send any header from a public client; only a server we authenticate may.
+        raise InvalidInput("Only a confidential client may forward its end user's IP address.")
+    if resource_server and (realms or default_realm):
+        raise InvalidInput("A resource server signs nobody in: it takes no realms.")
+    if default_realm is not None and default_realm not in list(realms):
+        raise InvalidInput(f"The default realm {default_realm.slug!r} must be one of the client's realms.")
+
+
 def _check_realms(slugs, default_slug, resource_server):
     from . import directories
 
@@ -121,9 +131,13 @@ def load_client(client_id):
     Application = get_application_model()
     try:
         # get(), not first(): client_id is unique, and an ORDER BY costs compile time on every request.
-        return Application.objects.select_related("ropc_policy", "ropc_policy__default_realm").get(client_id=client_id)
+        application = Application.objects.select_related("ropc_policy", "ropc_policy__default_realm").get(
+            client_id=client_id
+        )
     except Application.DoesNotExist:
         return None
+    # A deactivated client is no client: it authenticates as nothing, as an unknown one would.
+    return application if policy_of(application).is_active else None
 
 
 def policy_of(application):
@@ -202,3 +216,26 @@ def describe_client(application):
         "access_token_lifetime": access_token_lifetime(application),
         "refresh_token_lifetime": refresh_token_lifetime(application),
     }
+
+
+def rotate_secret(application):
+    """Give a confidential client a new secret; the old one stops working at once. Returns the
+    new secret for its one showing."""
+    if not is_confidential(application):
+        raise InvalidInput(f"{application.name!r} is a public client: it has no secret.")
+    secret = client_secrets.generate_secret()
+    type(application).objects.filter(pk=application.pk).update(
+        client_secret=client_secrets.make_stored_secret(secret), hash_client_secret=False
+    )
+    return secret
+
+
+def set_active(policy, active):
+    """Activate or deactivate a client; deactivating revokes every token it holds."""
+    from .sessions import revoke_client_tokens
+
+    with transaction.atomic():
+        policy.is_active = active
+        policy.save(update_fields=["is_active"])
+        if not active:
+            revoke_client_tokens(policy.application)

@@ -84,7 +84,8 @@ def project_realm():
     return realm
 
 
-def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=False):
+def check_new_realm(*, slug, source=Realm.DIRECTORY, allow_email_login=False):
+    """Every rule a new realm must pass. Raises ``InvalidInput``."""
     try:
         validate_slug(slug or "")
     except ValidationError:
@@ -100,10 +101,18 @@ def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=F
         raise InvalidInput(f"The project's users already form realm {existing!r}; there can be only one.")
     if allow_email_login and source == Realm.PROJECT:
         raise InvalidInput("Email sign-in is for directory realms; the project's backends decide for its users.")
+
+
+def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=False, is_active=True):
+    check_new_realm(slug=slug, source=source, allow_email_login=allow_email_login)
     try:
         with transaction.atomic():
             return Realm.objects.create(
-                slug=slug, name=(name or slug).strip()[:150], source=source, allow_email_login=allow_email_login
+                slug=slug,
+                name=(name or slug).strip()[:150],
+                source=source,
+                allow_email_login=allow_email_login,
+                is_active=is_active,
             )
     except IntegrityError:
         raise InvalidInput(f"A realm {slug!r} exists already.") from None
@@ -117,6 +126,21 @@ def set_email_login(realm, enabled):
         raise InvalidInput("Some login names in this realm contain '@' and would be ambiguous with email addresses.")
     realm.allow_email_login = enabled
     realm.save(update_fields=["allow_email_login"])
+
+
+def set_realm_active(realm, active):
+    """Activate or deactivate a realm; deactivating ends every session in it at once (the
+    post_save receiver in sessions.py)."""
+    realm.is_active = active
+    realm.save(update_fields=["is_active"])
+
+
+def realm_users(realm):
+    """The users a realm signs in: its accounts' users, or the project's (non-directory) users."""
+    User = get_user_model()
+    if realm.is_directory:
+        return User._default_manager.filter(realm_account__realm=realm)
+    return User._default_manager.filter(realm_account__isnull=True)
 
 
 def realms_with_account_counts():
@@ -147,10 +171,19 @@ def _internal_username(realm, login_key):
     return f"{login_key}@{realm.slug}"
 
 
+@dataclass(frozen=True)
+class NewAccount:
+    realm: Realm
+    login_name: str
+    login_key: str
+    email: str | None
+    email_key: str | None
+
+
 @sensitive_variables()
-def create_account(realm, login_name, password, *, email=None):
-    """Create a directory account with its own Django user. Password validators apply; on any
-    error nothing is written."""
+def check_new_account(realm, login_name, password, *, email=None):
+    """Every rule a new directory account must pass, password validators included; returns what
+    create_account writes. Raises ``InvalidInput`` naming the first rule broken."""
     if not realm.is_directory:
         raise InvalidInput(f"Realm {realm.slug!r} takes its users from the project; create them there.")
     login_key = normalize_login(login_name or "")
@@ -175,23 +208,35 @@ def create_account(realm, login_name, password, *, email=None):
         raise InvalidInput(f"Realm {realm.slug!r} already has an account {login_name!r}.")
     if email_key and RealmAccount.objects.filter(realm=realm, email_key=email_key).exists():
         raise InvalidInput(f"Realm {realm.slug!r} already has an account with that email address.")
-
-    User = get_user_model()
-    user = User(**{User.USERNAME_FIELD: _internal_username(realm, login_key)})
-    if email and hasattr(User, "EMAIL_FIELD"):
-        setattr(user, User.EMAIL_FIELD, email)
     try:
-        password_validation.validate_password(password, user)
+        password_validation.validate_password(password, _new_user(realm, login_key, email))
     except ValidationError as error:
         raise InvalidInput("Password rejected: " + " ".join(error.messages)) from None
+    return NewAccount(realm, login_name.strip(), login_key, email or None, email_key)
+
+
+def _new_user(realm, login_key, email):
+    User = get_user_model()
+    user = User(**{User.USERNAME_FIELD: _internal_username(realm, login_key)})
+    if email:
+        setattr(user, User.get_email_field_name(), email)
+    return user
+
+
+@sensitive_variables()
+def create_account(realm, login_name, password, *, email=None):
+    """Create a directory account with its own Django user. Password validators apply; on any
+    error nothing is written."""
+    new = check_new_account(realm, login_name, password, email=email)
+    user = _new_user(realm, new.login_key, new.email)
     user.set_password(password)
     try:
         with transaction.atomic():
             user.save()
             return RealmAccount.objects.create(
-                realm=realm, user=user, login_name=login_name.strip(), login_key=login_key, email_key=email_key
+                realm=realm, user=user, login_name=new.login_name, login_key=new.login_key, email_key=new.email_key
             )
-    except IntegrityError:
+    except IntegrityError:  # created concurrently
         raise InvalidInput(f"Realm {realm.slug!r} already has an account {login_name!r}.") from None
 
 

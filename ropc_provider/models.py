@@ -97,6 +97,9 @@ class ClientPolicy(models.Model):
         help_text=_("Blank uses ROPC_PROVIDER['REFRESH_TOKEN_LIFETIME']."),
     )
     issue_refresh_tokens = models.BooleanField(_("issue refresh tokens"), default=True)
+    is_active = models.BooleanField(
+        _("active"), default=True, help_text=_("An inactive client cannot authenticate; its tokens are revoked.")
+    )
     realms = models.ManyToManyField(Realm, related_name="client_policies", blank=True, verbose_name=_("realms"))
     default_realm = models.ForeignKey(
         Realm,
@@ -122,8 +125,8 @@ class ClientPolicy(models.Model):
     )
 
     class Meta:
-        verbose_name = _("client policy")
-        verbose_name_plural = _("client policies")
+        verbose_name = _("password-grant client")
+        verbose_name_plural = _("password-grant clients")
 
     def __str__(self):
         return f"Policy of {self.application}"

@@ -50,6 +50,17 @@ def _revoke_tokens(*, created_before=None, **owner):
     AccessToken.objects.filter(**owner, **when).delete()
 
 
+def revoke_client_tokens(application):
+    """End every session of one client (secret leaked, client retired)."""
+    with transaction.atomic():
+        _revoke_tokens(application=application)
+
+
+def live_token_count(**owner):
+    """Access tokens not yet expired, e.g. ``live_token_count(application=app)``."""
+    return get_access_token_model().objects.filter(expires__gt=timezone.now(), **owner).count()
+
+
 def revoke_realm_tokens(realm, *, application=None):
     """End every session in ``realm`` issued by our password grant (of one client, if given):
     the realm was deactivated, or the client may no longer use it."""

@@ -1,0 +1,499 @@
+"""Operators' screens. Every rule is the services' (clients, directories, sessions, protection):
+forms translate their ``InvalidInput`` into form errors, actions call them after a confirmation."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.validators import MinValueValidator
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from . import clients, directories, protection, sessions
+from .exceptions import InvalidInput
+from .models import ClientPolicy, Realm, RealmAccount, SessionCutoff
+
+
+def confirm_first(*, title, question, details=None):
+    """Wrap an admin action so it runs only after a confirmation page, as delete_selected does.
+    ``details(queryset)`` lists what the action will touch."""
+
+    def decorate(action):
+        def confirmed(modeladmin, request, queryset):
+            if request.POST.get("confirmed") == "yes":
+                return action(modeladmin, request, queryset)
+            context = {
+                **modeladmin.admin_site.each_context(request),
+                "title": title,
+                "question": question,
+                "objects": queryset,
+                "details": details(queryset) if details else None,
+                "action": action.__name__,
+                "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                "opts": modeladmin.model._meta,
+                "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "ropc_provider/admin/confirm_action.html", context)
+
+        confirmed.__name__ = action.__name__
+        confirmed.short_description = getattr(action, "short_description", title)
+        confirmed.allowed_permissions = ("change",)
+        return confirmed
+
+    return decorate
+
+
+def _form_error(form, error):
+    form.add_error(None, ValidationError(str(error)))
+
+
+# -- password-grant clients ------------------------------------------------------------------------
+
+
+class ClientForm(forms.ModelForm):
+    name = forms.CharField(max_length=255)
+    client_type = forms.ChoiceField(
+        choices=[("public", "Public (native or browser app, no secret)"), ("confidential", "Confidential (server)")],
+        widget=forms.RadioSelect,
+        initial="public",
+    )
+    scopes = forms.MultipleChoiceField(
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked: every scope the project defines.",
+    )
+
+    class Meta:
+        model = ClientPolicy
+        fields = [
+            "realms",
+            "default_realm",
+            "access_token_lifetime",
+            "refresh_token_lifetime",
+            "issue_refresh_tokens",
+            "may_forward_user_ip",
+        ]
+        widgets = {"realms": forms.CheckboxSelectMultiple}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["scopes"].choices = [(scope, scope) for scope in sorted(clients.known_scopes())]
+        self.fields["realms"].help_text = "None ticked: the project's own users."
+        for lifetime in ("access_token_lifetime", "refresh_token_lifetime"):
+            self.fields[lifetime].min_value = 1
+            self.fields[lifetime].widget.attrs["min"] = 1
+            self.fields[lifetime].validators.append(MinValueValidator(1))
+        if self.instance.pk:
+            self.fields["name"].initial = self.instance.application.name
+            self.fields["client_type"].initial = self.instance.application.client_type
+            self.fields["client_type"].disabled = True
+            self.fields["scopes"].initial = self.instance.scope_list
+
+    def clean(self):
+        data = super().clean()
+        realms = list(data.get("realms") or [])
+        if not self.instance.pk and not realms:
+            realms = [directories.project_realm()]
+            data["realms"] = realms
+            data["default_realm"] = data.get("default_realm") or realms[0]
+        if len(realms) == 1 and not data.get("default_realm"):
+            data["default_realm"] = realms[0]
+        try:
+            clients.check_policy(
+                confidential=data.get("client_type") == "confidential",
+                may_forward_user_ip=data.get("may_forward_user_ip", False),
+                realms=realms,
+                default_realm=data.get("default_realm"),
+            )
+        except InvalidInput as error:
+            _form_error(self, error)
+        return data
+
+
+@admin.register(ClientPolicy)
+class ClientAdmin(admin.ModelAdmin):
+    form = ClientForm
+    list_display = [
+        "name",
+        "client_id",
+        "client_type",
+        "realm_list",
+        "default_realm",
+        "active_tokens",
+        "is_active",
+        "created",
+    ]
+    list_filter = ["is_active", "application__client_type", "realms"]
+    search_fields = ["application__name", "application__client_id"]
+    readonly_fields = ["client_id"]
+    actions = ["rotate_secret", "revoke_tokens", "deactivate"]
+
+    def get_fieldsets(self, request, obj=None):
+        main = ["name", "client_type"] + (["client_id"] if obj else [])
+        return [
+            (None, {"fields": main}),
+            ("Sign-in", {"fields": ["realms", "default_realm", "scopes"]}),
+            (
+                "Tokens",
+                {"fields": ["access_token_lifetime", "refresh_token_lifetime", "issue_refresh_tokens"]},
+            ),
+            ("Attack protection", {"fields": ["may_forward_user_ip"]}),
+        ]
+
+    def get_queryset(self, request):
+        live = Q(application__accesstoken__expires__gt=timezone.now())
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("application", "default_realm")
+            .prefetch_related("realms")
+            .annotate(live_tokens=Count("application__accesstoken", filter=live, distinct=True))
+        )
+
+    @admin.display(ordering="application__name")
+    def name(self, policy):
+        return policy.application.name
+
+    @admin.display(description="client_id")
+    def client_id(self, policy):
+        return policy.application.client_id
+
+    @admin.display(description="type", ordering="application__client_type")
+    def client_type(self, policy):
+        return policy.application.client_type
+
+    @admin.display(description="realms")
+    def realm_list(self, policy):
+        return ", ".join(realm.slug for realm in policy.realms.all())
+
+    @admin.display(description="active tokens", ordering="live_tokens")
+    def active_tokens(self, policy):
+        return policy.live_tokens
+
+    @admin.display(ordering="application__created")
+    def created(self, policy):
+        return policy.application.created
+
+    def save_model(self, request, obj, form, change):
+        data = form.cleaned_data
+        if change:
+            obj.allowed_scopes = " ".join(data["scopes"])
+            obj.save()
+            application = obj.application
+            if application.name != data["name"]:
+                application.name = data["name"]
+                application.save(update_fields=["name"])
+            return
+        registered = clients.register_client(
+            name=data["name"],
+            confidential=data["client_type"] == "confidential",
+            scopes=data["scopes"],
+            issue_refresh_tokens=data["issue_refresh_tokens"],
+            access_token_lifetime=data["access_token_lifetime"],
+            refresh_token_lifetime=data["refresh_token_lifetime"],
+            realms=[realm.slug for realm in data["realms"]],
+            default_realm=data["default_realm"].slug if data["default_realm"] else None,
+            may_forward_user_ip=data["may_forward_user_ip"],
+        )
+        policy = registered.application.ropc_policy
+        obj.pk, obj.application, obj._state.adding = policy.pk, registered.application, False
+        # Shown once by response_add, never stored anywhere else (not in messages or the session).
+        request._ropc_new_secret = registered.client_secret
+
+    def save_related(self, request, form, formsets, change):
+        if change:
+            super().save_related(request, form, formsets, change)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return self._secret_page(request, obj, getattr(request, "_ropc_new_secret", None), created=True)
+
+    def _secret_page(self, request, policy, secret, *, created):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Client registered" if created else "New secret",
+            "policy": policy,
+            "application": policy.application,
+            "secret": secret,
+            "created": created,
+            "opts": self.model._meta,
+            "list_url": reverse("admin:ropc_provider_clientpolicy_changelist"),
+        }
+        response = TemplateResponse(request, "ropc_provider/admin/client_secret.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Rotate secret (shows the new one once)", permissions=["change"])
+    @confirm_first(title="Rotate secret", question="The client's current secret stops working at once.")
+    def rotate_secret(self, request, queryset):
+        policies = list(queryset.select_related("application"))
+        if len(policies) != 1 or not clients.is_confidential(policies[0].application):
+            self.message_user(request, "Select exactly one confidential client.", messages.ERROR)
+            return None
+        secret = clients.rotate_secret(policies[0].application)
+        self.log_change(request, policies[0], "Rotated the secret.")
+        return self._secret_page(request, policies[0], secret, created=False)
+
+    @admin.action(description="Revoke all tokens", permissions=["change"])
+    @confirm_first(
+        title="Revoke all tokens",
+        question="Every user signed in through these clients must sign in again.",
+        details=lambda qs: [
+            f"{policy.application.name}: {sessions.live_token_count(application=policy.application)} live tokens"
+            for policy in qs
+        ],
+    )
+    def revoke_tokens(self, request, queryset):
+        for policy in queryset:
+            sessions.revoke_client_tokens(policy.application)
+        self.message_user(request, f"Revoked the tokens of {queryset.count()} client(s).")
+
+    @admin.action(description="Deactivate", permissions=["change"])
+    @confirm_first(
+        title="Deactivate clients",
+        question="They can no longer authenticate, and their tokens are revoked.",
+    )
+    def deactivate(self, request, queryset):
+        for policy in queryset:
+            clients.set_active(policy, False)
+        self.message_user(request, f"Deactivated {queryset.count()} client(s).")
+
+
+# -- realms --------------------------------------------------------------------------------------
+
+
+class RealmForm(forms.ModelForm):
+    class Meta:
+        model = Realm
+        fields = ["slug", "name", "source", "allow_email_login", "is_active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.fields["slug"].disabled = True
+            self.fields["source"].disabled = True
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk:
+            if data.get("allow_email_login") and not self.instance.allow_email_login:
+                clash = self.instance.accounts.filter(login_key__contains="@").exists()
+                if clash:
+                    _form_error(self, "Some login names in this realm contain '@' and would be ambiguous.")
+        elif data.get("slug") and data.get("source"):
+            try:
+                directories.check_new_realm(
+                    slug=data["slug"], source=data["source"], allow_email_login=data.get("allow_email_login")
+                )
+            except InvalidInput as error:
+                _form_error(self, error)
+        return data
+
+
+def _realm_impact(queryset):
+    lines = []
+    for realm in queryset:
+        users = directories.realm_users(realm)
+        lines.append(f"{realm.slug}: {users.count()} accounts, {sessions.live_token_count(user__in=users)} live tokens")
+    return lines
+
+
+@admin.register(Realm)
+class RealmAdmin(admin.ModelAdmin):
+    form = RealmForm
+    list_display = ["slug", "name", "source", "account_count", "allow_email_login", "is_active"]
+    list_filter = ["source", "is_active"]
+    search_fields = ["slug", "name"]
+    actions = ["deactivate"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(accounts_total=Count("accounts"))
+
+    @admin.display(description="accounts", ordering="accounts_total")
+    def account_count(self, realm):
+        return realm.accounts_total
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)  # deactivation ends sessions (sessions.py)
+            return
+        realm = directories.create_realm(
+            slug=obj.slug,
+            name=obj.name,
+            source=obj.source,
+            allow_email_login=obj.allow_email_login,
+            is_active=obj.is_active,
+        )
+        obj.pk, obj._state.adding = realm.pk, False
+
+    @admin.action(description="Deactivate", permissions=["change"])
+    @confirm_first(
+        title="Deactivate realms",
+        question="Nobody can sign in to them, and every session in them ends now.",
+        details=_realm_impact,
+    )
+    def deactivate(self, request, queryset):
+        for realm in queryset:
+            directories.set_realm_active(realm, False)
+        self.message_user(request, f"Deactivated {queryset.count()} realm(s).")
+
+
+# -- realm accounts ------------------------------------------------------------------------------
+
+
+class AccountCreationForm(forms.ModelForm):
+    email = forms.EmailField(required=False)
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput, strip=False)
+    password2 = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
+
+    class Meta:
+        model = RealmAccount
+        fields = ["realm", "login_name"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["realm"].queryset = Realm.objects.filter(source=Realm.DIRECTORY)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password1") != data.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        elif data.get("realm") and data.get("login_name") and data.get("password1"):
+            try:
+                directories.check_new_account(
+                    data["realm"], data["login_name"], data["password1"], email=data.get("email") or None
+                )
+            except InvalidInput as error:
+                _form_error(self, error)
+        return data
+
+    def _post_clean(self):
+        # The service decides (in clean) what makes an account valid, normalised names included.
+        pass
+
+
+@admin.register(RealmAccount)
+class RealmAccountAdmin(admin.ModelAdmin):
+    list_display = ["login_name", "realm", "is_active", "last_login"]
+    list_filter = ["realm", "user__is_active"]
+    search_fields = ["login_name", "login_key"]
+    list_select_related = ["realm", "user"]
+    actions = ["sign_out_everywhere", "unlock", "deactivate"]
+    readonly_fields = [
+        "realm",
+        "login_name",
+        "email",
+        "is_active",
+        "last_login",
+        "sessions_valid_from",
+        "lockout",
+        "password_link",
+    ]
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = AccountCreationForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["realm", "login_name", "email", "password1", "password2"]
+        return self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.readonly_fields if obj else []
+
+    @admin.display(boolean=True, ordering="user__is_active")
+    def is_active(self, account):
+        return account.user.is_active
+
+    @admin.display(description="last sign-in", ordering="user__last_login")
+    def last_login(self, account):
+        return account.user.last_login
+
+    def email(self, account):
+        return getattr(account.user, account.user.get_email_field_name(), "")
+
+    @admin.display(description="refresh tokens valid from")
+    def sessions_valid_from(self, account):
+        try:
+            cutoff = account.user.session_cutoff
+        except SessionCutoff.DoesNotExist:
+            return "—"
+        return f"{cutoff.refresh_tokens_valid_from:%Y-%m-%d %H:%M:%S %Z} ({cutoff.get_reason_display()})"
+
+    @admin.display(description="lockout")
+    def lockout(self, account):
+        state = protection.lock_state(account.realm.slug, account.login_key)
+        if state["locked_until"]:
+            return f"locked for {max(0, int(state['locked_until'] - timezone.now().timestamp()))} s more"
+        return f"not locked ({state['failures']} recent failures)"
+
+    @admin.display(description="password")
+    def password_link(self, account):
+        url = reverse("admin:ropc_provider_realmaccount_password", args=[account.pk])
+        return format_html('<a href="{}">Change the password</a> (ends every session)', url)
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            return
+        data = form.cleaned_data
+        account = directories.create_account(
+            data["realm"], data["login_name"], data["password1"], email=data.get("email") or None
+        )
+        obj.pk, obj.user, obj.login_key, obj._state.adding = account.pk, account.user, account.login_key, False
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:account_id>/password/",
+                self.admin_site.admin_view(self.change_password),
+                name="ropc_provider_realmaccount_password",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_password(self, request, account_id):
+        account = get_object_or_404(RealmAccount.objects.select_related("user", "realm"), pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        form = AdminPasswordChangeForm(account.user, request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            form.save()  # set_password + save: the cutoff moves (sessions.py)
+            self.log_change(request, account, "Changed the password.")
+            self.message_user(request, f"Password of {account.login_name} changed; its sessions ended.")
+            return self.response_post_save_change(request, account)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Change the password of {account.login_name} ({account.realm.slug})",
+            "form": form,
+            "account": account,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "ropc_provider/admin/account_password.html", context)
+
+    @admin.action(description="Sign out everywhere", permissions=["change"])
+    @confirm_first(title="Sign out everywhere", question="Their refresh and access tokens stop working now.")
+    def sign_out_everywhere(self, request, queryset):
+        for account in queryset.select_related("user"):
+            sessions.revoke_sessions(account.user, reason=SessionCutoff.OPERATOR)
+        self.message_user(request, f"Signed out {queryset.count()} account(s) everywhere.")
+
+    @admin.action(description="Unlock", permissions=["change"])
+    @confirm_first(title="Unlock", question="Their lockout is lifted and their failures forgotten.")
+    def unlock(self, request, queryset):
+        for account in queryset.select_related("realm"):
+            protection.unlock(account.realm.slug, account.login_key)
+        self.message_user(request, f"Unlocked {queryset.count()} account(s).")
+
+    @admin.action(description="Deactivate", permissions=["change"])
+    @confirm_first(title="Deactivate accounts", question="They can no longer sign in; their sessions end now.")
+    def deactivate(self, request, queryset):
+        for account in queryset.select_related("user"):
+            account.user.is_active = False
+            account.user.save(update_fields=["is_active"])  # ends the sessions (sessions.py)
+        self.message_user(request, f"Deactivated {queryset.count()} account(s).")

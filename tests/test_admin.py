@@ -1,0 +1,171 @@
+"""Admin screens without a browser: permissions, what pages never show, form errors."""
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.models import Permission
+from django.urls import reverse
+
+from ropc_provider import clients, directories
+from ropc_provider.models import ClientPolicy, Realm, RealmAccount, SessionCutoff
+from tests.factories import UserFactory
+
+PASSWORD = "account pass phrase 1"
+
+
+@pytest.fixture
+def realm(db):
+    realm = directories.create_realm(slug="customers")
+    directories.create_account(realm, "carol", PASSWORD)
+    return realm
+
+
+@pytest.fixture
+def operator(client, db):
+    client.force_login(UserFactory(username="operator", is_staff=True, is_superuser=True))
+    return client
+
+
+def our_admin_urls(realm):
+    policy = clients.register_client(name="App", confidential=True, realms=["customers"]).application.ropc_policy
+    account = RealmAccount.objects.get()
+    urls = []
+    for model, obj in ((ClientPolicy, policy), (Realm, realm), (RealmAccount, account)):
+        name = model._meta.model_name
+        urls += [
+            reverse(f"admin:ropc_provider_{name}_changelist"),
+            reverse(f"admin:ropc_provider_{name}_add"),
+            reverse(f"admin:ropc_provider_{name}_change", args=[obj.pk]),
+            reverse(f"admin:ropc_provider_{name}_delete", args=[obj.pk]),
+        ]
+    urls.append(reverse("admin:ropc_provider_realmaccount_password", args=[account.pk]))
+    return urls
+
+
+def test_staff_without_our_permissions_gets_403_everywhere(client, realm):
+    staff = UserFactory(username="staff", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_user"))
+    client.force_login(staff)
+    for url in our_admin_urls(realm):
+        assert client.get(url).status_code == 403, url
+    index = client.get(reverse("admin:index")).content.decode()
+    assert "Password-grant clients" not in index and "Realm accounts" not in index
+
+
+def test_operator_reaches_every_page(operator, realm):
+    for url in our_admin_urls(realm):
+        assert operator.get(url).status_code == 200, url
+
+
+def test_secret_shown_once_then_never(operator, realm):
+    response = operator.post(
+        reverse("admin:ropc_provider_clientpolicy_add"),
+        {"name": "Backend", "client_type": "confidential", "realms": [realm.pk], "issue_refresh_tokens": "on"},
+    )
+    assert response.status_code == 200
+    assert "no-store" in response["Cache-Control"]
+    page = response.content.decode()
+    policy = ClientPolicy.objects.get(application__name="Backend")
+    secret = page.split('id="client-secret">')[1].split("<")[0]
+    assert len(secret) >= 43
+    assert clients.verify_client_secret(policy.application, secret)
+    for url in (
+        reverse("admin:ropc_provider_clientpolicy_changelist"),
+        reverse("admin:ropc_provider_clientpolicy_change", args=[policy.pk]),
+        reverse("admin:oauth2_provider_application_changelist"),
+        reverse("admin:oauth2_provider_application_change", args=[policy.application.pk]),
+        reverse("admin:index"),
+    ):
+        assert secret not in operator.get(url).content.decode(), url
+    for entry in LogEntry.objects.all():
+        assert secret not in f"{entry.object_repr} {entry.change_message}"
+
+
+def test_rotating_the_secret_shows_the_new_one_once(operator, realm, api):
+    registered = clients.register_client(name="Backend", confidential=True, realms=["customers"])
+    url = reverse("admin:ropc_provider_clientpolicy_changelist")
+    selected = {"action": "rotate_secret", "_selected_action": [registered.application.ropc_policy.pk]}
+    confirm = operator.post(url, selected)
+    assert "stops working at once" in confirm.content.decode()
+    page = operator.post(url, {**selected, "confirmed": "yes"}).content.decode()
+    new_secret = page.split('id="client-secret">')[1].split("<")[0]
+    assert new_secret != registered.client_secret
+    application = registered.application
+    application.refresh_from_db()
+    assert not clients.verify_client_secret(application, registered.client_secret)
+    assert api.password_grant(application, "carol", password=PASSWORD, secret=new_secret, basic=True).status_code == 200
+
+
+def test_forward_ip_on_a_public_client_is_a_form_error(operator, realm):
+    response = operator.post(
+        reverse("admin:ropc_provider_clientpolicy_add"),
+        {"name": "App", "client_type": "public", "realms": [realm.pk], "may_forward_user_ip": "on"},
+    )
+    assert response.status_code == 200
+    assert "Only a confidential client may forward" in response.content.decode()
+    assert not ClientPolicy.objects.exists()
+
+
+def test_account_form_applies_password_validators_and_normalised_uniqueness(operator, realm):
+    add = reverse("admin:ropc_provider_realmaccount_add")
+    weak = operator.post(add, {"realm": realm.pk, "login_name": "dave", "password1": "123", "password2": "123"})
+    assert "Password rejected" in weak.content.decode()
+    twin = operator.post(add, {"realm": realm.pk, "login_name": "CAROL", "password1": PASSWORD, "password2": PASSWORD})
+    assert "already has an account" in twin.content.decode()
+    good = operator.post(add, {"realm": realm.pk, "login_name": "dave", "password1": PASSWORD, "password2": PASSWORD})
+    assert good.status_code == 302
+    assert RealmAccount.objects.filter(login_key="dave").exists()
+    for url in (reverse("admin:ropc_provider_realmaccount_changelist"), good["Location"]):
+        assert PASSWORD not in operator.get(url).content.decode()
+
+
+def test_changing_an_accounts_password_in_the_admin_ends_its_sessions(operator, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    issued = api.password_grant(app, "carol", password=PASSWORD).data
+    account = RealmAccount.objects.get()
+    response = operator.post(
+        reverse("admin:ropc_provider_realmaccount_password", args=[account.pk]),
+        {"password1": "a new pass phrase 22", "password2": "a new pass phrase 22", "usable_password": "true"},
+    )
+    assert response.status_code == 302
+    assert SessionCutoff.objects.get(user=account.user).reason == SessionCutoff.PASSWORD_CHANGED
+    assert api.refresh(app, issued["refresh_token"]).status_code == 400
+    page = operator.get(reverse("admin:ropc_provider_realmaccount_change", args=[account.pk])).content.decode()
+    assert "password changed" in page and "not locked" in page
+
+
+def test_deactivating_a_realm_says_what_it_affects_first(operator, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    issued = api.password_grant(app, "carol", password=PASSWORD).data
+    url = reverse("admin:ropc_provider_realm_changelist")
+    selected = {"action": "deactivate", "_selected_action": [realm.pk]}
+    confirm = operator.post(url, selected).content.decode()
+    assert "customers: 1 accounts, 1 live tokens" in confirm
+    realm.refresh_from_db()
+    assert realm.is_active
+    operator.post(url, {**selected, "confirmed": "yes"})
+    realm.refresh_from_db()
+    assert not realm.is_active
+    assert api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {issued['access_token']}").status_code == 401
+
+
+def test_deactivating_a_client_revokes_its_tokens(operator, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    issued = api.password_grant(app, "carol", password=PASSWORD).data
+    url = reverse("admin:ropc_provider_clientpolicy_changelist")
+    operator.post(url, {"action": "deactivate", "_selected_action": [app.ropc_policy.pk], "confirmed": "yes"})
+    assert api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {issued['access_token']}").status_code == 401
+    response = api.password_grant(app, "carol", password=PASSWORD)
+    assert response.status_code == 401 and response.data["error"] == "invalid_client"
+
+
+def test_unlock_from_the_admin(operator, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    for _ in range(10):
+        api.password_grant(app, "carol", password="wrong")
+    assert api.password_grant(app, "carol", password=PASSWORD).status_code == 429
+    account = RealmAccount.objects.get()
+    page = operator.get(reverse("admin:ropc_provider_realmaccount_change", args=[account.pk])).content.decode()
+    assert "locked for" in page
+    url = reverse("admin:ropc_provider_realmaccount_changelist")
+    operator.post(url, {"action": "unlock", "_selected_action": [account.pk], "confirmed": "yes"})
+    assert api.password_grant(app, "carol", password=PASSWORD).status_code == 200
