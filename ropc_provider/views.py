@@ -1,8 +1,10 @@
 """Thin HTTP faces of the oauthlib server: every decision is made below them."""
 
 import json
+import logging
 
 from django.contrib.auth.decorators import login_not_required
+from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -16,6 +18,8 @@ from .http import OAuthLibCore
 from .models import SessionCutoff
 from .server import Server
 from .validators import RopcValidator
+
+log = logging.getLogger("ropc_provider")
 
 # Hidden from Django's error reports, whatever the endpoint.
 SENSITIVE_PARAMETERS = ("password", "client_secret", "refresh_token", "token", "mfa_token", "otp")
@@ -45,6 +49,21 @@ class OAuthEndpoint(OAuthLibMixin, View):
     validator_class = RopcValidator
     oauthlib_backend_class = OAuthLibCore
     http_method_names = ["post"]
+
+    def dispatch(self, request, *args, **kwargs):
+        try:
+            return super().dispatch(request, *args, **kwargs)
+        except (OperationalError, InterfaceError) as error:
+            # The database is down or unreachable: every transaction was rolled back, and the
+            # client may retry. Without this the client would get Django's HTML 500.
+            log.error("Database unavailable: %s", type(error).__name__)
+            return json_error(
+                request,
+                503,
+                "temporarily_unavailable",
+                "The service is temporarily unavailable; try again.",
+                **{"Retry-After": "5"},
+            )
 
     def http_method_not_allowed(self, request, *args, **kwargs):
         body = json.dumps({"error": "invalid_request", "error_description": "Use POST."})

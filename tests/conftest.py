@@ -62,6 +62,21 @@ class Api:
         return self.token(data)
 
 
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+
+    if getattr(settings, "POSTGRESQL_MISSING", False):
+        skip = pytest.mark.skip(reason="ROPC_TEST_DATABASE=postgresql, but PostgreSQL is not installed")
+        for item in items:
+            item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    from django.conf import settings
+
+    return f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
+
+
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """Attack-protection counters live in the cache: no test inherits another's failures."""

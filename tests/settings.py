@@ -10,6 +10,19 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ROOT_URLCONF = "tests.urls"
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 
+# ROPC_TEST_DATABASE=postgresql runs the whole suite on a real PostgreSQL server it starts.
+POSTGRESQL_MISSING = False
+if os.environ.get("ROPC_TEST_DATABASE") == "postgresql":
+    import dj_database_url
+
+    from tests.servers import start_test_postgresql
+
+    _url = os.environ.get("ROPC_TEST_DATABASE_URL") or start_test_postgresql()
+    if _url:
+        DATABASES = {"default": dj_database_url.parse(_url, conn_health_checks=True)}
+    else:
+        POSTGRESQL_MISSING = True
+
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not shared-cache memory, so threads in concurrency tests really contend for the
     # database lock the way two server processes do.
