@@ -22,13 +22,15 @@ demo: install
 	DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite twice: on SQLite, then on a PostgreSQL server it starts (skipped, with the
-# reason, where PostgreSQL is not installed; failed under CI=true).
+# reason, where PostgreSQL is not installed; failed under CI=true). The production-profile tests
+# start their own PostgreSQL, Redis and gunicorn, so they run in the first pass only.
 test: install
 	$(BIN)/python -m pytest
-	ROPC_TEST_DATABASE=postgresql $(BIN)/python -m pytest
+	ROPC_TEST_DATABASE=postgresql $(BIN)/python -m pytest -m "not production"
 
 bench: install
 	$(BIN)/python benchmarks/token_endpoint.py
+	$(BIN)/python benchmarks/load.py
 
 lint: install
 	$(BIN)/ruff check ropc_provider example_project tests benchmarks

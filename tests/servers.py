@@ -59,9 +59,13 @@ class PostgreSQL:
     """One PostgreSQL server in a temporary directory. initdb refuses to run as root, so as root
     the server runs as the unprivileged ``postgres`` (or ``nobody``) user."""
 
-    def __init__(self, directory):
+    def __init__(self):
+        import tempfile
+
         self.bin = require("PostgreSQL server programs (Debian: postgresql)", _postgres_bin())
-        self.data = Path(directory) / "pgdata"
+        # Directly under the system's temporary directory: the server's user must reach it.
+        self.directory = Path(tempfile.mkdtemp(prefix="ropc-pg-"))
+        self.data = self.directory / "pgdata"
         self.port = free_port()
         self.user = None
         if os.geteuid() == 0:
@@ -71,7 +75,7 @@ class PostgreSQL:
                     break
                 except KeyError:
                     continue
-            os.chown(directory, self.user.pw_uid, self.user.pw_gid)
+            os.chown(self.directory, self.user.pw_uid, self.user.pw_gid)
 
     def _run(self, *args, check=True):
         command = [str(self.bin / args[0]), *args[1:]]
@@ -106,12 +110,13 @@ class PostgreSQL:
 
 
 @contextmanager
-def postgresql(directory):
-    server = PostgreSQL(directory).init().start()
+def postgresql():
+    server = PostgreSQL().init().start()
     try:
         yield server
     finally:
         server.stop("immediate")
+        shutil.rmtree(server.directory, ignore_errors=True)
 
 
 class Redis:
@@ -127,8 +132,19 @@ class Redis:
 
     def start(self):
         self.process = subprocess.Popen(
-            [self.program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.directory)],
+            [
+                self.program,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.directory),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -158,7 +174,12 @@ def example_environment(**extra):
 
 def manage(*args, env):
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -169,9 +190,20 @@ def gunicorn(env, *, workers=2, threads=4):
     require("gunicorn", shutil.which("gunicorn", path=os.path.dirname(sys.executable)))
     port = free_port()
     process = subprocess.Popen(
-        [os.path.join(os.path.dirname(sys.executable), "gunicorn"), "example_project.wsgi:application",
-         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-         "--timeout", "60", "--graceful-timeout", "5"],
+        [
+            os.path.join(os.path.dirname(sys.executable), "gunicorn"),
+            "example_project.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--timeout",
+            "60",
+            "--graceful-timeout",
+            "5",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -196,15 +228,13 @@ def start_test_postgresql():
     that child processes (CLI tests) use it too, stopped when the run ends. Returns None when the
     server programs are missing (the run is then skipped, or failed under CI)."""
     import atexit
-    import tempfile
 
     if _postgres_bin() is None:
         if os.environ.get("CI") == "true":
             raise RuntimeError("ROPC_TEST_DATABASE=postgresql but PostgreSQL is not installed")
         return None
-    directory = tempfile.mkdtemp(prefix="ropc-pg-")
-    server = PostgreSQL(directory).init().start()
-    atexit.register(shutil.rmtree, directory, True)
+    server = PostgreSQL().init().start()
+    atexit.register(shutil.rmtree, server.directory, True)
     atexit.register(server.stop, "immediate")
     url = server.create_database("ropc")
     os.environ["ROPC_TEST_DATABASE_URL"] = url

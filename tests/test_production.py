@@ -1,0 +1,206 @@
+"""The production profile for real: a PostgreSQL server, a Redis server and two gunicorn
+instances of example_project on loopback ports, started here and stopped after."""
+
+import json
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from tests.servers import example_environment, gunicorn, manage, postgresql, redis
+
+PASSWORD = "production pass phrase 1"
+pytestmark = pytest.mark.production
+
+
+class Stack:
+    def __init__(self, directory):
+        self.directory = directory
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("stack")
+    with postgresql() as pg, redis(directory) as cache:
+        env = example_environment(
+            DATABASE_URL=pg.create_database("ropc"),
+            REDIS_URL=cache.url,
+            DJANGO_SECRET_KEY="production-test-secret-key-production-test-secret-key",
+            DJANGO_ALLOWED_HOSTS="127.0.0.1",
+        )
+        manage("migrate", "--noinput", env=env)
+        manage("ropc_realm", "create", "employees", env=env)
+        for login in ("alice", "bob", "carol", "dave"):
+            subprocess_password(env, login)
+        client = json.loads(
+            manage("ropc_client", "create", "--name", "App", "--public", "--realm", "employees", env=env).stdout
+        )
+        with gunicorn(env) as first, gunicorn(env) as second:
+            stack = Stack(directory)
+            stack.pg, stack.redis, stack.env = pg, cache, env
+            stack.instances, stack.client_id = [first, second], client["client_id"]
+            yield stack
+
+
+def subprocess_password(env, login):
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    subprocess.run(
+        [sys.executable, "manage.py", "ropc_user", "create", "--realm", "employees", login, "--password-stdin"],
+        input=PASSWORD + "\n",
+        cwd=ROOT,
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def post_token(base, data):
+    return requests.post(f"{base}/o/token/", data=data, timeout=30)
+
+
+def password_grant(stack, base, login="alice", password=PASSWORD):
+    return post_token(
+        base, {"grant_type": "password", "username": login, "password": password, "client_id": stack.client_id}
+    )
+
+
+def sql(stack, query, *params):
+    import psycopg
+
+    with psycopg.connect(stack.pg.url()) as connection:
+        return connection.execute(query, params).fetchall()
+
+
+def test_concurrent_refreshes_across_two_instances_have_one_winner(stack):
+    issued = password_grant(stack, stack.instances[0]).json()
+    barrier = threading.Barrier(20)
+
+    def refresh(index):
+        barrier.wait()
+        return post_token(
+            stack.instances[index % 2],
+            {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"], "client_id": stack.client_id},
+        )
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        responses = list(pool.map(refresh, range(20)))
+    statuses = sorted(response.status_code for response in responses)
+    assert statuses == [200] + [400] * 19, [r.text for r in responses if r.status_code != 400]
+    assert all(r.json()["error"] == "invalid_grant" for r in responses if r.status_code == 400)
+    winner = next(r for r in responses if r.status_code == 200).json()
+    # One live family afterwards: the winner's pair, and it keeps working on either instance.
+    (family,) = sql(
+        stack,
+        "SELECT token_family FROM oauth2_provider_refreshtoken WHERE token_checksum = encode(sha256(%s), 'hex')",
+        winner["refresh_token"].encode(),
+    )[0]
+    live = sql(
+        stack, "SELECT count(*) FROM oauth2_provider_refreshtoken WHERE token_family = %s AND revoked IS NULL", family
+    )
+    assert live == [(1,)]
+    again = post_token(
+        stack.instances[1],
+        {"grant_type": "refresh_token", "refresh_token": winner["refresh_token"], "client_id": stack.client_id},
+    )
+    assert again.status_code == 200
+
+
+def test_lockout_counters_are_shared_between_instances(stack):
+    for attempt in range(10):
+        response = password_grant(stack, stack.instances[attempt % 2], login="bob", password="wrong")
+        assert response.status_code == 400
+    for base in stack.instances:
+        locked = password_grant(stack, base, login="bob")
+        assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+
+
+def test_realm_deactivation_takes_effect_on_every_instance(stack):
+    issued = password_grant(stack, stack.instances[0], login="carol").json()
+    me = requests.get(
+        f"{stack.instances[1]}/api/me/", headers={"Authorization": f"Bearer {issued['access_token']}"}, timeout=30
+    )
+    assert me.status_code == 200
+    shell = "from ropc_provider import directories as d; d.set_realm_active(d.get_realm('employees'), {})"
+    manage("shell", "-c", shell.format(False), env=stack.env)
+    try:
+        for base in stack.instances:
+            assert (
+                requests.get(
+                    f"{base}/api/me/", headers={"Authorization": f"Bearer {issued['access_token']}"}, timeout=30
+                ).status_code
+                == 401
+            )
+            assert password_grant(stack, base, login="carol").status_code == 400
+    finally:
+        manage("shell", "-c", shell.format(True), env=stack.env)
+    assert password_grant(stack, stack.instances[1], login="carol").status_code == 200
+
+
+def test_redis_killed_and_restarted(stack):
+    stack.redis.kill()
+    try:
+        for base in stack.instances:
+            # Fail-open, as documented: sign-in goes on without attack protection.
+            assert password_grant(stack, base, login="dave").status_code == 200
+            wrong = password_grant(stack, base, login="dave", password="wrong")
+            assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+    finally:
+        stack.redis.start()
+    # Back without restarting anything: counting works again and the next sign-in succeeds.
+    for attempt in range(10):
+        assert password_grant(stack, stack.instances[attempt % 2], login="dave", password="wrong").status_code == 400
+    assert password_grant(stack, stack.instances[0], login="dave").status_code == 429
+
+
+def test_load_run_has_no_server_errors(stack):
+    from benchmarks.load import run_load
+
+    report = run_load(stack.instances, stack.client_id, ["alice"], PASSWORD, seconds=5, concurrency=16)
+    assert report["requests"] > 50
+    assert report["server_errors"] == 0, report
+    assert report["statuses"].get("200", 0) > 0
+
+
+def test_postgresql_stopped_and_started(stack):
+    before = password_grant(stack, stack.instances[0]).json()
+    stack.pg.stop("fast")
+    try:
+        for base in stack.instances:
+            down = password_grant(stack, base)
+            assert down.status_code == 503, down.text
+            assert down.headers["Content-Type"] == "application/json"
+            assert down.json()["error"] == "temporarily_unavailable"
+            refresh = post_token(
+                base,
+                {"grant_type": "refresh_token", "refresh_token": before["refresh_token"], "client_id": stack.client_id},
+            )
+            assert refresh.status_code == 503
+    finally:
+        stack.pg.start()
+    deadline = time.monotonic() + 30
+    while True:  # resumes by itself, no restart of the app servers
+        response = password_grant(stack, stack.instances[1])
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert response.status_code == 200
+    after = post_token(
+        stack.instances[0],
+        {"grant_type": "refresh_token", "refresh_token": before["refresh_token"], "client_id": stack.client_id},
+    )
+    assert after.status_code == 200
+    # No half-written pair: every access token of a refresh-token client has its refresh token.
+    orphans = sql(
+        stack,
+        "SELECT count(*) FROM oauth2_provider_accesstoken a WHERE NOT EXISTS "
+        "(SELECT 1 FROM oauth2_provider_refreshtoken r WHERE r.access_token_id = a.id)",
+    )
+    assert orphans == [(0,)]
