@@ -76,6 +76,7 @@ class ClientForm(forms.ModelForm):
             "access_token_lifetime",
             "refresh_token_lifetime",
             "issue_refresh_tokens",
+            "refresh_grace_seconds",
             "may_forward_user_ip",
         ]
         widgets = {"realms": forms.CheckboxSelectMultiple}
@@ -140,7 +141,14 @@ class ClientAdmin(admin.ModelAdmin):
             ("Sign-in", {"fields": ["realms", "default_realm", "scopes"]}),
             (
                 "Tokens",
-                {"fields": ["access_token_lifetime", "refresh_token_lifetime", "issue_refresh_tokens"]},
+                {
+                    "fields": [
+                        "access_token_lifetime",
+                        "refresh_token_lifetime",
+                        "issue_refresh_tokens",
+                        "refresh_grace_seconds",
+                    ]
+                },
             ),
             ("Attack protection", {"fields": ["may_forward_user_ip"]}),
         ]
@@ -199,6 +207,7 @@ class ClientAdmin(admin.ModelAdmin):
             realms=[realm.slug for realm in data["realms"]],
             default_realm=data["default_realm"].slug if data["default_realm"] else None,
             may_forward_user_ip=data["may_forward_user_ip"],
+            refresh_grace_seconds=data["refresh_grace_seconds"] or 0,
         )
         policy = registered.application.ropc_policy
         obj.pk, obj.application, obj._state.adding = policy.pk, registered.application, False

@@ -43,6 +43,7 @@ def register_client(
     realms=(),
     default_realm=None,
     may_forward_user_ip=False,
+    refresh_grace_seconds=0,
 ):
     """Create a client and its policy. A resource server is a confidential client that may only
     introspect tokens; it can never use the password grant.
@@ -87,6 +88,7 @@ def register_client(
             may_introspect=resource_server,
             default_realm=default,
             may_forward_user_ip=may_forward_user_ip,
+            refresh_grace_seconds=refresh_grace_seconds,
         )
         policy.realms.set(realm_objects)
     return RegisteredClient(application=application, client_secret=secret)
@@ -213,6 +215,7 @@ def describe_client(application):
         "default_realm": policy.default_realm.slug if policy.default_realm_id else None,
         "scopes": policy.scope_list,
         "refresh_tokens": policy.issue_refresh_tokens,
+        "refresh_grace_seconds": policy.refresh_grace_seconds,
         "access_token_lifetime": access_token_lifetime(application),
         "refresh_token_lifetime": refresh_token_lifetime(application),
     }

@@ -97,6 +97,14 @@ class ClientPolicy(models.Model):
         help_text=_("Blank uses ROPC_PROVIDER['REFRESH_TOKEN_LIFETIME']."),
     )
     issue_refresh_tokens = models.BooleanField(_("issue refresh tokens"), default=True)
+    refresh_grace_seconds = models.PositiveIntegerField(
+        _("refresh grace period (seconds)"),
+        default=0,
+        help_text=_(
+            "For mobile clients that lose the answer to a refresh: within this many seconds the "
+            "just-rotated refresh token may be presented again, once, for a fresh pair. 0: off."
+        ),
+    )
     is_active = models.BooleanField(
         _("active"), default=True, help_text=_("An inactive client cannot authenticate; its tokens are revoked.")
     )

@@ -34,14 +34,30 @@ def checksum(value):
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
+def _with_owner():
+    return RefreshToken.objects.select_related(
+        "access_token", "user", "user__realm_account__realm", "user__session_cutoff", "user__oidc_subject"
+    )
+
+
 def find_refresh_token(value):
     """The refresh token row for a presented value, live one first, or None."""
-    found = RefreshToken.objects.select_related(
-        "access_token", "user", "user__realm_account__realm", "user__session_cutoff", "user__oidc_subject"
-    ).filter(token_checksum=checksum(value))
+    found = _with_owner().filter(token_checksum=checksum(value))
     # Rows share a checksum only when DOT re-issued a value without rotating; the live one wins.
     live = next(iter(found.filter(revoked__isnull=True)[:1]), None)
     return live or found.order_by("-revoked").first()
+
+
+def grace_successor(refresh_token, grace_seconds, *, received_at):
+    """The pair a rotation of ``refresh_token`` issued, if the client may still take its place:
+    rotated (not revoked) less than ``grace_seconds`` ago, and its successor never used. So only
+    the token one generation back is ever honoured (DOT honoured several, #1617), and nothing
+    but checksums needs to be stored."""
+    if not grace_seconds or received_at - refresh_token.revoked > timedelta(seconds=grace_seconds):
+        return None
+    return next(
+        iter(_with_owner().filter(access_token__source_refresh_token=refresh_token, revoked__isnull=True)[:1]), None
+    )
 
 
 def is_replay(refresh_token, *, received_at):
@@ -102,11 +118,14 @@ def issue(*, user, application, scope, access_token, expires_in, refresh_token=N
     return access
 
 
-def rotate(previous, *, application, scope, access_token, expires_in, refresh_token):
+def rotate(previous, *, application, scope, access_token, expires_in, refresh_token, retry_of=None):
     """Replace ``previous`` (a live refresh token) by a new pair in the same family.
 
     The claim on ``previous`` is a conditional UPDATE, so of several concurrent rotations of one
     token exactly one wins, on every database; the others get ``RefreshTokenAlreadyUsed``.
+    ``retry_of``: a grace-period retry of the token ``previous`` replaced. The new pair then
+    descends from that token, and ``previous`` — whose answer never arrived — from nothing, so
+    presenting it later is a replay.
     """
     now = timezone.now()
     expires = now + timedelta(seconds=expires_in)
@@ -126,7 +145,7 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
                 scope=scope,
                 value=access_token,
                 expires=expires,
-                source_refresh_token=previous,
+                source_refresh_token=retry_of or previous,
             )
             _new_refresh_token(
                 user=previous.user,

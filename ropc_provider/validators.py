@@ -157,11 +157,17 @@ class RopcValidator(OAuth2Validator):
                 tokens.revoke_family(found)
             raise errors.InvalidGrantError(description=sessions.SESSION_ENDED, request=request)
         if found.revoked is not None:
-            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and tokens.is_replay(
-                found, received_at=request.received_at
-            ):
-                tokens.revoke_family(found)
-            return False
+            grace = clients.policy_of(client).refresh_grace_seconds
+            successor = tokens.grace_successor(found, grace, received_at=request.received_at)
+            if successor is None:
+                if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and tokens.is_replay(
+                    found, received_at=request.received_at
+                ):
+                    tokens.revoke_family(found)
+                return False
+            # The answer to the rotation was lost: rotate its (unused) successor instead, so the
+            # client continues and the pair it never received dies.
+            request.retry_of, found = found, successor
         if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client)):
             raise errors.InvalidGrantError(description=sessions.REFRESH_TOKEN_EXPIRED, request=request)
         policy = clients.policy_of(client)
@@ -195,6 +201,7 @@ class RopcValidator(OAuth2Validator):
                     access_token=token["access_token"],
                     expires_in=token["expires_in"],
                     refresh_token=token["refresh_token"],
+                    retry_of=getattr(request, "retry_of", None),
                 )
             except tokens.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None

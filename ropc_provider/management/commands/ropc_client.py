@@ -43,6 +43,12 @@ class Command(JSONCommand):
         create.add_argument("--default-realm", metavar="SLUG", help="The realm used when a request names none.")
         create.add_argument("--no-refresh-tokens", action="store_true")
         create.add_argument(
+            "--refresh-grace-period",
+            type=_positive_int,
+            metavar="SECONDS",
+            help="Let a client that lost the answer to a refresh present the rotated token again, once.",
+        )
+        create.add_argument(
             "--may-forward-user-ip",
             action="store_true",
             help="Confidential only: the client names its end user's IP in the X-End-User-IP header.",
@@ -67,6 +73,7 @@ class Command(JSONCommand):
             refresh_token_lifetime=options["refresh_token_lifetime"],
             realms=options["realm"],
             may_forward_user_ip=options["may_forward_user_ip"],
+            refresh_grace_seconds=options["refresh_grace_period"] or 0,
             default_realm=options["default_realm"],
         )
         result = clients.describe_client(registered.application)
