@@ -85,6 +85,7 @@ class ClientForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["scopes"].choices = [(scope, scope) for scope in sorted(clients.known_scopes())]
         self.fields["realms"].help_text = "None ticked: the project's own users."
+        self.fields["refresh_grace_seconds"].required = False
         for lifetime in ("access_token_lifetime", "refresh_token_lifetime"):
             self.fields[lifetime].min_value = 1
             self.fields[lifetime].widget.attrs["min"] = 1
@@ -94,6 +95,9 @@ class ClientForm(forms.ModelForm):
             self.fields["client_type"].initial = self.instance.application.client_type
             self.fields["client_type"].disabled = True
             self.fields["scopes"].initial = self.instance.scope_list
+
+    def clean_refresh_grace_seconds(self):
+        return self.cleaned_data.get("refresh_grace_seconds") or 0
 
     def clean(self):
         data = super().clean()
