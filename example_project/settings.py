@@ -123,6 +123,15 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     # DOT's own endpoints refuse the password grant; ropc_provider's /o/token/ serves it on purpose.
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    # The rest of RFC 9700 for the project's other DOT endpoints.
+    "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
+    "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,
+    "COMPLIANT_BCP_RFC9700_ACCESS_TOKEN_TRANSPORT": True,
+    "COMPLIANT_BCP_RFC9700_AUTHZ_RESPONSE_ISS": True,
+    "COMPLIANT_BCP_RFC9700_REFRESH_TOKEN": True,
+    "COMPLIANT_BCP_RFC9700_REDIRECT_URI_SCHEME": True,
+    "REFRESH_TOKEN_REUSE_PROTECTION": True,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["https"],
     "OIDC_ENABLED": bool(OIDC_RSA_PRIVATE_KEY),
     "OIDC_RSA_PRIVATE_KEY": OIDC_RSA_PRIVATE_KEY,
 }
@@ -133,3 +142,10 @@ REST_FRAMEWORK = {
 }
 
 ROPC_PROVIDER = {}
+
+# Behind TLS (production): DJANGO_HTTPS=1. Off for `make demo` and the loopback tests.
+if os.environ.get("DJANGO_HTTPS") == "1":
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
