@@ -144,6 +144,28 @@ def test_realm_deactivation_takes_effect_on_every_instance(stack):
     assert password_grant(stack, stack.instances[1], login="carol").status_code == 200
 
 
+def test_sign_out_and_client_deactivation_take_effect_on_every_instance(stack):
+    mine = password_grant(stack, stack.instances[0], login="alice").json()
+    manage("ropc_revoke", "--realm", "employees", "--username", "alice", env=stack.env)
+    stale = post_token(
+        stack.instances[1],
+        {"grant_type": "refresh_token", "refresh_token": mine["refresh_token"], "client_id": stack.client_id},
+    )
+    assert stale.status_code == 400 and stale.json()["error_description"] == "The session was ended; sign in again."
+    other = json.loads(
+        manage("ropc_client", "create", "--name", "Doomed", "--public", "--realm", "employees", env=stack.env).stdout
+    )
+    grant = {"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": other["client_id"]}
+    assert post_token(stack.instances[0], grant).status_code == 200
+    shell = (
+        "from ropc_provider import clients; from ropc_provider.models import ClientPolicy; "
+        f"clients.set_active(ClientPolicy.objects.get(application__client_id={other['client_id']!r}), False)"
+    )
+    manage("shell", "-c", shell, env=stack.env)
+    for base in stack.instances:
+        assert post_token(base, grant).status_code == 401
+
+
 def test_redis_killed_and_restarted(stack):
     stack.redis.kill()
     try:
