@@ -340,7 +340,9 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         if realm.is_directory:
             if not looked_up:
                 account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
-            if account is None:
+            if account is None or not account.user.has_usable_password():
+                # check_password() returns at once for an unusable password: hash anyway, so
+                # the time taken does not tell (Django's fix for CVE-2024-39329, in our lookup).
                 _burn_a_hash(password)
             # check_password before is_active, as ModelBackend does: the same work either way.
             elif account.user.check_password(password) and account.user.is_active:

@@ -77,7 +77,7 @@ def _valid_ip(value):
         return None
 
 
-def client_ip(request, *, may_forward_user_ip=False):
+def client_ip(meta, *, may_forward_user_ip=False):
     """The address attempts are counted against.
 
     By default the socket's peer. Behind N trusted proxies (``TRUSTED_PROXY_COUNT``) the address
@@ -86,7 +86,6 @@ def client_ip(request, *, may_forward_user_ip=False):
     client flagged to do so may name its end user's address in ``FORWARDED_USER_IP_HEADER``:
     otherwise a server-side app would put all its users behind one address.
     """
-    meta = request.META
     ip = _valid_ip(meta.get("REMOTE_ADDR", "")) or "unknown"
     if ropc_settings.CLIENT_IP_HEADER:
         ip = _valid_ip(meta.get(ropc_settings.CLIENT_IP_HEADER, "")) or ip
@@ -166,6 +165,29 @@ def attempt(*, realm_slug, login_key, ip):
         pass  # the address counter expired meanwhile
     except Exception as error:
         _fail_open(error)
+
+
+@contextmanager
+def client_authentication(ip):
+    """Guard one client-secret check: guessing secrets counts against the address as guessing
+    passwords does, and is refused with ``TooManyAttempts`` past the limit."""
+    try:
+        _check_ip(ip)
+        protected = True
+    except TooManyAttempts:
+        raise
+    except Exception as error:
+        _fail_open(error)
+        protected = False
+    current = Attempt(None, ip)
+    yield current
+    if protected and current.succeeded:
+        try:
+            _cache().decr(_ip_key(ip))
+        except ValueError:
+            pass
+        except Exception as error:
+            _fail_open(error)
 
 
 def unlock(realm_slug, login_key):

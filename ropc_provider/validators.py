@@ -91,7 +91,14 @@ class RopcValidator(OAuth2Validator):
         else:
             client_id, secret = request.client_id, request.client_secret
         application = self._load_application(client_id, request)
-        if application is None or not clients.verify_client_secret(application, secret or ""):
+        try:
+            with protection.client_authentication(protection.client_ip(request.headers)) as attempt:
+                attempt.succeeded = application is not None and clients.verify_client_secret(application, secret or "")
+        except protection.TooManyAttempts as error:
+            raise TooManyAttemptsError(error, request=request) from None
+        except protection.ProtectionUnavailable as error:
+            raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
+        if not attempt.succeeded:
             return False
         request.client_id = client_id
         return True
@@ -117,7 +124,7 @@ class RopcValidator(OAuth2Validator):
 
     @method_decorator(sensitive_variables())
     def validate_user(self, username, password, client, request, *args, **kwargs):
-        ip = protection.client_ip(request.django_request, may_forward_user_ip=clients.may_forward_user_ip(client))
+        ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(client))
         try:
             sign_in = directories.authenticate(
                 clients.policy_of(client),

@@ -236,3 +236,26 @@ def test_counting_is_exact_under_concurrency(live_server, transactional_db, sett
     assert statuses.count(400) == 10
     assert statuses.count(429) == 40
     assert counting_hasher.calls == 10
+
+
+def test_guessing_client_secrets_is_throttled_per_address(api, employees, settings):
+    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5}
+    registered = clients.register_client(name="Backend", confidential=True, realms=["employees"])
+    data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    for n in range(5):
+        assert_error(api.token(data, basic=(registered.application.client_id, f"guess{n}")), 401, "invalid_client")
+    throttled = api.token(data, basic=(registered.application.client_id, registered.client_secret))
+    assert_locked(throttled)
+    elsewhere = api.token(
+        data, basic=(registered.application.client_id, registered.client_secret), REMOTE_ADDR="198.51.100.9"
+    )
+    assert elsewhere.status_code == 200
+
+
+def test_right_client_secrets_do_not_use_up_the_limit(api, employees, settings):
+    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 3}
+    registered = clients.register_client(name="Backend", confidential=True, realms=["employees"])
+    data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    for _ in range(8):
+        response = api.token(data, basic=(registered.application.client_id, registered.client_secret))
+        assert response.status_code == 200

@@ -281,6 +281,16 @@ def test_unknown_account_costs_the_same_hashing_as_a_wrong_password(api, employe
     assert costs == {"wrong password": 1, "unknown account": 1, "right password": 1}
 
 
+def test_an_unusable_password_costs_a_hash_too(api, employees, both_realms_app, counting_hasher):
+    account = directories.create_account(employees, "frank", EMPLOYEE_PASSWORD)
+    account.user.set_unusable_password()
+    account.user.save()
+    counting_hasher.calls = 0
+    response = sign_in(api, both_realms_app, "frank", EMPLOYEE_PASSWORD, "employees")
+    assert_error(response, 400, "invalid_grant")
+    assert counting_hasher.calls == 1
+
+
 def test_forbidden_realm_costs_no_hashing(api, two_alices, db, counting_hasher):
     app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
     counting_hasher.calls = 0
