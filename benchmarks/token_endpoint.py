@@ -116,7 +116,9 @@ def failure_paths(rounds):
 
     from ropc_provider import directories, protection
 
-    with override_settings(PASSWORD_HASHERS=DEFAULT, ROPC_PROVIDER={"IP_FAILURE_LIMIT": 10**9}):
+    with override_settings(
+        PASSWORD_HASHERS=DEFAULT, ROPC_PROVIDER={**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 10**9}
+    ):
         realm = directories.create_realm(slug="bench-failures")
         wrong = [directories.create_account(realm, f"wrong{i}", PASSWORD).user for i in range(rounds)]
         inactive = [directories.create_account(realm, f"inactive{i}", PASSWORD).user for i in range(rounds)]

@@ -141,11 +141,16 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
-ROPC_PROVIDER = {}
+ROPC_PROVIDER = {
+    # Plain HTTP only for loopback demos and tests; production sets DJANGO_HTTPS=1.
+    "REQUIRE_HTTPS": os.environ.get("DJANGO_HTTPS") == "1",
+}
 
 # Behind TLS (production): DJANGO_HTTPS=1. Off for `make demo` and the loopback tests.
 if os.environ.get("DJANGO_HTTPS") == "1":
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = True
+    # Credentials sent over plain HTTP are refused by the endpoints (400), not redirected.
+    SECURE_REDIRECT_EXEMPT = [r"^o/"]
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", str(365 * 24 * 3600)))
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True

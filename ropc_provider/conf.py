@@ -53,6 +53,10 @@ DEFAULTS = {
     # With the cache unreachable: serve without protection and log an error (False), or refuse
     # password grants with 503 temporarily_unavailable (True).
     "PROTECTION_FAIL_CLOSED": False,
+    # Refuse requests that did not arrive over HTTPS (400, never a redirect: the credentials were
+    # already sent). None: required whenever DEBUG is off. Behind a TLS proxy, Django must know it
+    # (SECURE_PROXY_SSL_HEADER).
+    "REQUIRE_HTTPS": None,
     # Generator of access and refresh token values: a callable taking the oauthlib request.
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }

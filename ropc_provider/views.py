@@ -3,6 +3,7 @@
 import json
 import logging
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
@@ -14,6 +15,7 @@ from oauth2_provider.views.mixins import OAuthLibMixin
 
 from . import directories, oidc, sessions
 from .claims import user_claims
+from .conf import ropc_settings
 from .http import OAuthLibCore
 from .models import SessionCutoff
 from .server import Server
@@ -23,6 +25,11 @@ log = logging.getLogger("ropc_provider")
 
 # Hidden from Django's error reports, whatever the endpoint.
 SENSITIVE_PARAMETERS = ("password", "client_secret", "refresh_token", "token", "mfa_token", "otp")
+
+
+def _https_required():
+    required = ropc_settings.REQUIRE_HTTPS
+    return not settings.DEBUG if required is None else required
 
 
 def oauth_response(request, headers, body, status):
@@ -51,6 +58,13 @@ class OAuthEndpoint(OAuthLibMixin, View):
     http_method_names = ["post"]
 
     def dispatch(self, request, *args, **kwargs):
+        if _https_required() and not request.is_secure():
+            return json_error(
+                request,
+                400,
+                "invalid_request",
+                "HTTPS is required. Behind a TLS proxy, set Django's SECURE_PROXY_SSL_HEADER.",
+            )
         try:
             return super().dispatch(request, *args, **kwargs)
         except (OperationalError, InterfaceError) as error:

@@ -8,6 +8,8 @@ from example_project.settings import DATABASES, OAUTH2_PROVIDER
 # A cheap hasher keeps the suite fast; tests about hashing cost live in benchmarks/.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ROOT_URLCONF = "tests.urls"
+# The test client and the live servers speak plain HTTP on loopback; test_https.py turns it on.
+ROPC_PROVIDER = {"REQUIRE_HTTPS": False}
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 
 # ROPC_TEST_DATABASE=postgresql runs the whole suite on a real PostgreSQL server it starts.

@@ -148,7 +148,7 @@ def steal_sub(**kwargs):
 
 
 def test_claims_hook_adds_to_id_token_and_userinfo(api, user, oidc_app, jwks, settings):
-    settings.ROPC_PROVIDER = {"CLAIMS_HOOK": "tests.test_oidc.add_department"}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "CLAIMS_HOOK": "tests.test_oidc.add_department"}
     body = api.password_grant(oidc_app, "alice", scope="openid").data
     assert verify(body["id_token"], jwks, oidc_app.client_id)["department"] == "project-dept"
     info = api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}").json()
@@ -156,7 +156,7 @@ def test_claims_hook_adds_to_id_token_and_userinfo(api, user, oidc_app, jwks, se
 
 
 def test_claims_hook_cannot_set_protected_claims(api, user, oidc_app, settings, caplog):
-    settings.ROPC_PROVIDER = {"CLAIMS_HOOK": "tests.test_oidc.steal_sub"}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "CLAIMS_HOOK": "tests.test_oidc.steal_sub"}
     response = api.password_grant(oidc_app, "alice", scope="openid")
     assert_error(response, 500, "server_error")
     assert "protected claim(s) realm, sub" in caplog.text
@@ -165,7 +165,7 @@ def test_claims_hook_cannot_set_protected_claims(api, user, oidc_app, settings, 
 
 
 def test_claims_hook_that_cannot_be_imported_fails_the_checks(settings):
-    settings.ROPC_PROVIDER = {"CLAIMS_HOOK": "tests.nowhere.hook"}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "CLAIMS_HOOK": "tests.nowhere.hook"}
     assert "ropc_provider.E002" in {m.id for m in checks.run_checks()}
 
 

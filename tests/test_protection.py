@@ -113,7 +113,7 @@ def test_locked_and_throttled_rejections_cost_no_hashing(api, app, counting_hash
 
 
 def test_address_throttling_across_accounts(api, app, settings):
-    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 5}
     for n in range(5):
         assert_error(attempt(api, app, f"user{n}"), 400, "invalid_grant")
     assert_locked(attempt(api, app, "someone-else"))
@@ -121,20 +121,20 @@ def test_address_throttling_across_accounts(api, app, settings):
 
 
 def test_successes_do_not_use_up_the_address_limit(api, app, settings):
-    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 3}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3}
     for _ in range(10):
         assert attempt(api, app, password=PASSWORD).status_code == 200
 
 
 def test_spoofed_forwarded_for_is_ignored_without_a_trusted_proxy(api, app, settings):
-    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 5}
     for n in range(5):
         attempt(api, app, f"user{n}", HTTP_X_FORWARDED_FOR=f"203.0.113.{n}")
     assert_locked(attempt(api, app, "other", HTTP_X_FORWARDED_FOR="203.0.113.99"))
 
 
 def test_trusted_proxy_count_reads_the_proxy_seen_address(api, app, settings):
-    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5, "TRUSTED_PROXY_COUNT": 1}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 5, "TRUSTED_PROXY_COUNT": 1}
     for n in range(5):
         # The client prepends whatever it likes; the proxy appends what it saw.
         attempt(api, app, f"user{n}", HTTP_X_FORWARDED_FOR=f"1.2.3.{n}, 203.0.113.10")
@@ -143,7 +143,7 @@ def test_trusted_proxy_count_reads_the_proxy_seen_address(api, app, settings):
 
 
 def test_forwarded_user_ip_only_from_a_flagged_confidential_client(api, employees, settings):
-    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 3}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3}
     flagged = clients.register_client(name="BFF", confidential=True, realms=["employees"], may_forward_user_ip=True)
     plain = clients.register_client(name="Other backend", confidential=True, realms=["employees"])
 
@@ -208,14 +208,14 @@ def unreachable_cache(settings):
 
 
 def test_cache_down_fails_open_by_default(api, app, unreachable_cache, settings, caplog):
-    settings.ROPC_PROVIDER = {"PROTECTION_CACHE": "down"}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "PROTECTION_CACHE": "down"}
     assert attempt(api, app, password=PASSWORD).status_code == 200
     assert_error(attempt(api, app), 400, "invalid_grant")
     assert "Attack protection unavailable, serving without it" in caplog.text
 
 
 def test_cache_down_fails_closed_when_configured(api, app, unreachable_cache, settings):
-    settings.ROPC_PROVIDER = {"PROTECTION_CACHE": "down", "PROTECTION_FAIL_CLOSED": True}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "PROTECTION_CACHE": "down", "PROTECTION_FAIL_CLOSED": True}
     response = attempt(api, app, password=PASSWORD)
     assert_error(response, 503, "temporarily_unavailable")
 
@@ -239,7 +239,7 @@ def test_counting_is_exact_under_concurrency(live_server, transactional_db, sett
 
 
 def test_guessing_client_secrets_is_throttled_per_address(api, employees, settings):
-    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 5}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 5}
     registered = clients.register_client(name="Backend", confidential=True, realms=["employees"])
     data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
     for n in range(5):
@@ -253,7 +253,7 @@ def test_guessing_client_secrets_is_throttled_per_address(api, employees, settin
 
 
 def test_right_client_secrets_do_not_use_up_the_limit(api, employees, settings):
-    settings.ROPC_PROVIDER = {"IP_FAILURE_LIMIT": 3}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3}
     registered = clients.register_client(name="Backend", confidential=True, realms=["employees"])
     data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
     for _ in range(8):

@@ -67,14 +67,14 @@ def test_duplicate_within_the_tolerance_is_refused_but_keeps_the_family(api, pub
 
 
 def test_zero_tolerance_revokes_on_any_reuse(api, public_app, signed_in, settings):
-    settings.ROPC_PROVIDER = {"REFRESH_TOKEN_REUSE_TOLERANCE": 0}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "REFRESH_TOKEN_REUSE_TOLERANCE": 0}
     second = api.refresh(public_app, signed_in["refresh_token"]).data
     api.refresh(public_app, signed_in["refresh_token"])
     assert_error(api.refresh(public_app, second["refresh_token"]), 400, "invalid_grant")
 
 
 def test_reuse_does_not_touch_other_sessions(api, user, public_app, signed_in, settings):
-    settings.ROPC_PROVIDER = {"REFRESH_TOKEN_REUSE_TOLERANCE": 0}
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "REFRESH_TOKEN_REUSE_TOLERANCE": 0}
     other = api.password_grant(public_app, "alice").data
     api.refresh(public_app, signed_in["refresh_token"])
     api.refresh(public_app, signed_in["refresh_token"])
