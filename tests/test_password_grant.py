@@ -114,3 +114,17 @@ def test_existing_dot_password_client_without_policy_is_served(api, user, db):
         authorization_grant_type=Application.GRANT_PASSWORD,
     )
     assert_token_response(api.password_grant(app, "alice"))
+
+
+def test_passwords_are_compared_exactly_as_django_stores_them(api, public_app, db):
+    """Documented policy (checklist row 19): no Unicode normalisation of passwords, as Django's
+    hashers do none; a password set in NFC does not match its NFD spelling."""
+    import unicodedata
+
+    from tests.factories import UserFactory
+
+    nfc = unicodedata.normalize("NFC", "café crème brûlée")
+    UserFactory(username="zoe", password=nfc)
+    assert api.password_grant(public_app, "zoe", password=nfc).status_code == 200
+    nfd = api.password_grant(public_app, "zoe", password=unicodedata.normalize("NFD", nfc))
+    assert_error(nfd, 400, "invalid_grant")
