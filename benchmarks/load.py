@@ -84,7 +84,7 @@ def run_load(instances, client_id, logins, password, *, seconds, concurrency):
 
 
 def main():
-    from tests.servers import example_environment, gunicorn, manage, postgresql, redis
+    from tests.servers import production_stack
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=30)
@@ -93,35 +93,12 @@ def main():
     logins = [f"user{n}" for n in range(args.concurrency)]
 
     with tempfile.TemporaryDirectory() as directory:
-        with postgresql() as pg, redis(directory) as cache:
-            env = example_environment(
-                DATABASE_URL=pg.create_database("ropc"),
-                REDIS_URL=cache.url,
-                DJANGO_SECRET_KEY="load-run-secret-key-load-run-secret-key-load-run",
-                DJANGO_ALLOWED_HOSTS="127.0.0.1",
-                DATABASE_CONN_MAX_AGE="60",
+        with production_stack(
+            directory, realm="load", logins=logins, password=PASSWORD, DATABASE_CONN_MAX_AGE="60"
+        ) as stack:
+            report = run_load(
+                stack.instances, stack.client_id, logins, PASSWORD, seconds=args.seconds, concurrency=args.concurrency
             )
-            manage("migrate", "--noinput", env=env)
-            manage("ropc_realm", "create", "load", env=env)
-            seed = (
-                "from ropc_provider import directories as d\n"
-                "from django.contrib.auth.hashers import make_password\n"
-                f"realm = d.get_realm('load')\n"
-                f"for login in {logins!r}: d.create_account(realm, login, {PASSWORD!r})\n"
-            )
-            manage("shell", "-c", seed, env=env)
-            client = json.loads(
-                manage("ropc_client", "create", "--name", "Load", "--public", "--realm", "load", env=env).stdout
-            )
-            with gunicorn(env) as first, gunicorn(env) as second:
-                report = run_load(
-                    [first, second],
-                    client["client_id"],
-                    logins,
-                    PASSWORD,
-                    seconds=args.seconds,
-                    concurrency=args.concurrency,
-                )
 
     print(f"{'requests':>9} {'per s':>7} {'5xx':>5}  {'grant':<9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
     for kind, cuts in report["latency_ms"].items():

@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -172,16 +172,51 @@ def example_environment(**extra):
     return env
 
 
-def manage(*args, env):
+def manage(*args, env, stdin=None):
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
         env=env,
+        input=stdin,
         check=True,
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+class Stack:
+    """PostgreSQL, Redis and two gunicorn instances of example_project, seeded with a realm,
+    its accounts and a public client."""
+
+    def __init__(self, **parts):
+        self.__dict__.update(parts)
+
+
+@contextmanager
+def production_stack(directory, *, realm, logins, password, instances=2, **env_extra):
+    with postgresql() as pg, redis(directory) as cache:
+        env = example_environment(
+            DATABASE_URL=pg.create_database("ropc"),
+            REDIS_URL=cache.url,
+            DJANGO_SECRET_KEY="a-secret-key-for-loopback-runs-only-a-secret-key-for-loopback",
+            DJANGO_ALLOWED_HOSTS="127.0.0.1",
+            **env_extra,
+        )
+        manage("migrate", "--noinput", env=env)
+        manage("ropc_realm", "create", realm, env=env)
+        seed = (
+            "from ropc_provider import directories as d\n"
+            f"realm = d.get_realm({realm!r})\n"
+            f"for login in {list(logins)!r}: d.create_account(realm, login, {password!r})\n"
+        )
+        manage("shell", "-c", seed, env=env)
+        client = manage("ropc_client", "create", "--name", "App", "--public", "--realm", realm, env=env).stdout
+        import json
+
+        with ExitStack() as running:
+            urls = [running.enter_context(gunicorn(env)) for _ in range(instances)]
+            yield Stack(pg=pg, redis=cache, env=env, instances=urls, client_id=json.loads(client)["client_id"])
 
 
 @contextmanager

@@ -5,7 +5,6 @@ import json
 import os
 import shlex
 import signal
-import socket
 import sqlite3
 import subprocess
 import time
@@ -14,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_program
+from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start_demo(port, env):
@@ -57,16 +51,6 @@ def stop(process):
     process.wait(timeout=20)
 
 
-def wait_for(port):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    pytest.fail(f"nothing listens on 127.0.0.1:{port}")
-
-
 def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
     require_program("curl")
     database = tmp_path / "demo.sqlite3"
@@ -78,7 +62,7 @@ def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
     stop(first)
     second, curl_line = start_demo(port, env)
     try:
-        wait_for(port)
+        wait_for_port(port)
         assert f"http://127.0.0.1:{port}/o/token/" in curl_line
         result = subprocess.run(shlex.split(curl_line), capture_output=True, text=True, timeout=30, check=True)
         token = json.loads(result.stdout)

@@ -9,57 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from tests.servers import example_environment, gunicorn, manage, postgresql, redis
+from tests.servers import manage, production_stack
 
 PASSWORD = "production pass phrase 1"
 pytestmark = pytest.mark.production
 
 
-class Stack:
-    def __init__(self, directory):
-        self.directory = directory
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("stack")
-    with postgresql() as pg, redis(directory) as cache:
-        env = example_environment(
-            DATABASE_URL=pg.create_database("ropc"),
-            REDIS_URL=cache.url,
-            DJANGO_SECRET_KEY="production-test-secret-key-production-test-secret-key",
-            DJANGO_ALLOWED_HOSTS="127.0.0.1",
-        )
-        manage("migrate", "--noinput", env=env)
-        manage("ropc_realm", "create", "employees", env=env)
-        for login in ("alice", "bob", "carol", "dave"):
-            subprocess_password(env, login)
-        client = json.loads(
-            manage("ropc_client", "create", "--name", "App", "--public", "--realm", "employees", env=env).stdout
-        )
-        with gunicorn(env) as first, gunicorn(env) as second:
-            stack = Stack(directory)
-            stack.pg, stack.redis, stack.env = pg, cache, env
-            stack.instances, stack.client_id = [first, second], client["client_id"]
-            yield stack
-
-
-def subprocess_password(env, login):
-    import subprocess
-    import sys
-
-    from tests.servers import ROOT
-
-    subprocess.run(
-        [sys.executable, "manage.py", "ropc_user", "create", "--realm", "employees", login, "--password-stdin"],
-        input=PASSWORD + "\n",
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    with production_stack(
+        tmp_path_factory.mktemp("stack"), realm="employees", logins=["alice", "bob", "carol", "dave"], password=PASSWORD
+    ) as running:
+        yield running
 
 
 def post_token(base, data):
