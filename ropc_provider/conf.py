@@ -37,7 +37,8 @@ DEFAULTS = {
     # First lock, in seconds; each further lock doubles it, up to LOCKOUT_MAX_SECONDS.
     "LOCKOUT_SECONDS": 60,
     "LOCKOUT_MAX_SECONDS": 900,
-    # Seconds without an attempt after which failures and the doubling are forgotten.
+    # Seconds after the first failure of a series at which its failures and the doubling are
+    # forgotten (a success forgets them at once).
     "LOCKOUT_RESET_AFTER": 12 * 3600,
     # Failed attempts from one client address, across all accounts and realms, per window.
     "IP_FAILURE_LIMIT": 100,

@@ -56,6 +56,7 @@ class SignIn:
     user: object
     realm: Realm
     login_name: str
+    attempt: object = None
 
     @property
     def identity(self):
@@ -329,17 +330,23 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
     """Return a ``SignIn`` for these credentials, or None; raise ``RealmError`` for a realm the
     client cannot use, ``protection.TooManyAttempts`` for a locked identity or throttled address
     (both before any password is checked). Unknown account, wrong password and inactive account
-    all return None after the same password-hash work."""
+    all return None after the same password-hash work.
+
+    A returned ``SignIn`` carries its counted attempt: the caller settles it once the sign-in
+    stands (``record_sign_in``), so a refusal there counts as the failure it is.
+    """
     login_key = normalize_login(login)
     realm, account, looked_up = _resolve(policy, realm_slug, login_key)
     if not realm.is_active:
         raise RealmInactive("Sign-in to this realm is disabled.")
+    if realm.is_directory and not looked_up:
+        account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
+    # An account is counted under its own name, whichever of its names (login or email) was typed.
+    attempt = protection.begin(realm_slug=realm.slug, login_key=account.login_key if account else login_key, ip=ip)
 
     user, login_name = None, login
-    with protection.attempt(realm_slug=realm.slug, login_key=login_key, ip=ip) as attempt:
+    try:
         if realm.is_directory:
-            if not looked_up:
-                account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
             if account is None or not account.user.has_usable_password():
                 # check_password() returns at once for an unusable password: hash anyway, so
                 # the time taken does not tell (Django's fix for CVE-2024-39329, in our lookup).
@@ -353,12 +360,15 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
             # statement that writes last_login, to spare the grant a query.
             if candidate is not None and candidate.is_active:
                 user, login_name = candidate, candidate.get_username()
-        attempt.succeeded = user is not None
+    except BaseException:
+        attempt.failed()
+        raise
 
     if user is None:
+        attempt.failed()
         announce_failure(realm, login, request=request)
         return None
-    return SignIn(user=user, realm=realm, login_name=login_name)
+    return SignIn(user=user, realm=realm, login_name=login_name, attempt=attempt)
 
 
 def record_sign_in(sign_in):

@@ -45,9 +45,23 @@ def identity_key(realm_slug, login_key):
     return f"ropc:id:{_digest(realm_slug, login_key)}"
 
 
+def _counted_address(ip):
+    """One IPv4 address, or one IPv6 /64 (what one subscriber gets): an attacker cycling through
+    the addresses of their own /64 is still one attacker. IPv4-mapped IPv6 is its IPv4."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def _ip_key(ip):
     window = ropc_settings.IP_FAILURE_WINDOW
-    return f"ropc:ip:{_digest(ip)}:{int(time.time() // window)}"
+    return f"ropc:ip:{_digest(_counted_address(ip))}:{int(time.time() // window)}"
 
 
 def _count(key, timeout):
@@ -107,29 +121,69 @@ def _lock_period(lockouts):
     return min(ceiling, base * 2 ** max(0, lockouts - 1))
 
 
-class Attempt:
-    succeeded = False
-
-    def __init__(self, key, ip):
-        self.key, self.ip = key, ip
-
-
 def _check_ip(ip):
     """Count one attempt against the client's address; refuse past the limit."""
     count = _count(_ip_key(ip), ropc_settings.IP_FAILURE_WINDOW)
     if count > ropc_settings.IP_FAILURE_LIMIT:
         window = ropc_settings.IP_FAILURE_WINDOW
-        signals.throttled.send(sender=attempt, ip=ip)
+        signals.throttled.send(sender=begin, ip=ip)
         raise TooManyAttempts(window - time.time() % window)
 
 
-@contextmanager
-def attempt(*, realm_slug, login_key, ip):
-    """Guard one password check: raises ``TooManyAttempts`` before it when the identity is
-    locked or the address throttled; counts it as a failure unless ``.succeeded`` is set."""
+def _refund_ip(ip):
+    try:
+        _cache().decr(_ip_key(ip))
+    except ValueError:
+        pass  # the window's counter expired meanwhile
+
+
+class Attempt:
+    """One password check, counted before it ran; settle it with ``succeeded()`` or ``failed()``
+    once the sign-in stands or falls (a failed settlement may lock the identity)."""
+
+    def __init__(self, realm_slug, login_key, ip, count):
+        self.realm_slug, self.login_key, self.ip, self.count = realm_slug, login_key, ip, count
+        self.key = identity_key(realm_slug, login_key)
+
+    def _settle(self, settle):
+        if self.count is None:  # counted nothing: the cache was down (fail-open)
+            return
+        try:
+            settle()
+        except Exception as error:
+            _fail_open(error)
+
+    def succeeded(self):
+        def reset():
+            _cache().delete_many([f"{self.key}:attempts", f"{self.key}:lockouts"])
+            _refund_ip(self.ip)  # a success is no failure of the address
+
+        self._settle(reset)
+
+    def failed(self):
+        def lock_at_threshold():
+            if self.count >= ropc_settings.LOCKOUT_THRESHOLD:
+                lockouts = _count(f"{self.key}:lockouts", ropc_settings.LOCKOUT_RESET_AFTER)
+                _lock(self.key, _lock_period(lockouts))
+                signals.locked_out.send(
+                    sender=begin, realm_slug=self.realm_slug, login=self.login_key, seconds=_lock_period(lockouts)
+                )
+
+        self._settle(lock_at_threshold)
+
+
+def _lock(key, period, *, replace=True):
+    cache = _cache()
+    # Lock first, then clear the counter, so no attempt slips between the two.
+    (cache.set if replace else cache.add)(f"{key}:locked", time.time() + period, period)
+    cache.delete(f"{key}:attempts")
+
+
+def begin(*, realm_slug, login_key, ip):
+    """Count one password check before it runs; raise ``TooManyAttempts`` (before any hashing)
+    when the identity is locked or the address throttled."""
     cache = _cache()
     key = identity_key(realm_slug, login_key)
-    current = Attempt(key, ip)
     try:
         locked_until = cache.get(f"{key}:locked")
         if locked_until is not None:
@@ -137,34 +191,17 @@ def attempt(*, realm_slug, login_key, ip):
         _check_ip(ip)
         count = _count(f"{key}:attempts", ropc_settings.LOCKOUT_RESET_AFTER)
         if count > ropc_settings.LOCKOUT_THRESHOLD:
-            # Concurrent with the attempt that reached the threshold, which locks the identity.
+            # Concurrent with the attempt that reached the threshold, which locks the identity
+            # when it fails. Should that one never settle (its process died), lock here, so a
+            # counter past the threshold never outlives a lock.
+            _lock(key, ropc_settings.LOCKOUT_SECONDS, replace=False)
             raise TooManyAttempts(ropc_settings.LOCKOUT_SECONDS)
-        protected = True
     except TooManyAttempts:
         raise
     except Exception as error:  # the cache backend's own: connection refused, timeouts
         _fail_open(error)
-        protected = False
-
-    yield current
-
-    if not protected:
-        return
-    try:
-        if current.succeeded:
-            cache.delete_many([f"{key}:attempts", f"{key}:lockouts"])
-            cache.decr(_ip_key(ip))  # a success is no failure of the address
-        elif count >= ropc_settings.LOCKOUT_THRESHOLD:
-            lockouts = _count(f"{key}:lockouts", ropc_settings.LOCKOUT_RESET_AFTER)
-            period = _lock_period(lockouts)
-            # Lock first, then clear the counter, so no attempt slips between the two.
-            cache.set(f"{key}:locked", time.time() + period, period)
-            cache.delete(f"{key}:attempts")
-            signals.locked_out.send(sender=attempt, realm_slug=realm_slug, login=login_key, seconds=period)
-    except ValueError:
-        pass  # the address counter expired meanwhile
-    except Exception as error:
-        _fail_open(error)
+        count = None
+    return Attempt(realm_slug, login_key, ip, count)
 
 
 @contextmanager
@@ -179,15 +216,17 @@ def client_authentication(ip):
     except Exception as error:
         _fail_open(error)
         protected = False
-    current = Attempt(None, ip)
-    yield current
-    if protected and current.succeeded:
+    outcome = ClientAuthentication()
+    yield outcome
+    if protected and outcome.succeeded:
         try:
-            _cache().decr(_ip_key(ip))
-        except ValueError:
-            pass
+            _refund_ip(ip)
         except Exception as error:
             _fail_open(error)
+
+
+class ClientAuthentication:
+    succeeded = False
 
 
 def unlock(realm_slug, login_key):

@@ -92,13 +92,13 @@ class RopcValidator(OAuth2Validator):
             client_id, secret = request.client_id, request.client_secret
         application = self._load_application(client_id, request)
         try:
-            with protection.client_authentication(protection.client_ip(request.headers)) as attempt:
-                attempt.succeeded = application is not None and clients.verify_client_secret(application, secret or "")
+            with protection.client_authentication(protection.client_ip(request.headers)) as outcome:
+                outcome.succeeded = application is not None and clients.verify_client_secret(application, secret or "")
         except protection.TooManyAttempts as error:
             raise TooManyAttemptsError(error, request=request) from None
         except protection.ProtectionUnavailable as error:
             raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
-        if not attempt.succeeded:
+        if not outcome.succeeded:
             return False
         request.client_id = client_id
         return True
@@ -227,8 +227,10 @@ class RopcValidator(OAuth2Validator):
                         refresh_token=token.get("refresh_token"),
                     )
             if not signed_in:
+                sign_in.attempt.failed()
                 directories.announce_failure(sign_in.realm, request.username, request=request.django_request)
                 raise errors.InvalidGrantError(INVALID_CREDENTIALS, request=request)
+            sign_in.attempt.succeeded()
             directories.announce_sign_in(sign_in, request.username, request=request.django_request)
 
     # -- OpenID Connect --------------------------------------------------------------------

@@ -259,3 +259,58 @@ def test_right_client_secrets_do_not_use_up_the_limit(api, employees, settings):
     for _ in range(8):
         response = api.token(data, basic=(registered.application.client_id, registered.client_secret))
         assert response.status_code == 200
+
+
+def test_a_right_password_through_the_wrong_door_counts_as_a_failure(api, employees, db):
+    """A directory account's Django user signing in through the project realm is refused; its
+    right password must not reset the failures either (that would tell the attacker)."""
+    internal = directories.get_realm("employees").accounts.get().user.get_username()
+    legacy = clients.register_client(name="Legacy", confidential=False).application
+    for _ in range(9):
+        assert_error(attempt(api, legacy, internal), 400, "invalid_grant")
+    assert_error(attempt(api, legacy, internal, password=PASSWORD), 400, "invalid_grant")
+    assert_locked(attempt(api, legacy, internal))
+
+
+def test_login_name_and_email_share_one_counter(api, db):
+    realm = directories.create_realm(slug="shop", allow_email_login=True)
+    directories.create_account(realm, "bob", PASSWORD, email="bob@example.com")
+    app = clients.register_client(name="Shop", confidential=False, realms=["shop"]).application
+    for login in ["bob", "bob@example.com"] * 5:
+        assert_error(attempt(api, app, login), 400, "invalid_grant")
+    assert_locked(attempt(api, app, "bob", password=PASSWORD))
+    assert_locked(attempt(api, app, "bob@example.com", password=PASSWORD))
+
+
+def test_one_ipv6_subnet_is_one_address(api, app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3}
+    for n in range(3):
+        attempt(api, app, f"user{n}", REMOTE_ADDR=f"2001:db8:1:2::{n + 1}")
+    assert_locked(attempt(api, app, "other", REMOTE_ADDR="2001:db8:1:2:ffff::9"))
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR="2001:db8:1:3::1").status_code == 200
+
+
+def test_ipv4_mapped_ipv6_is_the_ipv4_address(api, app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 2}
+    attempt(api, app, "u1", REMOTE_ADDR="203.0.113.5")
+    attempt(api, app, "u2", REMOTE_ADDR="::ffff:203.0.113.5")
+    assert_locked(attempt(api, app, "u3", REMOTE_ADDR="203.0.113.5"))
+
+
+def test_a_crash_on_the_threshold_attempt_still_locks(api, app, monkeypatch):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    from tests.conftest import Api
+
+    fail(api, app, 9)
+
+    def crash(self, password):
+        raise RuntimeError("hasher crashed")
+
+    monkeypatch.setattr(get_user_model(), "check_password", crash)
+    assert attempt(Api(Client(raise_request_exception=False)), app).status_code == 500
+    monkeypatch.undo()
+    locked = attempt(api, app, password=PASSWORD)
+    assert_locked(locked)
+    assert 55 <= int(locked["Retry-After"]) <= 60
