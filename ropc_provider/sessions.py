@@ -93,35 +93,32 @@ def cut_off(refresh_token):
     return refresh_token.created < valid_from
 
 
-def _has_live_tokens(user):
-    AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
-    return (
-        AccessToken.objects.filter(user=user).exists()
-        or RefreshToken.objects.filter(user=user, revoked__isnull=True).exists()
-    )
+def remember_account_state(sender, instance, **kwargs):
+    """post_init of the user model: what a later save compares against."""
+    instance._ropc_loaded_state = (instance.password, getattr(instance, "is_active", True))
 
 
 def end_sessions_on_account_change(sender, instance, created, update_fields=None, **kwargs):
     """post_save of the user model: a new password, a disabled password or a deactivated account
-    ends every session.
+    ends every session of the user.
 
     ``AbstractBaseUser`` keeps the raw password in ``_password`` from ``set_password()`` until the
     save that stores it, and clears it for hash upgrades on login, so this catches every password
     change made through Django (``set_password``, password change and reset forms, the admin, our
-    CLI) and never a mere upgrade. ``QuerySet.update()`` bypasses it, as it bypasses signals.
+    CLI) and never a mere upgrade. Other changes are compared with the state the user was loaded
+    in, so saving an unchanged user does nothing. ``QuerySet.update()`` bypasses signals.
     """
-    if created:
+    loaded_password, was_active = getattr(instance, "_ropc_loaded_state", (instance.password, True))
+    saved = update_fields is None or {"password", "is_active"} & set(update_fields)
+    remember_account_state(sender, instance)
+    if created or not saved:
         return
     if getattr(instance, "_password", None) is not None:
         revoke_sessions(instance, reason=SessionCutoff.PASSWORD_CHANGED)
-        return
-    if update_fields is not None and not {"password", "is_active"} & set(update_fields):
-        return
-    disabled = not instance.has_usable_password()  # set_unusable_password(): sign-in turned off
-    deactivated = not getattr(instance, "is_active", True)
-    if (disabled or deactivated) and _has_live_tokens(instance):
-        reason = SessionCutoff.PASSWORD_CHANGED if disabled else SessionCutoff.ACCOUNT_DEACTIVATED
-        revoke_sessions(instance, reason=reason)
+    elif instance.password != loaded_password and not instance.has_usable_password():
+        revoke_sessions(instance, reason=SessionCutoff.PASSWORD_CHANGED)  # set_unusable_password()
+    elif was_active and not getattr(instance, "is_active", True):
+        revoke_sessions(instance, reason=SessionCutoff.ACCOUNT_DEACTIVATED)
 
 
 def end_sessions_on_realm_change(sender, instance, created, **kwargs):
@@ -130,16 +127,42 @@ def end_sessions_on_realm_change(sender, instance, created, **kwargs):
         revoke_realm_tokens(instance)
 
 
-def end_sessions_on_client_realms_change(sender, instance, action, pk_set, **kwargs):
-    """m2m_changed of ClientPolicy.realms: a realm taken from a client ends that client's sessions
-    in it. (pre_clear: the realms are still there to be read.)"""
-    from .models import Realm
+def follow_client_realm_changes(sender, instance, action, reverse, pk_set, **kwargs):
+    """m2m_changed of ClientPolicy.realms, from either side: a realm taken from a client ends that
+    client's sessions in it, and stops being its default realm."""
+    from .models import ClientPolicy, Realm
 
-    if action == "post_remove":
-        realms = Realm.objects.filter(pk__in=pk_set)
-    elif action == "pre_clear":
-        realms = instance.realms.all()
-    else:
+    if action not in ("post_remove", "pre_clear"):
         return
-    for realm in realms:
-        revoke_realm_tokens(realm, application=instance.application)
+    if reverse:  # realm.client_policies.remove(policy) / .clear()
+        realms = [instance]
+        policies = (
+            ClientPolicy.objects.filter(pk__in=pk_set) if action == "post_remove" else instance.client_policies.all()
+        )
+    else:
+        policies = [instance]
+        realms = Realm.objects.filter(pk__in=pk_set) if action == "post_remove" else instance.realms.all()
+    realms = list(realms)
+    for policy in list(policies):
+        for realm in realms:
+            revoke_realm_tokens(realm, application=policy.application)
+        if policy.default_realm_id in {realm.pk for realm in realms}:
+            type(policy).objects.filter(pk=policy.pk).update(default_realm=None)
+            policy.default_realm = None
+
+
+def delete_account_user(sender, instance, origin=None, **kwargs):
+    """post_delete of RealmAccount: its Django user goes too. Left behind, it would be one of the
+    project's users, with the account's password."""
+    if not isinstance(origin, get_user_model()):
+        get_user_model()._default_manager.filter(pk=instance.user_id).delete()
+
+
+def delete_policy_application(sender, instance, origin=None, **kwargs):
+    """post_delete of ClientPolicy: the client goes too. Left behind, a policy-less password-grant
+    Application would be served with the defaults, active again."""
+    from oauth2_provider.models import get_application_model
+
+    Application = get_application_model()
+    if not isinstance(origin, Application):
+        Application.objects.filter(pk=instance.application_id).delete()

@@ -192,3 +192,68 @@ def test_repeated_parameters_at_revoke_and_introspect(api, user, public_app, res
     pairs = [("token", issued["access_token"]), ("token", issued["refresh_token"])]
     assert_error(api.post(path, pairs, basic=(rs.client_id, secret)), 400, "invalid_request")
     assert me(api, issued).status_code == 200
+
+
+# -- second review -----------------------------------------------------------------------------
+
+
+def test_deleting_an_account_deletes_its_user(api, employees_app):
+    from django.contrib.auth import get_user_model
+
+    realm, app = employees_app
+    account = realm.accounts.get()
+    internal, issued = account.user.get_username(), api.password_grant(app, "alice").data
+    account.delete()
+    assert not get_user_model().objects.filter(username=internal).exists()
+    assert me(api, issued).status_code == 401
+    legacy = clients.register_client(name="Legacy", confidential=False).application
+    assert_error(api.password_grant(legacy, internal), 400, "invalid_grant")
+
+
+def test_deleting_a_clients_policy_deletes_the_client(api, employees_app):
+    from oauth2_provider.models import get_application_model
+
+    _realm, app = employees_app
+    clients.set_active(app.ropc_policy, False)
+    app.ropc_policy.delete()
+    assert not get_application_model().objects.filter(pk=app.pk).exists()
+    assert_error(api.password_grant(app, "alice"), 401, "invalid_client")
+
+
+def test_saving_an_unchanged_user_without_a_usable_password_ends_nothing(api, db, authorization_code_app):
+    from oauth2_provider.models import AccessToken
+
+    from tests.factories import UserFactory
+
+    sso = UserFactory(username="sso-user")
+    sso.set_unusable_password()
+    sso.save()
+    token = AccessToken.objects.create(
+        user=sso,
+        application=authorization_code_app,
+        token="t" * 30,
+        expires=timezone.now() + timezone.timedelta(hours=1),
+    )
+    cutoff = SessionCutoff.objects.get(user=sso).refresh_tokens_valid_from  # from disabling the password
+    sso = type(sso).objects.get(pk=sso.pk)  # loaded afresh, as a profile view would
+    sso.first_name = "Sam"
+    sso.save()
+    assert AccessToken.objects.filter(pk=token.pk).exists()
+    assert SessionCutoff.objects.get(user=sso).refresh_tokens_valid_from == cutoff
+
+
+def test_taking_a_client_from_the_realm_side(api, employees_app):
+    realm, app = employees_app
+    issued = api.password_grant(app, "alice").data
+    realm.client_policies.remove(app.ropc_policy)
+    assert me(api, issued).status_code == 401
+    assert_error(api.password_grant(app, "alice"), 400, "invalid_request")
+
+
+def test_a_removed_default_realm_is_no_longer_used(api, employees_app):
+    realm, app = employees_app
+    app.ropc_policy.realms.remove(realm)
+    app.ropc_policy.refresh_from_db()
+    assert app.ropc_policy.default_realm is None
+    assert_error(api.password_grant(app, "alice"), 400, "invalid_request")
+    assert_error(api.password_grant(app, "alice", realm="employees"), 400, "invalid_request")
