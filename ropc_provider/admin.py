@@ -35,6 +35,8 @@ def confirm_first(*, title, question, details=None):
                 "details": details(queryset) if details else None,
                 "action": action.__name__,
                 "selected": request.POST.getlist(ACTION_CHECKBOX_NAME),
+                # "Select all N" across pages: carried through, or only this page's rows would be acted on.
+                "select_across": request.POST.get("select_across", "0"),
                 "opts": modeladmin.model._meta,
                 "action_checkbox_name": ACTION_CHECKBOX_NAME,
             }

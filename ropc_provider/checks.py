@@ -53,3 +53,17 @@ def claims_hook_is_callable(app_configs, **kwargs):
     if hook is not None and not callable(hook):
         return [Error("ROPC_PROVIDER['CLAIMS_HOOK'] is not callable.", id="ropc_provider.E002")]
     return []
+
+
+@register(Tags.security, deploy=True)
+def cleartokens_keeps_revoked_refresh_tokens(app_configs, **kwargs):
+    if oauth2_settings.REFRESH_TOKEN_REUSE_PROTECTION:
+        return []
+    return [
+        Warning(
+            "With OAUTH2_PROVIDER['REFRESH_TOKEN_REUSE_PROTECTION'] off, DOT's cleartokens deletes revoked "
+            "refresh tokens at once, and a replayed token can no longer be recognised as one.",
+            hint="Set OAUTH2_PROVIDER['REFRESH_TOKEN_REUSE_PROTECTION'] = True before scheduling cleartokens.",
+            id="ropc_provider.W002",
+        )
+    ]

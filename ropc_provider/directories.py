@@ -386,7 +386,8 @@ def record_sign_in(sign_in):
     )
     connection = connections[router.db_for_write(type(user))]
     now = timezone.now()
-    params = [user.pk, user.password] + ([True] if uses_active else [])
+    pk = type(user)._meta.pk.get_db_prep_value(user.pk, connection)
+    params = [pk, user.password] + ([True] if uses_active else [])
     if ropc_settings.UPDATE_LAST_LOGIN:
         params.insert(0, connection.ops.adapt_datetimefield_value(now))
     with connection.cursor() as cursor:
@@ -415,7 +416,10 @@ def _sign_in_statement(*, project_realm, write_last_login):
         where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608
     if write_last_login:
         return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}", uses_active  # noqa: S608
-    return f"SELECT 1 FROM {table} WHERE {where}", uses_active  # noqa: S608
+    # Without the write, lock the row as the UPDATE would: a password change waits for this
+    # sign-in's tokens, then ends them.
+    lock = " FOR UPDATE" if connections[router.db_for_write(User)].features.has_select_for_update else ""
+    return f"SELECT 1 FROM {table} WHERE {where}{lock}", uses_active  # noqa: S608
 
 
 def announce_failure(realm, login, *, request=None):

@@ -188,3 +188,12 @@ class Subject(models.Model):
 
     def __str__(self):
         return self.sub
+
+
+class GraceRetry(models.Model):
+    """A refresh token already honoured once by its client's grace period (see tokens.py)."""
+
+    refresh_token = models.OneToOneField(
+        oauth2_settings.REFRESH_TOKEN_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    retried = models.DateTimeField(auto_now_add=True)

@@ -28,6 +28,10 @@ def revoke_sessions(user, *, reason, now=None):
         # Locking the user row orders this after any sign-in already writing it (last_login),
         # and makes sign-ins that start now wait for the new cutoff.
         User._default_manager.select_for_update().filter(pk=user.pk).exists()
+        # Wait for rotations in flight (they hold their refresh token's row): their new pair is
+        # then visible here and revoked with the rest; rotations that start later find their
+        # token revoked.
+        list(get_refresh_token_model().objects.select_for_update().filter(user=user, revoked__isnull=True).values("pk"))
         now = now or timezone.now()
         cutoff = SessionCutoff.objects.select_for_update().filter(user=user).first()
         if cutoff is None:

@@ -20,7 +20,7 @@ from oauth2_provider.models import (
 
 from . import clients, directories
 from .conf import ropc_settings
-from .models import SessionCutoff
+from .models import GraceRetry, SessionCutoff
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
@@ -50,11 +50,13 @@ def find_refresh_token(value):
 
 def grace_successor(refresh_token, grace_seconds, *, received_at):
     """The pair a rotation of ``refresh_token`` issued, if the client may still take its place:
-    rotated (not revoked) less than ``grace_seconds`` ago, and its successor never used. So only
-    the token one generation back is ever honoured (DOT honoured several, #1617), and nothing
-    but checksums needs to be stored."""
+    rotated (not revoked) less than ``grace_seconds`` ago, its successor never used, and not
+    honoured before. So only the token one generation back is ever honoured, once (DOT honoured
+    several, #1617), and nothing but checksums needs to be stored."""
     if not grace_seconds or received_at - refresh_token.revoked > timedelta(seconds=grace_seconds):
         return None
+    if GraceRetry.objects.filter(refresh_token=refresh_token).exists():
+        return None  # honoured once already
     return next(
         iter(_with_owner().filter(access_token__source_refresh_token=refresh_token, revoked__isnull=True)[:1]), None
     )
@@ -133,11 +135,18 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
         connection = connections[router.db_for_write(RefreshToken)]
         with connection.cursor() as cursor:
             cursor.execute(
-                _claim_statement(connection.alias), [connection.ops.adapt_datetimefield_value(now), previous.pk]
+                _claim_statement(connection.alias),
+                [
+                    connection.ops.adapt_datetimefield_value(now),
+                    RefreshToken._meta.pk.get_db_prep_value(previous.pk, connection),
+                ],
             )
             claimed = cursor.rowcount == 1
         if claimed and previous.access_token_id:
             _delete_access_token(previous.access_token_id)
+        if claimed and retry_of is not None:
+            # Only the winner of the claim gets here, so concurrent retries cannot both record it.
+            GraceRetry.objects.create(refresh_token=retry_of)
         if claimed:
             access = _new_access_token(
                 user=previous.user,
@@ -202,7 +211,7 @@ def _delete_access_token(pk):
         AccessToken.objects.filter(pk=pk).delete()
         return
     with connection.cursor() as cursor:
-        cursor.execute(statement, [pk])
+        cursor.execute(statement, [AccessToken._meta.pk.get_db_prep_value(pk, connection)])
 
 
 def revoke_family(refresh_token):

@@ -14,7 +14,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
 
 from . import directories, oidc, sessions
-from .claims import user_claims
+from .claims import ClaimsHookError, user_claims
 from .conf import ropc_settings
 from .http import OAuthLibCore
 from .models import SessionCutoff
@@ -161,13 +161,17 @@ class UserInfoView(OAuthEndpoint):
                 **{"WWW-Authenticate": f'Bearer error="{error}"'},
             )
         user = oauth_request.user
-        claims = user_claims(
-            user=user,
-            identity=directories.identity_of(user),
-            client=oauth_request.client,
-            scopes=oauth_request.scopes,
-            request=request,
-        )
+        try:
+            claims = user_claims(
+                user=user,
+                identity=directories.identity_of(user),
+                client=oauth_request.client,
+                scopes=oauth_request.scopes,
+                request=request,
+            )
+        except ClaimsHookError:
+            log.exception("The userinfo claims could not be built")
+            return json_error(request, 500, "server_error", "The claims could not be built; see the server log.")
         return oauth_response(request, {}, json.dumps(claims), 200)
 
     post = get

@@ -169,3 +169,18 @@ def test_unlock_from_the_admin(operator, realm, api):
     url = reverse("admin:ropc_provider_realmaccount_changelist")
     operator.post(url, {"action": "unlock", "_selected_action": [account.pk], "confirmed": "yes"})
     assert api.password_grant(app, "carol", password=PASSWORD).status_code == 200
+
+
+def test_confirmed_actions_keep_select_all_across_pages(operator, realm, settings, monkeypatch):
+    from ropc_provider.admin import RealmAccountAdmin
+
+    monkeypatch.setattr(RealmAccountAdmin, "list_per_page", 2)
+    for n in range(4):
+        directories.create_account(realm, f"user{n}", PASSWORD)
+    url = reverse("admin:ropc_provider_realmaccount_changelist")
+    first_page = list(RealmAccount.objects.order_by("-pk").values_list("pk", flat=True)[:2])
+    selected = {"action": "sign_out_everywhere", "_selected_action": first_page, "select_across": "1"}
+    confirm = operator.post(url, selected).content.decode()
+    assert 'name="select_across" value="1"' in confirm
+    operator.post(url, {**selected, "confirmed": "yes"})
+    assert SessionCutoff.objects.count() == RealmAccount.objects.count() == 5

@@ -26,3 +26,10 @@ def test_missing_dot_is_an_error(settings):
     assert required_apps_installed(None) == []
     settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "oauth2_provider"]
     assert [m.id for m in required_apps_installed(None)] == ["ropc_provider.E001"]
+
+
+def test_cleartokens_without_dot_reuse_protection_is_flagged(settings):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_REUSE_PROTECTION": False}
+    assert "ropc_provider.W002" in _ids()
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_REUSE_PROTECTION": True}
+    assert "ropc_provider.W002" not in _ids()

@@ -201,3 +201,15 @@ def test_oidc_endpoints_are_404_when_disabled(client, settings):
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ENABLED": False}
     for path in ("/o/.well-known/openid-configuration", "/o/.well-known/jwks.json", "/o/userinfo/"):
         assert client.get(path).status_code == 404
+
+
+def steal_username(**kwargs):
+    return {"preferred_username": "root"}
+
+
+def test_userinfo_with_a_broken_hook_is_a_json_error(api, user, oidc_app, settings):
+    body = api.password_grant(oidc_app, "alice", scope="openid").data
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "CLAIMS_HOOK": "tests.test_oidc.steal_username"}
+    response = api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
+    assert_error(response, 500, "server_error")
+    assert "root" not in response.content.decode()

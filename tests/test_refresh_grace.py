@@ -69,3 +69,17 @@ def test_a_revoked_token_gets_no_grace(api, user, mobile):
     first = api.password_grant(mobile, "alice").data
     api.post("/o/revoke_token/", {"token": first["refresh_token"], "client_id": mobile.client_id})
     assert_error(api.refresh(mobile, first["refresh_token"]), 400, "invalid_grant")
+
+
+def test_honoured_once_only(api, user, mobile):
+    start = timezone.now()
+    with freeze_time(start) as clock:
+        first = api.password_grant(mobile, "alice").data
+        api.refresh(mobile, first["refresh_token"])  # answer lost
+        clock.tick(timedelta(seconds=2))
+        retried = api.refresh(mobile, first["refresh_token"])
+        assert retried.status_code == 200
+        clock.tick(timedelta(seconds=2))
+        # A second retry is no lost answer but a replay: refused, and the family revoked.
+        assert_error(api.refresh(mobile, first["refresh_token"]), 400, "invalid_grant")
+    assert not RefreshToken.objects.filter(revoked__isnull=True).exists()
