@@ -1,9 +1,10 @@
 """Attack protection: per-identity lockout and per-IP throttling, counted in Django's cache.
 
-Every attempt is counted *before* its password is checked, with the cache's atomic increment, so
-of any number of concurrent attempts at most the threshold reach a password hash; the rest are
-refused without hashing. A success refunds what it counted. Counters live in the cache so that
-several app servers on one Redis share them.
+A password check is announced before it runs (the cache's atomic increment of the identity's
+checks in flight) and settled after: a failure adds to the consecutive failures, a success
+clears them. No more checks may run at once than failures are left before the lock, so of any
+number of concurrent guesses at most the threshold reach a password hash; the others are refused
+before hashing. Counters live in the cache so that several app servers on one Redis share them.
 """
 
 import hashlib
@@ -139,49 +140,54 @@ def _refund_ip(ip):
 
 class Attempt:
     """One password check, counted before it ran; settle it with ``succeeded()`` or ``failed()``
-    once the sign-in stands or falls (a failed settlement may lock the identity)."""
+    once the sign-in stands or falls."""
 
-    def __init__(self, realm_slug, login_key, ip, count):
-        self.realm_slug, self.login_key, self.ip, self.count = realm_slug, login_key, ip, count
+    def __init__(self, realm_slug, login_key, ip, counted):
+        self.realm_slug, self.login_key, self.ip, self.counted = realm_slug, login_key, ip, counted
         self.key = identity_key(realm_slug, login_key)
 
-    def _settle(self, settle):
-        if self.count is None:  # counted nothing: the cache was down (fail-open)
+    def _settle(self, outcome):
+        if not self.counted:  # the cache was down (fail-open): nothing to settle
             return
         try:
-            settle()
+            _cache().decr(f"{self.key}:checking")
+            outcome()
+        except ValueError:
+            outcome()  # the in-flight counter expired meanwhile
         except Exception as error:
             _fail_open(error)
 
     def succeeded(self):
         def reset():
-            _cache().delete_many([f"{self.key}:attempts", f"{self.key}:lockouts"])
+            _cache().delete_many([f"{self.key}:failures", f"{self.key}:lockouts"])
             _refund_ip(self.ip)  # a success is no failure of the address
 
         self._settle(reset)
 
     def failed(self):
-        def lock_at_threshold():
-            if self.count >= ropc_settings.LOCKOUT_THRESHOLD:
+        def count_failure():
+            failures = _count(f"{self.key}:failures", ropc_settings.LOCKOUT_RESET_AFTER)
+            if failures >= ropc_settings.LOCKOUT_THRESHOLD:
                 lockouts = _count(f"{self.key}:lockouts", ropc_settings.LOCKOUT_RESET_AFTER)
-                _lock(self.key, _lock_period(lockouts))
-                signals.locked_out.send(
-                    sender=begin, realm_slug=self.realm_slug, login=self.login_key, seconds=_lock_period(lockouts)
-                )
+                period = _lock_period(lockouts)
+                cache = _cache()
+                # Lock first, then clear the failures, so no attempt slips between the two.
+                cache.set(f"{self.key}:locked", time.time() + period, period)
+                cache.delete(f"{self.key}:failures")
+                signals.locked_out.send(sender=begin, realm_slug=self.realm_slug, login=self.login_key, seconds=period)
 
-        self._settle(lock_at_threshold)
+        self._settle(count_failure)
 
 
-def _lock(key, period, *, replace=True):
-    cache = _cache()
-    # Lock first, then clear the counter, so no attempt slips between the two.
-    (cache.set if replace else cache.add)(f"{key}:locked", time.time() + period, period)
-    cache.delete(f"{key}:attempts")
+# An attempt that never settles (its process died) stops holding its place after this long.
+CHECKING_TIMEOUT = 60
 
 
 def begin(*, realm_slug, login_key, ip):
     """Count one password check before it runs; raise ``TooManyAttempts`` (before any hashing)
-    when the identity is locked or the address throttled."""
+    when the identity is locked, the address throttled, or as many checks of this identity are
+    running as it has failures left before a lock: so of any number of concurrent guesses, at
+    most LOCKOUT_THRESHOLD ever reach a password hash."""
     cache = _cache()
     key = identity_key(realm_slug, login_key)
     try:
@@ -189,19 +195,18 @@ def begin(*, realm_slug, login_key, ip):
         if locked_until is not None:
             raise TooManyAttempts(locked_until - time.time())
         _check_ip(ip)
-        count = _count(f"{key}:attempts", ropc_settings.LOCKOUT_RESET_AFTER)
-        if count > ropc_settings.LOCKOUT_THRESHOLD:
-            # Concurrent with the attempt that reached the threshold, which locks the identity
-            # when it fails. Should that one never settle (its process died), lock here, so a
-            # counter past the threshold never outlives a lock.
-            _lock(key, ropc_settings.LOCKOUT_SECONDS, replace=False)
-            raise TooManyAttempts(ropc_settings.LOCKOUT_SECONDS)
+        checking = _count(f"{key}:checking", CHECKING_TIMEOUT)
+        if cache.get(f"{key}:failures", 0) + checking > ropc_settings.LOCKOUT_THRESHOLD:
+            cache.decr(f"{key}:checking")
+            _refund_ip(ip)
+            # Not a failure, and no lock: they are only the attempts beyond what may run at once.
+            raise TooManyAttempts(1)
     except TooManyAttempts:
         raise
     except Exception as error:  # the cache backend's own: connection refused, timeouts
         _fail_open(error)
-        count = None
-    return Attempt(realm_slug, login_key, ip, count)
+        return Attempt(realm_slug, login_key, ip, counted=False)
+    return Attempt(realm_slug, login_key, ip, counted=True)
 
 
 @contextmanager
@@ -231,11 +236,11 @@ class ClientAuthentication:
 
 def unlock(realm_slug, login_key):
     key = identity_key(realm_slug, login_key)
-    _cache().delete_many([f"{key}:locked", f"{key}:attempts", f"{key}:lockouts"])
+    _cache().delete_many([f"{key}:locked", f"{key}:failures", f"{key}:lockouts"])
 
 
 def lock_state(realm_slug, login_key):
     """What an operator sees: failures counted, and until when the identity is locked."""
     cache = _cache()
     key = identity_key(realm_slug, login_key)
-    return {"failures": cache.get(f"{key}:attempts", 0), "locked_until": cache.get(f"{key}:locked")}
+    return {"failures": cache.get(f"{key}:failures", 0), "locked_until": cache.get(f"{key}:locked")}

@@ -154,6 +154,21 @@ def test_load_run_has_no_server_errors(stack):
 
 def test_postgresql_stopped_and_started(stack):
     before = password_grant(stack, stack.instances[0]).json()
+    assert "refresh_token" in before, before
+    # Sign-ins keep arriving while the server goes down, so some die mid-transaction.
+    stop_traffic, seen = threading.Event(), []
+
+    def traffic(base):
+        while not stop_traffic.is_set():
+            try:
+                seen.append(password_grant(stack, base).status_code)
+            except requests.RequestException:
+                seen.append(None)
+
+    senders = [threading.Thread(target=traffic, args=(base,)) for base in stack.instances * 2]
+    for sender in senders:
+        sender.start()
+    time.sleep(0.5)
     stack.pg.stop("fast")
     try:
         for base in stack.instances:
@@ -167,7 +182,11 @@ def test_postgresql_stopped_and_started(stack):
             )
             assert refresh.status_code == 503
     finally:
+        stop_traffic.set()
+        for sender in senders:
+            sender.join(timeout=60)
         stack.pg.start()
+    assert 200 in seen and 503 in seen and not {status for status in seen} - {200, 503}, set(seen)
     deadline = time.monotonic() + 30
     while True:  # resumes by itself, no restart of the app servers
         response = password_grant(stack, stack.instances[1])
