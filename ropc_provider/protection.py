@@ -1,10 +1,11 @@
 """Attack protection: per-identity lockout and per-IP throttling, counted in Django's cache.
 
 A password check is announced before it runs (the cache's atomic increment of the identity's
-checks in flight) and settled after: a failure adds to the consecutive failures, a success
-clears them. No more checks may run at once than failures are left before the lock, so of any
-number of concurrent guesses at most the threshold reach a password hash; the others are refused
-before hashing. Counters live in the cache so that several app servers on one Redis share them.
+checks in flight) and settled after: a failure adds to the identity's consecutive failures and to
+its address's failures in the window, a success clears the identity's. No more checks may run at
+once than failures are left before the lock, so of any number of concurrent guesses at most the
+threshold reach a password hash; the others are refused before hashing. Counters live in the
+cache so that several app servers on one Redis share them.
 """
 
 import hashlib
@@ -66,13 +67,14 @@ def _ip_key(ip):
 
 
 def _count(key, timeout):
+    """Atomically add one to a counter that expires ``timeout`` after its first count."""
     cache = _cache()
-    cache.add(key, 0, timeout)
     try:
-        return cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout)
-        return 1
+        return cache.incr(key)  # the usual case: the counter exists
+    except ValueError:
+        if cache.add(key, 1, timeout):
+            return 1
+        return cache.incr(key)  # another request created it meanwhile
 
 
 def _fail_open(error):
@@ -122,29 +124,26 @@ def _lock_period(lockouts):
     return min(ceiling, base * 2 ** max(0, lockouts - 1))
 
 
-def _check_ip(ip):
-    """Count one attempt against the client's address; refuse past the limit."""
-    count = _count(_ip_key(ip), ropc_settings.IP_FAILURE_WINDOW)
-    if count > ropc_settings.IP_FAILURE_LIMIT:
+def _refuse_if_throttled(ip, failures):
+    """Refuse an address past its failure limit for the current window."""
+    if failures >= ropc_settings.IP_FAILURE_LIMIT:
         window = ropc_settings.IP_FAILURE_WINDOW
         signals.throttled.send(sender=begin, ip=ip)
         raise TooManyAttempts(window - time.time() % window)
 
 
-def _refund_ip(ip):
-    try:
-        _cache().decr(_ip_key(ip))
-    except ValueError:
-        pass  # the window's counter expired meanwhile
+def _count_ip_failure(ip):
+    _count(_ip_key(ip), ropc_settings.IP_FAILURE_WINDOW)
 
 
 class Attempt:
     """One password check, counted before it ran; settle it with ``succeeded()`` or ``failed()``
     once the sign-in stands or falls."""
 
-    def __init__(self, realm_slug, login_key, ip, counted):
+    def __init__(self, realm_slug, login_key, ip, counted, had_failures=True):
         self.realm_slug, self.login_key, self.ip, self.counted = realm_slug, login_key, ip, counted
         self.key = identity_key(realm_slug, login_key)
+        self.had_failures = had_failures
 
     def _settle(self, outcome):
         if not self.counted:  # the cache was down (fail-open): nothing to settle
@@ -159,13 +158,14 @@ class Attempt:
 
     def succeeded(self):
         def reset():
-            _cache().delete_many([f"{self.key}:failures", f"{self.key}:lockouts"])
-            _refund_ip(self.ip)  # a success is no failure of the address
+            if self.had_failures:
+                _cache().delete_many([f"{self.key}:failures", f"{self.key}:lockouts"])
 
         self._settle(reset)
 
     def failed(self):
         def count_failure():
+            _count_ip_failure(self.ip)
             failures = _count(f"{self.key}:failures", ropc_settings.LOCKOUT_RESET_AFTER)
             if failures >= ropc_settings.LOCKOUT_THRESHOLD:
                 lockouts = _count(f"{self.key}:lockouts", ropc_settings.LOCKOUT_RESET_AFTER)
@@ -191,14 +191,17 @@ def begin(*, realm_slug, login_key, ip):
     cache = _cache()
     key = identity_key(realm_slug, login_key)
     try:
-        locked_until = cache.get(f"{key}:locked")
+        # One read for what decides before hashing: the identity's lock and failures, the
+        # address's failures in this window. Only failures are written back, after the check.
+        ip_key = _ip_key(ip)
+        state = cache.get_many([f"{key}:locked", f"{key}:failures", f"{key}:lockouts", ip_key])
+        locked_until = state.get(f"{key}:locked")
         if locked_until is not None:
             raise TooManyAttempts(locked_until - time.time())
-        _check_ip(ip)
+        _refuse_if_throttled(ip, state.get(ip_key, 0))
         checking = _count(f"{key}:checking", CHECKING_TIMEOUT)
-        if cache.get(f"{key}:failures", 0) + checking > ropc_settings.LOCKOUT_THRESHOLD:
+        if state.get(f"{key}:failures", 0) + checking > ropc_settings.LOCKOUT_THRESHOLD:
             cache.decr(f"{key}:checking")
-            _refund_ip(ip)
             # Not a failure, and no lock: they are only the attempts beyond what may run at once.
             raise TooManyAttempts(1)
     except TooManyAttempts:
@@ -206,7 +209,8 @@ def begin(*, realm_slug, login_key, ip):
     except Exception as error:  # the cache backend's own: connection refused, timeouts
         _fail_open(error)
         return Attempt(realm_slug, login_key, ip, counted=False)
-    return Attempt(realm_slug, login_key, ip, counted=True)
+    had_failures = f"{key}:failures" in state or f"{key}:lockouts" in state
+    return Attempt(realm_slug, login_key, ip, counted=True, had_failures=had_failures)
 
 
 @contextmanager
@@ -214,7 +218,7 @@ def client_authentication(ip):
     """Guard one client-secret check: guessing secrets counts against the address as guessing
     passwords does, and is refused with ``TooManyAttempts`` past the limit."""
     try:
-        _check_ip(ip)
+        _refuse_if_throttled(ip, _cache().get(_ip_key(ip), 0))
         protected = True
     except TooManyAttempts:
         raise
@@ -223,9 +227,9 @@ def client_authentication(ip):
         protected = False
     outcome = ClientAuthentication()
     yield outcome
-    if protected and outcome.succeeded:
+    if protected and not outcome.succeeded:
         try:
-            _refund_ip(ip)
+            _count_ip_failure(ip)
         except Exception as error:
             _fail_open(error)
 
