@@ -18,7 +18,7 @@ from oauth2_provider.models import (
     set_token_value,
 )
 
-from . import clients, directories
+from . import clients, directories, sessions
 from .conf import ropc_settings
 from .models import GraceRetry, SessionCutoff
 
@@ -28,6 +28,15 @@ RefreshToken = get_refresh_token_model()
 
 class RefreshTokenAlreadyUsed(Exception):
     """Another request rotated this refresh token first."""
+
+
+class RefreshRefused(Exception):
+    """A refresh token that cannot be redeemed; ``description`` is a stable text for the client
+    when it should act on the reason (sign in again, expired), else None."""
+
+    def __init__(self, description=None):
+        super().__init__(description or "refused")
+        self.description = description
 
 
 def checksum(value):
@@ -266,3 +275,63 @@ def describe(value, type_hint=None):
             claims["exp"] = _epoch(expires)
         return claims
     return None
+
+
+def redeem(value, *, application, received_at):
+    """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
+    when that is a grace-period retry (else None). Raises ``RefreshRefused``."""
+    found = find_refresh_token(value)
+    # Another client's token is refused without side effects, so one client cannot revoke
+    # another's sessions by replaying their tokens.
+    if found is None or found.application_id != application.pk:
+        raise RefreshRefused()
+    if sessions.cut_off(found):
+        if found.revoked is None:
+            revoke_family(found)
+        raise RefreshRefused(sessions.SESSION_ENDED)
+    policy, retry_of = clients.policy_of(application), None
+    if found.revoked is not None:
+        successor = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
+        if successor is None:
+            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and is_replay(found, received_at=received_at):
+                revoke_family(found)
+            raise RefreshRefused()
+        # The answer to the rotation was lost: rotate its (unused) successor instead, so the
+        # client continues and the pair it never received dies.
+        retry_of, found = found, successor
+    if refresh_token_expired(found, clients.refresh_token_lifetime(application)):
+        raise RefreshRefused(sessions.REFRESH_TOKEN_EXPIRED)
+    if (
+        found.access_token is None
+        or not found.user.is_active
+        # A client switched to no refresh tokens keeps none alive.
+        or not policy.issue_refresh_tokens
+        or directories.realm_for_refresh(policy, found.user) is None
+    ):
+        raise RefreshRefused()
+    return found, retry_of
+
+
+def issue_for_sign_in(sign_in, *, application, scope, access_token, expires_in, refresh_token, request=None):
+    """Store the token pair of a password grant, or refuse the sign-in when it no longer stands
+    (``directories.record_sign_in``); settles its counted attempt either way. Returns whether
+    the tokens were issued."""
+    # One transaction, one commit: the sign-in and the token pair are written together.
+    with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
+        signed_in = directories.record_sign_in(sign_in)
+        if signed_in:
+            issue(
+                user=sign_in.user,
+                application=application,
+                scope=scope,
+                access_token=access_token,
+                expires_in=expires_in,
+                refresh_token=refresh_token,
+            )
+    if signed_in:
+        sign_in.attempt.succeeded()
+        directories.announce_sign_in(sign_in, sign_in.login_name, request=request)
+    else:
+        sign_in.attempt.failed()
+        directories.announce_failure(sign_in.realm, sign_in.login_name, request=request)
+    return signed_in

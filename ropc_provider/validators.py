@@ -4,14 +4,12 @@ import base64
 import binascii
 from urllib.parse import unquote_plus
 
-from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import clients, directories, oidc, protection, sessions, tokens
-from .conf import ropc_settings
+from . import clients, directories, oidc, protection, tokens
 
 
 @sensitive_variables()
@@ -154,37 +152,11 @@ class RopcValidator(OAuth2Validator):
         return True
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
-        found = tokens.find_refresh_token(refresh_token)
-        # Another client's token is refused without side effects, so one client cannot revoke
-        # another's sessions by replaying their tokens.
-        if found is None or found.application_id != client.pk:
-            return False
-        if sessions.cut_off(found):
-            if found.revoked is None:
-                tokens.revoke_family(found)
-            raise errors.InvalidGrantError(description=sessions.SESSION_ENDED, request=request)
-        if found.revoked is not None:
-            grace = clients.policy_of(client).refresh_grace_seconds
-            successor = tokens.grace_successor(found, grace, received_at=request.received_at)
-            if successor is None:
-                if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and tokens.is_replay(
-                    found, received_at=request.received_at
-                ):
-                    tokens.revoke_family(found)
-                return False
-            # The answer to the rotation was lost: rotate its (unused) successor instead, so the
-            # client continues and the pair it never received dies.
-            request.retry_of, found = found, successor
-        if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(client)):
-            raise errors.InvalidGrantError(description=sessions.REFRESH_TOKEN_EXPIRED, request=request)
-        policy = clients.policy_of(client)
-        if (
-            found.access_token is None
-            or not found.user.is_active
-            # A client switched to no refresh tokens keeps none alive.
-            or not policy.issue_refresh_tokens
-            or directories.realm_for_refresh(policy, found.user) is None
-        ):
+        try:
+            found, request.retry_of = tokens.redeem(refresh_token, application=client, received_at=request.received_at)
+        except tokens.RefreshRefused as refusal:
+            if refusal.description:
+                raise errors.InvalidGrantError(description=refusal.description, request=request) from None
             return False
         request.user = found.user
         request.refresh_token_instance = found
@@ -208,30 +180,22 @@ class RopcValidator(OAuth2Validator):
                     access_token=token["access_token"],
                     expires_in=token["expires_in"],
                     refresh_token=token["refresh_token"],
-                    retry_of=getattr(request, "retry_of", None),
+                    retry_of=request.retry_of,
                 )
             except tokens.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None
         else:
-            sign_in = request.sign_in
-            # One transaction, one commit: the sign-in and the token pair are written together.
-            with transaction.atomic(savepoint=False):
-                signed_in = directories.record_sign_in(sign_in)
-                if signed_in:
-                    tokens.issue(
-                        user=sign_in.user,
-                        application=request.client,
-                        scope=token["scope"],
-                        access_token=token["access_token"],
-                        expires_in=token["expires_in"],
-                        refresh_token=token.get("refresh_token"),
-                    )
-            if not signed_in:
-                sign_in.attempt.failed()
-                directories.announce_failure(sign_in.realm, request.username, request=request.django_request)
+            issued = tokens.issue_for_sign_in(
+                request.sign_in,
+                application=request.client,
+                scope=token["scope"],
+                access_token=token["access_token"],
+                expires_in=token["expires_in"],
+                refresh_token=token.get("refresh_token"),
+                request=request.django_request,
+            )
+            if not issued:
                 raise errors.InvalidGrantError(INVALID_CREDENTIALS, request=request)
-            sign_in.attempt.succeeded()
-            directories.announce_sign_in(sign_in, request.username, request=request.django_request)
 
     # -- OpenID Connect --------------------------------------------------------------------
 
