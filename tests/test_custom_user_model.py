@@ -12,7 +12,7 @@ def test_flows_with_a_custom_user_model():
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings_custom_user"}
     env.pop("PYTEST_ADDOPTS", None)
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/custom_user/test_flows.py"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/custom_user/flows.py"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -1,5 +1,6 @@
-"""The main flows with a custom user model. Run by tests/test_custom_user_model.py under
-tests.settings_custom_user (AUTH_USER_MODEL cannot change inside one test run)."""
+"""The main flows with a custom user model. Not collected by the main run (no test_ prefix):
+tests/test_custom_user_model.py runs it under tests.settings_custom_user, since AUTH_USER_MODEL
+cannot change inside one test run."""
 
 import pytest
 from django.contrib.auth import get_user_model
