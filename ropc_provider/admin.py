@@ -295,10 +295,10 @@ class RealmForm(forms.ModelForm):
     def clean(self):
         data = super().clean()
         if self.instance.pk:
-            if data.get("allow_email_login") and not self.instance.allow_email_login:
-                clash = self.instance.accounts.filter(login_key__contains="@").exists()
-                if clash:
-                    _form_error(self, "Some login names in this realm contain '@' and would be ambiguous.")
+            try:
+                directories.check_email_login(self.instance, data.get("allow_email_login", False))
+            except InvalidInput as error:
+                _form_error(self, error)
         elif data.get("slug") and data.get("source"):
             try:
                 directories.check_new_realm(

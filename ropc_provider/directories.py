@@ -119,12 +119,17 @@ def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=F
         raise InvalidInput(f"A realm {slug!r} exists already.") from None
 
 
-def set_email_login(realm, enabled):
-    """Let a directory realm's accounts sign in with their email address (or stop it)."""
+def check_email_login(realm, enabled):
+    """The rules for switching email sign-in on. Raises ``InvalidInput``."""
     if enabled and not realm.is_directory:
         raise InvalidInput("Email sign-in is for directory realms; the project's backends decide for its users.")
-    if enabled and realm.accounts.filter(login_key__contains="@").exists():
+    if enabled and realm.pk and realm.accounts.filter(login_key__contains="@").exists():
         raise InvalidInput("Some login names in this realm contain '@' and would be ambiguous with email addresses.")
+
+
+def set_email_login(realm, enabled):
+    """Let a directory realm's accounts sign in with their email address (or stop it)."""
+    check_email_login(realm, enabled)
     realm.allow_email_login = enabled
     realm.save(update_fields=["allow_email_login"])
 

@@ -47,11 +47,14 @@ def revoke_sessions(user, *, reason, now=None):
     return cutoff
 
 
-def _revoke_tokens(*, created_before=None, **owner):
+def _revoke_tokens(*conditions, created_before=None, **owner):
+    """Revoke the live refresh tokens and delete the access tokens matching the filter."""
     AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
     when = {"created__lt": created_before} if created_before else {}
-    RefreshToken.objects.filter(revoked__isnull=True, **owner, **when).update(revoked=timezone.now(), access_token=None)
-    AccessToken.objects.filter(**owner, **when).delete()
+    RefreshToken.objects.filter(*conditions, revoked__isnull=True, **owner, **when).update(
+        revoked=timezone.now(), access_token=None
+    )
+    AccessToken.objects.filter(*conditions, **owner, **when).delete()
 
 
 def revoke_client_tokens(application):
@@ -79,12 +82,8 @@ def revoke_realm_tokens(realm, *, application=None):
         if application is not None
         else Q(application__authorization_grant_type=get_application_model().GRANT_PASSWORD)
     )
-    AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
     with transaction.atomic():
-        RefreshToken.objects.filter(users & clients, revoked__isnull=True).update(
-            revoked=timezone.now(), access_token=None
-        )
-        AccessToken.objects.filter(users & clients).delete()
+        _revoke_tokens(users & clients)
 
 
 def cut_off(refresh_token):

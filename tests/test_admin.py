@@ -184,3 +184,13 @@ def test_confirmed_actions_keep_select_all_across_pages(operator, realm, setting
     assert 'name="select_across" value="1"' in confirm
     operator.post(url, {**selected, "confirmed": "yes"})
     assert SessionCutoff.objects.count() == RealmAccount.objects.count() == 5
+
+
+def test_email_sign_in_over_at_signs_is_a_form_error(operator, realm):
+    directories.create_account(realm, "x@y", PASSWORD)
+    url = reverse("admin:ropc_provider_realm_change", args=[realm.pk])
+    response = operator.post(url, {"name": realm.name, "allow_email_login": "on", "is_active": "on"})
+    assert response.status_code == 200
+    assert "ambiguous with email addresses" in response.content.decode()
+    realm.refresh_from_db()
+    assert not realm.allow_email_login
