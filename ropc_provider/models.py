@@ -126,6 +126,9 @@ class ClientPolicy(models.Model):
             "address the client names, not the client's own."
         ),
     )
+    # Our keyed hash of a confidential client's secret (client_secrets.py). It lives here, not in
+    # DOT's Application.client_secret, which DOT's own endpoints would compare as a secret.
+    client_secret_verifier = models.CharField(max_length=255, blank=True, editable=False)
     may_introspect = models.BooleanField(
         _("may introspect tokens"),
         default=False,
@@ -197,3 +200,22 @@ class GraceRetry(models.Model):
         oauth2_settings.REFRESH_TOKEN_MODEL, on_delete=models.CASCADE, related_name="+"
     )
     retried = models.DateTimeField(auto_now_add=True)
+
+
+class Session(models.Model):
+    """One sign-in and the refresh-token family that descends from it. Written in the sign-in's
+    transaction, so ``started_at`` (the password check: the ID token's ``auth_time``) survives
+    DOT's ``cleartokens`` deleting the family's first tokens."""
+
+    family = models.UUIDField(unique=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ropc_sessions")
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="ropc_sessions"
+    )
+    started_at = models.DateTimeField(_("started"))
+
+    class Meta:
+        verbose_name = _("session")
+
+    def __str__(self):
+        return f"{self.user} since {self.started_at:%Y-%m-%d %H:%M:%S}"
