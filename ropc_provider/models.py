@@ -201,21 +201,3 @@ class GraceRetry(models.Model):
     )
     retried = models.DateTimeField(auto_now_add=True)
 
-
-class Session(models.Model):
-    """One sign-in and the refresh-token family that descends from it. Written in the sign-in's
-    transaction, so ``started_at`` (the password check: the ID token's ``auth_time``) survives
-    DOT's ``cleartokens`` deleting the family's first tokens."""
-
-    family = models.UUIDField(unique=True, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ropc_sessions")
-    application = models.ForeignKey(
-        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="ropc_sessions"
-    )
-    started_at = models.DateTimeField(_("started"))
-
-    class Meta:
-        verbose_name = _("session")
-
-    def __str__(self):
-        return f"{self.user} since {self.started_at:%Y-%m-%d %H:%M:%S}"
