@@ -40,9 +40,22 @@ DEFAULTS = {
     # Seconds after the first failure of a series at which its failures and the doubling are
     # forgotten (a success forgets them at once).
     "LOCKOUT_RESET_AFTER": 12 * 3600,
-    # Failed attempts from one client address, across all accounts and realms, per window.
+    # Seconds an address an account signed in from stays known to it (0: off). Failures from a
+    # known address are counted apart from everyone else's, so an attacker elsewhere cannot lock a
+    # user out of the device they use; the attacker stays locked out.
+    "KNOWN_ADDRESS_LIFETIME": 30 * 24 * 3600,
+    # In the project realm, the key failures are counted under, from the username as typed: a
+    # dotted path to a callable, or None for the username exactly as typed (ModelBackend matches
+    # it exactly). A project whose backend matches usernames case-insensitively sets
+    # "ropc_provider.directories.normalize_login", so case variants share one counter.
+    "PROJECT_LOCKOUT_KEY": None,
+    # Failed attempts from one client address, across all accounts and realms, in any stretch of
+    # IP_FAILURE_WINDOW seconds; attempts still running count too.
     "IP_FAILURE_LIMIT": 100,
     "IP_FAILURE_WINDOW": 300,
+    # An IPv6 address counts with the others of its prefix: a /56 is what one subscriber commonly
+    # gets (a /64 lets an attacker with a /56 try 256 times as often).
+    "IPV6_PREFIX_LENGTH": 56,
     # Behind proxies: how many to trust in X-Forwarded-For, or a META key one of them sets
     # (e.g. "HTTP_X_REAL_IP"). Neither: the socket's address, and X-Forwarded-For is ignored.
     "TRUSTED_PROXY_COUNT": 0,
@@ -62,7 +75,7 @@ DEFAULTS = {
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }
 
-IMPORT_STRINGS = {"TOKEN_GENERATOR", "CLAIMS_HOOK"}
+IMPORT_STRINGS = {"TOKEN_GENERATOR", "CLAIMS_HOOK", "PROJECT_LOCKOUT_KEY"}
 
 
 class RopcSettings:

@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import protection, signals
 from .conf import ropc_settings
 from .exceptions import InvalidInput, RopcError
-from .models import Realm, RealmAccount
+from .models import ClientPolicy, Realm, RealmAccount
 
 PROJECT_REALM_SLUG = "project"
 
@@ -57,6 +57,8 @@ class SignIn:
     realm: Realm
     login_name: str
     attempt: object = None
+    # The client's policy; an unsaved one for a DOT client registered without us.
+    policy: object = None
 
     @property
     def identity(self):
@@ -263,6 +265,36 @@ def find_user(realm, login):
     return user
 
 
+# -- lockout, for operators ----------------------------------------------------------------------
+
+
+def _lockout_names(realm, login):
+    """The names failures of this login are counted under, and its account's key, if any."""
+    if not realm.is_directory:
+        return [_project_lockout_key(login)], None
+    login_key = normalize_login(login)
+    account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
+    if account is None:
+        return [login_key], None
+    return [key for key in (account.login_key, account.email_key, login_key) if key], account.login_key
+
+
+def lock_state(realm, login):
+    """Failures and lock of whatever ``login`` names in ``realm``: an account by its login name or
+    email, with every name it is counted under, or a name no account has."""
+    names, account_key = _lockout_names(realm, login)
+    return protection.lock_state(realm.slug, list(dict.fromkeys(names)), account_key=account_key)
+
+
+def unlock(realm, login):
+    """Lift the locks of whatever ``login`` names (as ``lock_state``); returns whether it was locked."""
+    names, account_key = _lockout_names(realm, login)
+    names = list(dict.fromkeys(names))
+    was_locked = protection.lock_state(realm.slug, names, account_key=account_key)["locked_until"] is not None
+    protection.unlock(realm.slug, names, account_key=account_key)
+    return was_locked
+
+
 # -- signing in ---------------------------------------------------------------------------------
 
 
@@ -346,18 +378,22 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         raise RealmInactive("Sign-in to this realm is disabled.")
     if realm.is_directory and not looked_up:
         account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
-    # An account is counted under its own name, whichever of its names (login or email) was typed.
-    attempt = protection.begin(realm_slug=realm.slug, login_key=account.login_key if account else login_key, ip=ip)
+    attempt = protection.begin(
+        realm_slug=realm.slug,
+        login_key=login_key if realm.is_directory else _project_lockout_key(login),
+        account_key=account.login_key if account else None,
+        ip=ip,
+    )
 
     user, login_name = None, login
     try:
         if realm.is_directory:
-            if account is None or not account.user.has_usable_password():
-                # check_password() returns at once for an unusable password: hash anyway, so
-                # the time taken does not tell (Django's fix for CVE-2024-39329, in our lookup).
+            if account is None or not account.user.is_active or not account.user.has_usable_password():
+                # Hash all the same, so the time taken does not tell: check_password() returns at
+                # once for an unusable password (Django's CVE-2024-39329), and for an inactive
+                # account it would upgrade an old hash on a right password, a second hash.
                 _burn_a_hash(password)
-            # check_password before is_active, as ModelBackend does: the same work either way.
-            elif account.user.check_password(password) and account.user.is_active:
+            elif account.user.check_password(password):
                 user, login_name = account.user, account.login_name
         else:
             candidate = django_authenticate(request, username=login, password=password)
@@ -365,6 +401,9 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
             # statement that writes last_login, to spare the grant a query.
             if candidate is not None and candidate.is_active:
                 user, login_name = candidate, candidate.get_username()
+        if attempt.account_locked:
+            # The account is locked through another of its names: refuse as a wrong password would.
+            user = None
     except BaseException:
         attempt.failed()
         raise
@@ -373,7 +412,12 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         attempt.failed()
         announce_failure(realm, login, request=request)
         return None
-    return SignIn(user=user, realm=realm, login_name=login_name, attempt=attempt)
+    return SignIn(user=user, realm=realm, login_name=login_name, attempt=attempt, policy=policy)
+
+
+def _project_lockout_key(username):
+    hook = ropc_settings.PROJECT_LOCKOUT_KEY
+    return hook(username) if hook else username
 
 
 def record_sign_in(sign_in):
@@ -382,17 +426,27 @@ def record_sign_in(sign_in):
 
     - the row no longer holds the password that was checked, or is no longer active: a password
       change or deactivation committed while the hash was being computed wins;
+    - the client was deactivated, the realm deactivated, or the realm taken from the client
+      meanwhile; where the database can, those rows stay share-locked until the tokens are
+      committed, so a deactivation waits for this sign-in and then ends its tokens too;
     - through the project realm, a directory account's user (it is a Django user too) is not one
       of the project's users, whatever its password.
     """
-    user = sign_in.user
-    statement, uses_active = _sign_in_statement(
-        project_realm=not sign_in.realm.is_directory, write_last_login=ropc_settings.UPDATE_LAST_LOGIN
+    user, policy = sign_in.user, sign_in.policy
+    has_policy = policy is not None and policy.pk is not None
+    statement = _sign_in_statement(
+        project_realm=not sign_in.realm.is_directory,
+        write_last_login=ropc_settings.UPDATE_LAST_LOGIN,
+        has_policy=has_policy,
     )
     connection = connections[router.db_for_write(type(user))]
     now = timezone.now()
-    pk = type(user)._meta.pk.get_db_prep_value(user.pk, connection)
-    params = [pk, user.password] + ([True] if uses_active else [])
+    params = [type(user)._meta.pk.get_db_prep_value(user.pk, connection), user.password]
+    if _user_columns()[1]:
+        params.append(True)
+    params += [sign_in.realm.pk, True]
+    if has_policy:
+        params += [policy.pk, True, sign_in.realm.pk]
     if ropc_settings.UPDATE_LAST_LOGIN:
         params.insert(0, connection.ops.adapt_datetimefield_value(now))
     with connection.cursor() as cursor:
@@ -403,28 +457,52 @@ def record_sign_in(sign_in):
     return bool(done)
 
 
-@functools.cache
-def _sign_in_statement(*, project_realm, write_last_login):
-    # Written out once per process: building this through the ORM (a filtered UPDATE with a
-    # NOT EXISTS subquery) cost more CPU than the rest of a password grant's queries together.
-    # Only quoted identifiers from model metadata go into the text; every value is a parameter.
-    User, quote = get_user_model(), connections[router.db_for_write(get_user_model())].ops.quote_name
+def _user_columns():
+    User = get_user_model()
     columns = {field.name: field.column for field in User._meta.concrete_fields}
+    return columns, "is_active" in columns
+
+
+@functools.cache
+def _sign_in_statement(*, project_realm, write_last_login, has_policy):
+    # Written out once per process: building this through the ORM (a filtered UPDATE with
+    # subqueries) cost more CPU than the rest of a password grant's queries together.
+    # Only quoted identifiers from model metadata go into the text; every value is a parameter.
+    User = get_user_model()
+    connection = connections[router.db_for_write(User)]
+    quote = connection.ops.quote_name
+    share = " FOR SHARE" if connection.features.has_select_for_update else ""
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    columns, uses_active = _user_columns()
     table, pk = quote(User._meta.db_table), quote(User._meta.pk.column)
     where = f"{table}.{pk} = %s AND {quote(columns['password'])} = %s"
-    uses_active = "is_active" in columns
     if uses_active:
         where += f" AND {quote(columns['is_active'])} = %s"
+    realms = quote(Realm._meta.db_table)
+    realm_id, realm_active = f"{realms}.{column(Realm, 'id')}", f"{realms}.{column(Realm, 'is_active')}"
+    where += f" AND EXISTS (SELECT 1 FROM {realms} WHERE {realm_id} = %s AND {realm_active} = %s{share})"  # noqa: S608
+    if has_policy:
+        policies, links = quote(ClientPolicy._meta.db_table), ClientPolicy.realms.through
+        link_table, policy_id = quote(links._meta.db_table), f"{policies}.{column(ClientPolicy, 'id')}"
+        where += (
+            f" AND EXISTS (SELECT 1 FROM {policies} INNER JOIN {link_table}"  # noqa: S608
+            f" ON {link_table}.{column(links, 'clientpolicy')} = {policy_id}"
+            f" WHERE {policy_id} = %s AND {policies}.{column(ClientPolicy, 'is_active')} = %s"
+            f" AND {link_table}.{column(links, 'realm')} = %s{share})"
+        )
     if project_realm:
         accounts = quote(RealmAccount._meta.db_table)
         account_user = quote(RealmAccount._meta.get_field("user").column)
         where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608
     if write_last_login:
-        return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}", uses_active  # noqa: S608
+        return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}"  # noqa: S608
     # Without the write, lock the row as the UPDATE would: a password change waits for this
     # sign-in's tokens, then ends them.
-    lock = " FOR UPDATE" if connections[router.db_for_write(User)].features.has_select_for_update else ""
-    return f"SELECT 1 FROM {table} WHERE {where}{lock}", uses_active  # noqa: S608
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return f"SELECT 1 FROM {table} WHERE {where}{lock}"  # noqa: S608
 
 
 def announce_failure(realm, login, *, request=None):

@@ -10,7 +10,9 @@ from urllib.parse import parse_qsl
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, QueryDict
 from django.utils.decorators import method_decorator
+from django.utils.functional import SimpleLazyObject
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_backends import OAuthLibCore as DOTOAuthLibCore
 from oauthlib.common import urlencode
@@ -136,3 +138,46 @@ class OAuthLibCore(DOTOAuthLibCore):
         return self.server.verify_request(
             request.build_absolute_uri(request.path), request.method, None, headers, scopes
         )
+
+
+# What a request shown to signal receivers and authentication backends keeps of the body: nothing
+# that authenticates anyone.
+SHAREABLE_PARAMETERS = ("grant_type", "username", "realm", "scope", "client_id")
+_SECRET_HEADER_WORDS = ("AUTH", "COOKIE", "TOKEN", "SECRET", "PASSWORD", "KEY", "SESSION")
+
+
+def _shareable_meta(meta):
+    kept = {}
+    for name, value in meta.items():
+        if not isinstance(value, str) or name == "QUERY_STRING":
+            continue  # the input stream, file wrappers; a query string may carry anything
+        if name.startswith("HTTP_") and any(word in name for word in _SECRET_HEADER_WORDS):
+            continue
+        kept[name] = value
+    return kept
+
+
+def _copy_without_credentials(request):
+    copy = HttpRequest()
+    copy.method, copy.path, copy.path_info = request.method, request.path, request.path_info
+    copy.META = _shareable_meta(request.META)
+    body = QueryDict(mutable=True)
+    for name, value in parse_qsl(getattr(request, "_body", b"").decode("utf-8", "replace"), keep_blank_values=True):
+        if name in SHAREABLE_PARAMETERS:
+            body.appendlist(name, value)
+    body._mutable = False
+    copy.POST, copy._body = body, body.urlencode().encode()
+    copy.GET = QueryDict()
+    if hasattr(request, "user"):
+        copy.user = request.user
+    return copy
+
+
+def without_credentials(request):
+    """A copy of a token request that carries no password, secret, token or cookie, for the
+    sign-in signals and the project's authentication backends: its method, path, non-secret
+    headers (the address, the user agent) and the body's non-secret parameters. Built only when
+    something reads it."""
+    if request is None:
+        return None
+    return SimpleLazyObject(lambda: _copy_without_credentials(request))

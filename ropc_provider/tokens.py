@@ -4,8 +4,10 @@ Token values are stored the way DOT is configured to (plain or hashed at rest, s
 ``COMPLIANT_BCP_RFC9700_TOKEN_STORAGE``); they are always looked up by their SHA-256 checksum.
 """
 
+import datetime
 import functools
 import hashlib
+import secrets
 import uuid
 from datetime import timedelta
 
@@ -58,31 +60,48 @@ def find_refresh_token(value):
 
 
 def grace_successor(refresh_token, grace_seconds, *, received_at):
-    """The pair a rotation of ``refresh_token`` issued, if the client may still take its place:
-    rotated (not revoked) less than ``grace_seconds`` ago, its successor never used, and not
-    honoured before. So only the token one generation back is ever honoured, once (DOT honoured
-    several, #1617), and nothing but checksums needs to be stored."""
+    """``(successor, honoured_at)``: the pair a rotation of ``refresh_token`` issued, if the client
+    may still take its place: rotated (not revoked) less than ``grace_seconds`` ago, its successor
+    never used, and not honoured before. So only the token one generation back is ever honoured,
+    once (DOT honoured several, #1617), and nothing but checksums needs to be stored. When it was
+    honoured already, ``honoured_at`` says when."""
     if not grace_seconds or received_at - refresh_token.revoked > timedelta(seconds=grace_seconds):
-        return None
-    if GraceRetry.objects.filter(refresh_token=refresh_token).exists():
-        return None  # honoured once already
-    return next(
+        return None, None
+    honoured = GraceRetry.objects.filter(refresh_token=refresh_token).values_list("retried", flat=True).first()
+    if honoured is not None:
+        return None, honoured
+    successor = next(
         iter(_with_owner().filter(access_token__source_refresh_token=refresh_token, revoked__isnull=True)[:1]), None
     )
+    return successor, None
 
 
-def is_replay(refresh_token, *, received_at):
+def is_replay(refresh_token, *, received_at, last_used=None):
     """Whether presenting this revoked refresh token looks like a replay of a leaked token rather
-    than a request sent concurrently with its rotation."""
+    than a request sent concurrently with its last use: its rotation, or a grace retry honoured
+    later (``last_used``), which a client may double-fire just as it double-fires a refresh."""
     tolerance = timedelta(seconds=ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE)
-    return received_at > refresh_token.revoked + tolerance
+    return received_at > max(refresh_token.revoked, last_used or refresh_token.revoked) + tolerance
+
+
+def new_family(started_at):
+    """A token family's id: a UUIDv7 (RFC 9562) whose first 48 bits are the sign-in's Unix time in
+    milliseconds. The sign-in time travels with every token of the family, so ``auth_time`` needs no
+    row and no query, and survives ``cleartokens`` deleting the family's first tokens."""
+    milliseconds = int(started_at.timestamp() * 1000) & (2**48 - 1)
+    value = (milliseconds << 80) | (0x7 << 76) | (secrets.randbits(12) << 64) | (0b10 << 62) | secrets.randbits(62)
+    return uuid.UUID(int=value)
 
 
 def family_started(refresh_token):
-    """When the password grant that began this token family happened (its first token)."""
-    if not refresh_token.token_family:
+    """When the password grant that began this token family happened."""
+    family = refresh_token.token_family
+    if family is not None and family.version == 7:
+        return datetime.datetime.fromtimestamp((family.int >> 80) / 1000, tz=datetime.UTC)
+    # Families begun before ids carried their start: their first token that is left.
+    if family is None:
         return refresh_token.created
-    first = RefreshToken.objects.filter(token_family=refresh_token.token_family).aggregate(Min("created"))
+    first = RefreshToken.objects.filter(token_family=family).aggregate(Min("created"))
     return first["created__min"] or refresh_token.created
 
 
@@ -111,9 +130,10 @@ def _new_refresh_token(*, user, application, access_token, value, family):
     return token
 
 
-def issue(*, user, application, scope, access_token, expires_in, refresh_token=None):
-    """Store a new token pair (a new family) for a password grant."""
-    expires = timezone.now() + timedelta(seconds=expires_in)
+def issue(*, user, application, scope, access_token, expires_in, refresh_token=None, started_at=None):
+    """Store a new token pair (a new family, begun at ``started_at``) for a password grant."""
+    now = timezone.now()
+    expires = now + timedelta(seconds=expires_in)
     # savepoint=False: a token pair is written whole or not at all, without costing a SAVEPOINT
     # round trip when the caller already holds a transaction.
     with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
@@ -124,7 +144,7 @@ def issue(*, user, application, scope, access_token, expires_in, refresh_token=N
                 application=application,
                 access_token=access,
                 value=refresh_token,
-                family=uuid.uuid4(),
+                family=new_family(started_at or now),
             )
     return access
 
@@ -170,7 +190,7 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
                 application=application,
                 access_token=access,
                 value=refresh_token,
-                family=previous.token_family or uuid.uuid4(),
+                family=previous.token_family or new_family(previous.created),
             )
     if not claimed:
         raise RefreshTokenAlreadyUsed()
@@ -291,9 +311,10 @@ def redeem(value, *, application, received_at):
         raise RefreshRefused(sessions.SESSION_ENDED)
     policy, retry_of = clients.policy_of(application), None
     if found.revoked is not None:
-        successor = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
+        successor, honoured_at = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
         if successor is None:
-            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and is_replay(found, received_at=received_at):
+            replay = is_replay(found, received_at=received_at, last_used=honoured_at)
+            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and replay:
                 revoke_family(found)
             raise RefreshRefused()
         # The answer to the rotation was lost: rotate its (unused) successor instead, so the
@@ -312,7 +333,9 @@ def redeem(value, *, application, received_at):
     return found, retry_of
 
 
-def issue_for_sign_in(sign_in, *, application, scope, access_token, expires_in, refresh_token, request=None):
+def issue_for_sign_in(
+    sign_in, *, application, scope, access_token, expires_in, refresh_token, started_at=None, request=None
+):
     """Store the token pair of a password grant, or refuse the sign-in when it no longer stands
     (``directories.record_sign_in``); settles its counted attempt either way. Returns whether
     the tokens were issued."""
@@ -327,6 +350,7 @@ def issue_for_sign_in(sign_in, *, application, scope, access_token, expires_in, 
                 access_token=access_token,
                 expires_in=expires_in,
                 refresh_token=refresh_token,
+                started_at=started_at,
             )
     if signed_in:
         sign_in.attempt.succeeded()

@@ -10,6 +10,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 from . import clients, directories, oidc, protection, tokens
+from .http import without_credentials
 
 
 @sensitive_variables()
@@ -120,6 +121,13 @@ class RopcValidator(OAuth2Validator):
 
     # -- resource owner ---------------------------------------------------------------------
 
+    def _shareable_request(self, request):
+        # Backends and signal receivers get the request without its credentials: a receiver that
+        # logs what it gets must not log the password.
+        if "_ropc_shareable" not in vars(request):
+            request._ropc_shareable = without_credentials(request.django_request)
+        return request._ropc_shareable
+
     @method_decorator(sensitive_variables())
     def validate_user(self, username, password, client, request, *args, **kwargs):
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(client))
@@ -130,7 +138,7 @@ class RopcValidator(OAuth2Validator):
                 username,
                 password,
                 ip=ip,
-                request=request.django_request,
+                request=self._shareable_request(request),
             )
         except protection.TooManyAttempts as error:
             raise TooManyAttemptsError(error, request=request) from None
@@ -192,7 +200,8 @@ class RopcValidator(OAuth2Validator):
                 access_token=token["access_token"],
                 expires_in=token["expires_in"],
                 refresh_token=token.get("refresh_token"),
-                request=request.django_request,
+                started_at=request.received_at,
+                request=self._shareable_request(request),
             )
             if not issued:
                 raise errors.InvalidGrantError(INVALID_CREDENTIALS, request=request)

@@ -8,7 +8,8 @@ from django.db import connection
 from django.test import Client
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from tests.conftest import Api
+from tests.conftest import Api, assert_error
+from tests.test_review_findings import RacingHasher, racing  # noqa: F401  (the fixture)
 
 ROUNDS = 5
 
@@ -52,3 +53,69 @@ def test_concurrent_refreshes_have_one_winner(transactional_db, settings, user, 
         live_per_family[token.token_family] = live_per_family.get(token.token_family, 0) + 1
     assert set(live_per_family.values()) <= {1}
     assert AccessToken.objects.count() <= len(live_per_family)
+
+
+# -- a client or realm changed while a sign-in is in flight ----------------------------------------
+
+
+def _deactivate_client(application):
+    from ropc_provider import clients
+
+    clients.set_active(application.ropc_policy, False)
+
+
+def _deactivate_realm(application):
+    from ropc_provider import directories
+
+    directories.set_realm_active(directories.project_realm(), False)
+
+
+def _take_the_realm_away(application):
+    from ropc_provider import directories
+
+    application.ropc_policy.realms.remove(directories.project_realm())
+
+
+CHANGES = [_deactivate_client, _deactivate_realm, _take_the_realm_away]
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_change_during_the_password_check_refuses_the_sign_in(api, racing, public_app, change):
+    RacingHasher.during_verify = lambda: change(public_app)
+    assert_error(api.password_grant(public_app, "racer"), 400, "invalid_grant")
+    assert not AccessToken.objects.exists() and not RefreshToken.objects.exists()
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_a_change_while_the_tokens_are_written_ends_them(transactional_db, user, public_app, monkeypatch, change):
+    """The operator acts after the sign-in's checks passed and before its tokens are committed:
+    either the operator waits for the tokens and ends them, or the sign-in is refused."""
+    import time
+
+    from ropc_provider import tokens
+
+    written, real_issue = threading.Event(), tokens.issue
+
+    def slow_issue(**kwargs):
+        issued = real_issue(**kwargs)
+        written.set()
+        time.sleep(0.5)  # the sign-in's transaction stays open while the operator acts
+        return issued
+
+    monkeypatch.setattr(tokens, "issue", slow_issue)
+    answers = []
+
+    def sign_in():
+        try:
+            answers.append(Api(Client()).password_grant(public_app, "alice"))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=sign_in)
+    thread.start()
+    assert written.wait(timeout=10)
+    change(public_app)
+    thread.join(timeout=30)
+    assert answers and answers[0].status_code in (200, 400)
+    assert not AccessToken.objects.filter(application=public_app).exists()
+    assert not RefreshToken.objects.filter(application=public_app, revoked__isnull=True).exists()

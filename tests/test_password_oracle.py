@@ -1,6 +1,8 @@
 """No client can be used to test passwords: the answer never depends on the password until the
-client is known to be allowed the password grant."""
+client is known to be allowed the password grant; and refusals cost the same work, whatever the
+reason."""
 
+from django.contrib.auth.hashers import MD5PasswordHasher
 from oauth2_provider.models import get_application_model
 
 from tests.factories import PASSWORD
@@ -49,3 +51,47 @@ def test_dot_stock_endpoint_is_an_oracle(api, user, authorization_code_app, sett
         wrong = api.post("/dot/token/", {**data, "password": "wrong"})
     assert right.content != wrong.content
     assert get_application_model().objects.count() == 1
+
+
+class RecordedHasher(MD5PasswordHasher):
+    """Records every hash it computes, so two refusals can be compared by the work they cost."""
+
+    algorithm = "recorded_md5"
+    work = []
+
+    def encode(self, password, salt):
+        RecordedHasher.work.append(("encode", self.algorithm))
+        return super().encode(password, salt)
+
+    def verify(self, password, encoded):
+        RecordedHasher.work.append(("verify", self.algorithm))
+        return super().verify(password, encoded)
+
+
+class LegacyHasher(RecordedHasher):
+    algorithm = "legacy_md5"
+
+
+def test_an_inactive_account_with_an_old_hash_costs_what_any_refusal_costs(api, db, settings):
+    from django.contrib.auth.hashers import make_password
+
+    from ropc_provider import clients, directories
+
+    settings.PASSWORD_HASHERS = ["tests.test_password_oracle.RecordedHasher", "tests.test_password_oracle.LegacyHasher"]
+    realm = directories.create_realm(slug="staff")
+    account = directories.create_account(realm, "old", PASSWORD)
+    old_hash = make_password(PASSWORD, hasher="legacy_md5")
+    type(account.user).objects.filter(pk=account.user_id).update(password=old_hash, is_active=False)
+    app = clients.register_client(name="App", confidential=False, realms=["staff"]).application
+
+    def work_of(login, password):
+        RecordedHasher.work = []
+        response = api.password_grant(app, login, password=password)
+        assert response.status_code == 400 and response.data["error"] == "invalid_grant"
+        return RecordedHasher.work
+
+    unknown = work_of("nobody", PASSWORD)
+    inactive = work_of("old", PASSWORD)
+    assert inactive == unknown
+    account.user.refresh_from_db()
+    assert account.user.password == old_hash  # no hash upgrade on a refused sign-in

@@ -4,7 +4,7 @@ import io
 import json
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
@@ -272,22 +272,154 @@ def test_a_right_password_through_the_wrong_door_counts_as_a_failure(api, employ
     assert_locked(attempt(api, legacy, internal))
 
 
-def test_login_name_and_email_share_one_counter(api, db):
+@pytest.fixture
+def shop(db):
     realm = directories.create_realm(slug="shop", allow_email_login=True)
     directories.create_account(realm, "bob", PASSWORD, email="bob@example.com")
-    app = clients.register_client(name="Shop", confidential=False, realms=["shop"]).application
+    return clients.register_client(name="Shop", confidential=False, realms=["shop"]).application
+
+
+def test_an_accounts_names_share_one_lock_that_answers_like_a_wrong_password(api, shop):
     for login in ["bob", "bob@example.com"] * 5:
-        assert_error(attempt(api, app, login), 400, "invalid_grant")
-    assert_locked(attempt(api, app, "bob", password=PASSWORD))
-    assert_locked(attempt(api, app, "bob@example.com", password=PASSWORD))
+        assert_error(attempt(api, shop, login), 400, "invalid_grant")
+    # Neither name reached its own threshold; the account did: even its right password is refused,
+    # the way a wrong one is, so the refusal does not tell that the two names are one account.
+    for login in ("bob", "bob@example.com"):
+        refused = attempt(api, shop, login, password=PASSWORD)
+        assert_error(refused, 400, "invalid_grant")
 
 
-def test_one_ipv6_subnet_is_one_address(api, app, settings):
+def test_an_email_is_answered_the_same_whether_or_not_a_locked_account_has_it(api, shop):
+    fail(api, shop, 10, login="bob")
+    assert_locked(attempt(api, shop, "bob", password=PASSWORD))
+    accounts_email = attempt(api, shop, "bob@example.com")
+    unknown_email = attempt(api, shop, "nobody@example.com")
+    assert accounts_email.status_code == unknown_email.status_code == 400
+    assert accounts_email.content == unknown_email.content
+    assert_error(attempt(api, shop, "bob@example.com", password=PASSWORD), 400, "invalid_grant")
+
+
+def test_unlock_command_lifts_an_accounts_locks_by_its_email(api, shop):
+    fail(api, shop, 10, login="bob@example.com")
+    assert_locked(attempt(api, shop, "bob@example.com", password=PASSWORD))
+    out = io.StringIO()
+    call_command("ropc_unlock", "--realm", "shop", "--username", "Bob@Example.com", stdout=out)
+    assert json.loads(out.getvalue())["was_locked"] is True
+    assert attempt(api, shop, "bob@example.com", password=PASSWORD).status_code == 200
+    assert attempt(api, shop, "bob", password=PASSWORD).status_code == 200
+
+
+def test_project_realm_counts_each_username_apart(api, db, settings):
+    from tests.factories import UserFactory
+
+    UserFactory(username="bob")
+    UserFactory(username="ＢＯＢ")  # fullwidth: another user, as far as ModelBackend goes
+    legacy = clients.register_client(name="Legacy", confidential=False).application
+    fail(api, legacy, 10, login="ＢＯＢ")
+    assert_locked(attempt(api, legacy, "ＢＯＢ", password=PASSWORD))
+    assert attempt(api, legacy, "bob", password=PASSWORD).status_code == 200
+
+
+def test_project_lockout_key_for_case_insensitive_backends(api, db, settings):
+    from tests.factories import UserFactory
+
+    settings.ROPC_PROVIDER = {
+        **settings.ROPC_PROVIDER,
+        "PROJECT_LOCKOUT_KEY": "ropc_provider.directories.normalize_login",
+    }
+    UserFactory(username="bob")
+    legacy = clients.register_client(name="Legacy", confidential=False).application
+    for login in ["Bob", "BOB"] * 5:
+        attempt(api, legacy, login)
+    assert_locked(attempt(api, legacy, "bob", password=PASSWORD))
+
+
+def test_one_ipv6_prefix_is_one_address(api, app, settings):
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3}
+    # Three /64s of one /56, the default prefix: one subscriber.
+    for n in range(3):
+        attempt(api, app, f"user{n}", REMOTE_ADDR=f"2001:db8:1:{n}::1")
+    assert_locked(attempt(api, app, "other", REMOTE_ADDR="2001:db8:1:ff:ffff::9"))
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR="2001:db8:1:100::1").status_code == 200
+
+
+def test_the_ipv6_prefix_is_a_setting(api, app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3, "IPV6_PREFIX_LENGTH": 64}
     for n in range(3):
         attempt(api, app, f"user{n}", REMOTE_ADDR=f"2001:db8:1:2::{n + 1}")
     assert_locked(attempt(api, app, "other", REMOTE_ADDR="2001:db8:1:2:ffff::9"))
     assert attempt(api, app, password=PASSWORD, REMOTE_ADDR="2001:db8:1:3::1").status_code == 200
+
+
+def test_the_address_window_slides_across_its_boundary(api, app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 5, "IP_FAILURE_WINDOW": 300}
+    window_start = (int(timezone.now().timestamp()) // 300 + 1) * 300
+    with freeze_time(datetime.fromtimestamp(window_start + 290, tz=UTC)) as clock:
+        for n in range(5):
+            assert_error(attempt(api, app, f"user{n}"), 400, "invalid_grant")
+        clock.tick(timedelta(seconds=20))  # a new fixed window, but the same five minutes
+        throttled = attempt(api, app, "someone-else")
+        assert_locked(throttled)
+        # The failures leave the window some 300 s after they were made, not at a boundary.
+        assert 270 <= int(throttled["Retry-After"]) <= 300
+        clock.tick(timedelta(seconds=int(throttled["Retry-After"])))
+        assert_error(attempt(api, app, "someone-else"), 400, "invalid_grant")
+
+
+def test_concurrent_guesses_never_let_more_than_the_address_limit_reach_a_hash(
+    live_server, transactional_db, settings, counting_hasher
+):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 20}
+    app = clients.register_client(name="App", confidential=False).application
+    counting_hasher.calls = 0
+
+    def one(n):
+        data = {"grant_type": "password", "username": f"guess{n}", "password": WRONG, "client_id": app.client_id}
+        return requests.post(f"{live_server.url}/o/token/", data=data, timeout=30)
+
+    with ThreadPoolExecutor(max_workers=25) as pool:
+        statuses = sorted(response.status_code for response in pool.map(one, range(60)))
+    assert statuses.count(400) == 20
+    assert statuses.count(429) == 40
+    assert counting_hasher.calls == 20
+
+
+def test_an_attacker_elsewhere_cannot_lock_a_user_out_of_a_known_address(api, app):
+    home, attacker = "198.51.100.5", "203.0.113.9"
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR=home).status_code == 200
+    fail(api, app, 10, REMOTE_ADDR=attacker)
+    assert_locked(attempt(api, app, password=PASSWORD, REMOTE_ADDR=attacker))
+    assert_locked(attempt(api, app, password=PASSWORD, REMOTE_ADDR="192.0.2.77"))  # any new address
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR=home).status_code == 200
+    # Guessing from the known address locks it there too.
+    fail(api, app, 10, REMOTE_ADDR=home)
+    assert_locked(attempt(api, app, password=PASSWORD, REMOTE_ADDR=home))
+
+
+def test_unlock_lifts_the_lock_at_a_known_address_too(api, app):
+    home = "198.51.100.5"
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR=home).status_code == 200
+    fail(api, app, 10, REMOTE_ADDR=home)
+    call_command("ropc_unlock", "--realm", "employees", "--username", "alice", stdout=io.StringIO())
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR=home).status_code == 200
+
+
+def test_known_addresses_can_be_switched_off(api, app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "KNOWN_ADDRESS_LIFETIME": 0}
+    home = "198.51.100.5"
+    assert attempt(api, app, password=PASSWORD, REMOTE_ADDR=home).status_code == 200
+    fail(api, app, 10, REMOTE_ADDR="203.0.113.9")
+    assert_locked(attempt(api, app, password=PASSWORD, REMOTE_ADDR=home))
+
+
+def test_forwarded_for_without_a_trusted_proxy_is_reported_once(api, app, caplog, monkeypatch):
+    from ropc_provider import protection
+
+    monkeypatch.setattr(protection, "_warned_untrusted_forwarding", False)
+    for _ in range(3):
+        attempt(api, app, HTTP_X_FORWARDED_FOR="203.0.113.1")
+    warnings = [record for record in caplog.records if "X-Forwarded-For" in record.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
 
 
 def test_ipv4_mapped_ipv6_is_the_ipv4_address(api, app, settings):

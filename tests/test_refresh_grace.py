@@ -83,3 +83,17 @@ def test_honoured_once_only(api, user, mobile):
         # A second retry is no lost answer but a replay: refused, and the family revoked.
         assert_error(api.refresh(mobile, first["refresh_token"]), 400, "invalid_grant")
     assert not RefreshToken.objects.filter(revoked__isnull=True).exists()
+
+
+def test_a_retry_sent_twice_is_refused_once_and_the_session_survives(api, user, mobile):
+    start = timezone.now()
+    with freeze_time(start) as clock:
+        first = api.password_grant(mobile, "alice").data
+        api.refresh(mobile, first["refresh_token"])  # answer lost
+        clock.tick(timedelta(seconds=10))
+        retried = api.refresh(mobile, first["refresh_token"])
+        assert retried.status_code == 200
+        clock.tick(timedelta(milliseconds=100))
+        # The same retry fired again, as a double-fired refresh would be: refused, nothing revoked.
+        assert_error(api.refresh(mobile, first["refresh_token"]), 400, "invalid_grant")
+        assert api.refresh(mobile, retried.data["refresh_token"]).status_code == 200

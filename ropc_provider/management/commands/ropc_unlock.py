@@ -1,9 +1,9 @@
-from ... import directories, protection
+from ... import directories
 from ._base import JSONCommand
 
 
 class Command(JSONCommand):
-    help = "Lift the lockout of one login name in one realm, and forget its failures."
+    help = "Lift the locks of one account (by login name or email), or of one login name, in a realm."
 
     def add_arguments(self, parser):
         parser.add_argument("--realm", required=True, metavar="SLUG")
@@ -11,7 +11,6 @@ class Command(JSONCommand):
 
     def run(self, *, realm, username, **options):
         realm = directories.get_realm(realm)
-        login_key = directories.normalize_login(username)
-        before = protection.lock_state(realm.slug, login_key)
-        protection.unlock(realm.slug, login_key)
-        return {"realm": realm.slug, "username": login_key, "was_locked": before["locked_until"] is not None}
+        was_locked = directories.unlock(realm, username)
+        shown = directories.normalize_login(username) if realm.is_directory else username
+        return {"realm": realm.slug, "username": shown, "was_locked": was_locked}
