@@ -268,28 +268,31 @@ def find_user(realm, login):
 # -- lockout, for operators ----------------------------------------------------------------------
 
 
-def _lockout_names(realm, login):
-    """The names failures of this login are counted under, and its account's key, if any."""
+def _lockout_of(realm, login):
+    """The names failures of ``login`` are counted under, and the key of its account, if any."""
     if not realm.is_directory:
         return [_project_lockout_key(login)], None
     login_key = normalize_login(login)
     account = _account_lookup(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
     if account is None:
         return [login_key], None
-    return [key for key in (account.login_key, account.email_key, login_key) if key], account.login_key
+    return _lockout_of_account(account)
 
 
-def lock_state(realm, login):
-    """Failures and lock of whatever ``login`` names in ``realm``: an account by its login name or
-    email, with every name it is counted under, or a name no account has."""
-    names, account_key = _lockout_names(realm, login)
-    return protection.lock_state(realm.slug, list(dict.fromkeys(names)), account_key=account_key)
+def _lockout_of_account(account):
+    return [key for key in (account.login_key, account.email_key) if key], account.login_key
 
 
-def unlock(realm, login):
-    """Lift the locks of whatever ``login`` names (as ``lock_state``); returns whether it was locked."""
-    names, account_key = _lockout_names(realm, login)
-    names = list(dict.fromkeys(names))
+def lock_state(realm, login=None, *, account=None):
+    """Failures and lock of an account (given, or found by its login name or email in ``realm``),
+    over every name it is counted under; or of a name no account has."""
+    names, account_key = _lockout_of_account(account) if account else _lockout_of(realm, login)
+    return protection.lock_state(realm.slug, names, account_key=account_key)
+
+
+def unlock(realm, login=None, *, account=None):
+    """Lift the locks ``lock_state`` reports and forget the failures; returns whether it was locked."""
+    names, account_key = _lockout_of_account(account) if account else _lockout_of(realm, login)
     was_locked = protection.lock_state(realm.slug, names, account_key=account_key)["locked_until"] is not None
     protection.unlock(realm.slug, names, account_key=account_key)
     return was_locked

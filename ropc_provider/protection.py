@@ -321,12 +321,13 @@ def begin(*, realm_slug, login_key, ip, account_key=None):
     """
     cache = _cache()
     now = time.time()
-    place = _digest(_counted_address(ip))
+    address = _counted_address(ip)
+    place = _digest(address)
     known_key = _known_key(realm_slug, account_key or login_key)
     typed_here, typed_anywhere = _typed(realm_slug, login_key, place), _typed(realm_slug, login_key)
     account_here = _account(realm_slug, account_key, place) if account_key else None
     account_anywhere = _account(realm_slug, account_key) if account_key else None
-    window = _AddressWindow(_counted_address(ip), now)
+    window = _AddressWindow(address, now)
     try:
         # One read decides, before hashing: whether this address is known to the account, the
         # locks and failures that then apply, and the address's window. Whether the address is
