@@ -135,7 +135,9 @@ def failure_paths(rounds):
         for _ in range(10):
             attempt("locked-one")
         throttled_ip = "10.0.0.2"
-        cache.set(protection._ip_key(throttled_ip), 10**9 + 1, 300)
+        # Fill the address's sliding window: it stays full for a whole window from now.
+        window = protection._AddressWindow(protection._counted_address(throttled_ip), time.time())
+        cache.set_many({key: 10**9 + 1 for key in window.keys}, 600)
         names = {"wrong": iter(wrong), "inactive": iter(inactive), "unknown": iter(range(rounds))}
         medians = race(
             {
