@@ -124,6 +124,8 @@ class RevokeSessionsView(OAuthEndpoint):
                 "A valid bearer token is required.",
                 **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
             )
+        if oauth_request.user is None:
+            return _no_user(request)
         sessions.revoke_sessions(oauth_request.user, reason=SessionCutoff.SIGNED_OUT)
         return oauth_response(request, {}, "", 204)
 
@@ -133,6 +135,18 @@ def json_error(request, status, error, description, **headers):
     for name, value in headers.items():
         response[name] = value
     return response
+
+
+def _no_user(request):
+    # A valid token of nobody (DOT's client-credentials grant): RFC 6750 §3.1's invalid_token, as
+    # the token is unusable here; a wider scope would not help, so not insufficient_scope.
+    return json_error(
+        request,
+        401,
+        "invalid_token",
+        "This endpoint needs a token issued to a user.",
+        **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 def _oidc_disabled(request):
@@ -161,6 +175,8 @@ class UserInfoView(OAuthEndpoint):
                 **{"WWW-Authenticate": f'Bearer error="{error}"'},
             )
         user = oauth_request.user
+        if user is None:
+            return _no_user(request)
         try:
             claims = user_claims(
                 user=user,

@@ -137,3 +137,23 @@ def assert_error(response, status, error):
     body = json.loads(response.content)
     assert body["error"] == error, body
     assert_no_store(response)
+
+
+@pytest.fixture
+def token_of_no_user(api, db):
+    """A valid bearer token with no user: DOT's own client-credentials grant, which host projects
+    keep using beside ours, at DOT's endpoint mounted in tests/urls.py."""
+    Application = get_application_model()
+    application = Application.objects.create(
+        name="Machine",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
+        client_secret="machine secret 1",
+    )
+    response = api.post(
+        "/dot/token/",
+        {"grant_type": "client_credentials", "scope": "openid read"},
+        basic=(application.client_id, "machine secret 1"),
+    )
+    assert response.status_code == 200, response.content
+    return response.data["access_token"]

@@ -213,3 +213,32 @@ def test_userinfo_with_a_broken_hook_is_a_json_error(api, user, oidc_app, settin
     response = api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
     assert_error(response, 500, "server_error")
     assert "root" not in response.content.decode()
+
+
+def test_userinfo_with_a_token_of_no_user(api, token_of_no_user):
+    response = api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {token_of_no_user}")
+    assert_error(response, 401, "invalid_token")
+    assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_auth_time_survives_cleartokens(api, user, oidc_app, jwks, settings):
+    """A daily refresh, and cleartokens deleting rotated-away tokens after 14 days, as the README
+    recommends: auth_time stays the moment of the password check."""
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+    from freezegun import freeze_time
+
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_EXPIRE_SECONDS": 14 * 24 * 3600}
+    with freeze_time(timezone.now()) as clock:
+        tokens = api.password_grant(oidc_app, "alice", scope="openid read").data
+        signed_in = verify(tokens["id_token"], jwks, oidc_app.client_id)["auth_time"]
+        for _ in range(16):
+            clock.tick(timedelta(days=1))
+            tokens = api.refresh(oidc_app, tokens["refresh_token"]).data
+        call_command("cleartokens")
+        assert RefreshToken.objects.count() < 17  # the first ones are gone
+        assert verify(tokens["id_token"], jwks, oidc_app.client_id)["auth_time"] == signed_in
+        tokens = api.refresh(oidc_app, tokens["refresh_token"]).data
+        assert verify(tokens["id_token"], jwks, oidc_app.client_id)["auth_time"] == signed_in

@@ -239,3 +239,9 @@ def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_
     # The cutoff is read with the refresh token: it costs no query (DOT's refresh takes 13).
     with django_assert_max_num_queries(REFRESH_GRANT_QUERIES):
         assert api.refresh(public_app, tokens["refresh_token"]).status_code == 200
+
+
+def test_sign_out_everywhere_with_a_token_of_no_user(api, token_of_no_user):
+    response = api.client.post("/o/revoke_sessions/", HTTP_AUTHORIZATION=f"Bearer {token_of_no_user}")
+    assert_error(response, 401, "invalid_token")
+    assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
