@@ -5,6 +5,7 @@ import shutil
 from urllib.parse import quote_plus, urlencode
 
 import pytest
+from django.contrib.auth.hashers import MD5PasswordHasher
 from oauth2_provider.models import get_application_model
 
 from ropc_provider import clients
@@ -157,3 +158,24 @@ def token_of_no_user(api, db):
     )
     assert response.status_code == 200, response.content
     return response.data["access_token"]
+
+
+class RacingHasher(MD5PasswordHasher):
+    """Runs ``during_verify`` while a password is being checked, as a concurrent request would."""
+
+    algorithm = "racing_md5"
+    during_verify = None
+
+    def verify(self, password, encoded):
+        hook, RacingHasher.during_verify = RacingHasher.during_verify, None
+        if hook:
+            hook()
+        return super().verify(password, encoded)
+
+
+@pytest.fixture
+def racing(settings, db):
+    settings.PASSWORD_HASHERS = ["tests.conftest.RacingHasher"]
+    from tests.factories import UserFactory
+
+    return UserFactory(username="racer")

@@ -8,8 +8,7 @@ from django.db import connection
 from django.test import Client
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from tests.conftest import Api, assert_error
-from tests.test_review_findings import RacingHasher, racing  # noqa: F401  (the fixture)
+from tests.conftest import Api, RacingHasher, assert_error
 
 ROUNDS = 5
 

@@ -1,14 +1,13 @@
 """Defects a review found, each pinned by a test that failed before its fix."""
 
 import pytest
-from django.contrib.auth.hashers import MD5PasswordHasher
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import client_secrets, clients, directories, tokens
 from ropc_provider.models import SessionCutoff
-from tests.conftest import Api, assert_error
+from tests.conftest import Api, RacingHasher, assert_error
 from tests.factories import PASSWORD
 
 INTROSPECT = "/o/introspect/"
@@ -80,27 +79,6 @@ def test_refresh_follows_the_clients_current_scopes(api, user, public_app):
     assert_error(api.refresh(public_app, issued["refresh_token"], scope="read write"), 400, "invalid_scope")
     narrowed = api.refresh(public_app, issued["refresh_token"])
     assert narrowed.status_code == 200 and narrowed.data["scope"] == "read"
-
-
-class RacingHasher(MD5PasswordHasher):
-    """Runs ``during_verify`` while a password is being checked, as a concurrent request would."""
-
-    algorithm = "racing_md5"
-    during_verify = None
-
-    def verify(self, password, encoded):
-        hook, RacingHasher.during_verify = RacingHasher.during_verify, None
-        if hook:
-            hook()
-        return super().verify(password, encoded)
-
-
-@pytest.fixture
-def racing(settings, db):
-    settings.PASSWORD_HASHERS = ["tests.test_review_findings.RacingHasher"]
-    from tests.factories import UserFactory
-
-    return UserFactory(username="racer")
 
 
 def _change_password(user_id):
