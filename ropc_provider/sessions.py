@@ -6,6 +6,7 @@ opaque rows, so unlike JWT providers we end access tokens at once too, not when 
 """
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import get_hasher, identify_hasher
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -105,23 +106,41 @@ def end_sessions_on_account_change(sender, instance, created, update_fields=None
     """post_save of the user model: a new password, a disabled password or a deactivated account
     ends every session of the user.
 
-    ``AbstractBaseUser`` keeps the raw password in ``_password`` from ``set_password()`` until the
-    save that stores it, and clears it for hash upgrades on login, so this catches every password
-    change made through Django (``set_password``, password change and reset forms, the admin, our
-    CLI) and never a mere upgrade. Other changes are compared with the state the user was loaded
-    in, so saving an unchanged user does nothing. ``QuerySet.update()`` bypasses signals.
+    A password change is any change of the stored hash — ``set_password()``, the password forms,
+    the admin, our CLI, or ``user.password = make_password(...)`` — except an upgrade of the hash
+    on login (``_is_hash_upgrade``). Other changes are compared with the state the user was
+    loaded in, so saving an unchanged user does nothing. ``QuerySet.update()`` bypasses signals.
     """
     loaded_password, was_active = getattr(instance, "_ropc_loaded_state", (instance.password, True))
     saved = update_fields is None or {"password", "is_active"} & set(update_fields)
     remember_account_state(sender, instance)
     if created or not saved:
         return
-    if getattr(instance, "_password", None) is not None:
+    # set_password() keeps the raw password in _password until the save that stores it.
+    new_password = getattr(instance, "_password", None) is not None or (
+        instance.password != loaded_password and not _is_hash_upgrade(loaded_password, instance, update_fields)
+    )
+    if new_password:
         revoke_sessions(instance, reason=SessionCutoff.PASSWORD_CHANGED)
-    elif instance.password != loaded_password and not instance.has_usable_password():
-        revoke_sessions(instance, reason=SessionCutoff.PASSWORD_CHANGED)  # set_unusable_password()
     elif was_active and not getattr(instance, "is_active", True):
         revoke_sessions(instance, reason=SessionCutoff.ACCOUNT_DEACTIVATED)
+
+
+def _is_hash_upgrade(old, user, update_fields):
+    """Whether this save is Django re-hashing the same password on login: ``check_password()``
+    then saves the password field alone (``_password`` cleared), replacing a hash the preferred
+    hasher must update with one in its current form. A password changed the same way from an
+    outdated hash would pass for an upgrade; every other way of setting one does not."""
+    if update_fields is None or set(update_fields) != {"password"} or not old or not user.password:
+        return False
+    try:
+        old_hasher, new_hasher = identify_hasher(old), identify_hasher(user.password)
+    except ValueError:
+        return False
+    preferred = get_hasher("default")
+    if new_hasher.algorithm != preferred.algorithm or preferred.must_update(user.password):
+        return False
+    return old_hasher.algorithm != preferred.algorithm or preferred.must_update(old)
 
 
 def end_sessions_on_realm_change(sender, instance, created, **kwargs):

@@ -214,6 +214,43 @@ def test_hash_upgrade_on_login_is_not_a_password_change(api, user, public_app, s
     assert me(api, old).status_code == 200
 
 
+def change_with_make_password(user, api):
+    from django.contrib.auth.hashers import make_password
+
+    user.password = make_password(NEW_PASSWORD)
+    user.save()
+
+
+def change_with_make_password_saving_the_field(user, api):
+    from django.contrib.auth.hashers import make_password
+
+    user.password = make_password(NEW_PASSWORD)
+    user.save(update_fields=["password"])
+
+
+@pytest.mark.parametrize("change", [change_with_make_password, change_with_make_password_saving_the_field])
+def test_a_hash_written_directly_is_a_password_change(api, user, public_app, change):
+    old = api.password_grant(public_app, "alice").data
+    change(user, api)
+    assert_session_ended(api, public_app, old)
+    assert SessionCutoff.objects.get(user=user).reason == SessionCutoff.PASSWORD_CHANGED
+
+
+def test_hash_upgrade_through_djangos_own_login_is_not_a_password_change(api, user, public_app, settings):
+    from django.contrib.auth import authenticate
+
+    old = api.password_grant(public_app, "alice").data  # while MD5 is the preferred hasher
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    assert authenticate(username="alice", password=PASSWORD) is not None  # e.g. the admin's login
+    user.refresh_from_db()
+    assert user.password.startswith("pbkdf2_")
+    assert not SessionCutoff.objects.exists()
+    assert me(api, old).status_code == 200
+
+
 def test_signal_names_user_realm_and_reason(user):
     received = []
 
