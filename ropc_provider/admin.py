@@ -1,4 +1,4 @@
-"""Operators' screens. Every rule is the services' (clients, directories, sessions, protection):
+"""Operators' screens. Every rule is the services' (clients, directories, sessions):
 forms translate their ``InvalidInput`` into form errors, actions call them after a confirmation."""
 
 from django import forms
@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import clients, directories, protection, sessions
+from . import clients, directories, sessions
 from .exceptions import InvalidInput
 from .models import ClientPolicy, Realm, RealmAccount, SessionCutoff
 
@@ -443,7 +443,7 @@ class RealmAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="lockout")
     def lockout(self, account):
-        state = protection.lock_state(account.realm.slug, account.login_key)
+        state = directories.lock_state(account.realm, account=account)
         if state["locked_until"]:
             return f"locked for {max(0, int(state['locked_until'] - timezone.now().timestamp()))} s more"
         return f"not locked ({state['failures']} recent failures)"
@@ -502,7 +502,7 @@ class RealmAccountAdmin(admin.ModelAdmin):
     @confirm_first(title="Unlock", question="Their lockout is lifted and their failures forgotten.")
     def unlock(self, request, queryset):
         for account in queryset.select_related("realm"):
-            protection.unlock(account.realm.slug, account.login_key)
+            directories.unlock(account.realm, account=account)
         self.message_user(request, f"Unlocked {queryset.count()} account(s).")
 
     @admin.action(description="Deactivate", permissions=["change"])

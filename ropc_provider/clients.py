@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 
@@ -74,9 +75,8 @@ def register_client(
             authorization_grant_type=(
                 Application.GRANT_CLIENT_CREDENTIALS if resource_server else Application.GRANT_PASSWORD
             ),
-            # We store our own keyed hash; DOT must not hash it again with PBKDF2.
-            hash_client_secret=False,
-            client_secret=client_secrets.make_stored_secret(secret) if secret else "",
+            hash_client_secret=True,
+            client_secret=client_secrets.unknown_to_dot() if secret else "",
             redirect_uris="",
         )
         policy = ClientPolicy.objects.create(
@@ -89,6 +89,7 @@ def register_client(
             default_realm=default,
             may_forward_user_ip=may_forward_user_ip,
             refresh_grace_seconds=refresh_grace_seconds,
+            client_secret_verifier=client_secrets.make_verifier(secret) if secret else "",
         )
         policy.realms.set(realm_objects)
     return RegisteredClient(application=application, client_secret=secret)
@@ -163,14 +164,20 @@ def may_forward_user_ip(application):
     return is_confidential(application) and policy_of(application).may_forward_user_ip
 
 
+@sensitive_variables()
 def verify_client_secret(application, provided):
     if not is_confidential(application):
         # A public client has no secret; one sent anyway never makes it confidential.
         return False
-    matched, upgraded = client_secrets.check_secret(provided, application.client_secret)
-    if upgraded:
-        type(application).objects.filter(pk=application.pk).update(client_secret=upgraded, hash_client_secret=False)
-        application.client_secret, application.hash_client_secret = upgraded, False
+    policy = policy_of(application)
+    if policy.pk is None or not policy.client_secret_verifier:
+        # DOT's own client (or one given a policy in the admin): its secret as DOT stores it,
+        # checked as DOT checks it and never rewritten, so DOT's endpoints keep accepting it.
+        return client_secrets.check_dot_secret(provided, application.client_secret)
+    matched, renewed = client_secrets.check_verifier(provided, policy.client_secret_verifier)
+    if renewed:
+        ClientPolicy.objects.filter(pk=policy.pk).update(client_secret_verifier=renewed)
+        policy.client_secret_verifier = renewed
     return matched
 
 
@@ -227,9 +234,14 @@ def rotate_secret(application):
     if not is_confidential(application):
         raise InvalidInput(f"{application.name!r} is a public client: it has no secret.")
     secret = client_secrets.generate_secret()
-    type(application).objects.filter(pk=application.pk).update(
-        client_secret=client_secrets.make_stored_secret(secret), hash_client_secret=False
-    )
+    with transaction.atomic():
+        policy = policy_of(application)
+        if policy.pk is None:
+            raise InvalidInput(f"{application.name!r} is not one of our clients; change its secret in DOT's admin.")
+        ClientPolicy.objects.filter(pk=policy.pk).update(client_secret_verifier=client_secrets.make_verifier(secret))
+        # A client that DOT could still authenticate (adopted with its DOT secret) no longer can.
+        application.client_secret, application.hash_client_secret = client_secrets.unknown_to_dot(), True
+        application.save(update_fields=["client_secret", "hash_client_secret"])
     return secret
 
 

@@ -1,21 +1,28 @@
+"""Our clients' secrets: a fast keyed verifier on our policy, out of DOT's reach; DOT's own
+clients' secrets: checked as DOT checks them, never rewritten."""
+
 import pytest
 from oauth2_provider.models import get_application_model
 
 from ropc_provider import client_secrets, clients
+from tests.conftest import assert_error
+
+DOT_TOKEN = "/dot/token/"
 
 
-def test_secret_is_stored_as_keyed_hash_not_plaintext(confidential):
+def test_secret_is_kept_as_a_keyed_hash_on_the_policy(confidential):
     application, secret = confidential
     application.refresh_from_db()
-    assert secret not in application.client_secret
-    assert application.client_secret.startswith(client_secrets.PREFIX)
+    verifier = application.ropc_policy.client_secret_verifier
+    assert verifier.startswith(client_secrets.PREFIX) and secret not in verifier
+    assert secret not in application.client_secret and verifier not in application.client_secret
     assert len(secret) >= 43
 
 
-def test_stored_value_depends_on_the_secret_key(settings):
-    stored = client_secrets.make_stored_secret("s3cret")
+def test_verifier_depends_on_the_secret_key(settings):
+    verifier = client_secrets.make_verifier("s3cret")
     settings.SECRET_KEY = "another-key-entirely-another-key-entirely-1234"
-    assert client_secrets.make_stored_secret("s3cret") != stored
+    assert client_secrets.make_verifier("s3cret") != verifier
 
 
 def test_secret_key_rotation_keeps_secrets_valid(api, user, confidential, settings):
@@ -25,30 +32,81 @@ def test_secret_key_rotation_keeps_secrets_valid(api, user, confidential, settin
     assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200
 
 
-@pytest.mark.parametrize("stored", ["dot-hashed", "plaintext"])
-def test_secrets_stored_by_dot_keep_working_and_are_upgraded(api, user, db, stored):
+def _dot_client_credentials(api, client_id, secret):
+    return api.post(DOT_TOKEN, {"grant_type": "client_credentials"}, basic=(client_id, secret))
+
+
+def test_nothing_in_the_database_authenticates_our_client_at_dots_endpoints(api, db):
+    """A copy of the database is not a copy of the secret: neither DOT's field nor our verifier
+    is accepted by DOT's own token endpoint (nor is the real secret: the client is ours alone)."""
+    registered = clients.register_client(name="Machine", confidential=True)
+    application = registered.application
+    # Let DOT's endpoint consider the client at all: a grant it serves.
     Application = get_application_model()
-    secret = "legacy-secret-value"
-    app = Application.objects.create(
-        name="Legacy",
+    Application.objects.filter(pk=application.pk).update(authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS)
+    application.refresh_from_db()
+    for stored in (application.client_secret, application.ropc_policy.client_secret_verifier, registered.client_secret):
+        assert_error(_dot_client_credentials(api, application.client_id, stored), 401, "invalid_client")
+
+
+@pytest.mark.parametrize("hashed", [True, False], ids=["dot-hashed", "plaintext"])
+def test_a_dot_client_using_our_endpoints_keeps_its_secret(api, user, db, hashed):
+    Application = get_application_model()
+    secret = "dot client secret 1"
+    dot_client = Application.objects.create(
+        name="Host's own",
         client_type=Application.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Application.GRANT_PASSWORD,
+        authorization_grant_type=Application.GRANT_CLIENT_CREDENTIALS,
         client_secret=secret,
-        hash_client_secret=(stored == "dot-hashed"),
+        hash_client_secret=hashed,
     )
-    app.refresh_from_db()
-    assert (app.client_secret == secret) is (stored == "plaintext")
-    assert api.password_grant(app, "alice", secret="wrong", basic=True).status_code == 401
-    assert api.password_grant(app, "alice", secret=secret, basic=True).status_code == 200
-    app.refresh_from_db()
-    assert app.client_secret.startswith(client_secrets.PREFIX)
-    assert api.password_grant(app, "alice", secret=secret, basic=True).status_code == 200
+    dot_client.refresh_from_db()
+    stored = dot_client.client_secret
+    issued = _dot_client_credentials(api, dot_client.client_id, secret)
+    assert issued.status_code == 200
+    revoked = api.post(
+        "/o/revoke_token/", {"token": issued.data["access_token"]}, basic=(dot_client.client_id, secret)
+    )
+    assert revoked.status_code == 200
+    dot_client.refresh_from_db()
+    assert dot_client.client_secret == stored
+    assert _dot_client_credentials(api, dot_client.client_id, secret).status_code == 200
+    wrong = api.post("/o/revoke_token/", {"token": "x"}, basic=(dot_client.client_id, "wrong"))
+    assert_error(wrong, 401, "invalid_client")
 
 
-def test_check_secret_rejects_empty_values():
-    stored = client_secrets.make_stored_secret("x")
-    assert client_secrets.check_secret("", stored) == (False, None)
-    assert client_secrets.check_secret("x", "") == (False, None)
+def test_rotation_replaces_the_verifier(api, user, confidential):
+    application, secret = confidential
+    new = clients.rotate_secret(application)
+    assert_error(api.password_grant(application, "alice", secret=secret, basic=True), 401, "invalid_client")
+    assert api.password_grant(application, "alice", secret=new, basic=True).status_code == 200
+
+
+def test_the_migration_moves_verifiers_out_of_dots_field(api, user, confidential):
+    """Clients registered before 0009 kept the verifier in DOT's field, where DOT read it as a
+    plain-text secret."""
+    from django.apps import apps
+
+    from ropc_provider.migrations import _secrets
+
+    application, secret = confidential
+    verifier = application.ropc_policy.client_secret_verifier
+    Application = get_application_model()
+    Application.objects.filter(pk=application.pk).update(client_secret=verifier, hash_client_secret=False)
+    type(application.ropc_policy).objects.filter(pk=application.ropc_policy.pk).update(client_secret_verifier="")
+    _secrets.move_verifiers_to_policies(apps, None)
+    application.refresh_from_db()
+    assert application.ropc_policy.client_secret_verifier == verifier
+    assert application.client_secret != verifier
+    assert not client_secrets.check_dot_secret(verifier, application.client_secret)
+    assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200
+
+
+def test_empty_values_never_match():
+    verifier = client_secrets.make_verifier("x")
+    assert client_secrets.check_verifier("", verifier) == (False, None)
+    assert client_secrets.check_verifier("x", "") == (False, None)
+    assert client_secrets.check_dot_secret("", "") is False
 
 
 def test_public_clients_never_verify_a_secret(public_app):

@@ -168,8 +168,8 @@ def test_basic_secret_is_form_decoded(api, user, db):
     registered = clients.register_client(name="Odd secret", confidential=True)
     app = registered.application
     odd = "a:b+c%d e"
-    app.client_secret = client_secrets.make_stored_secret(odd)
-    app.save()
+    app.ropc_policy.client_secret_verifier = client_secrets.make_verifier(odd)
+    app.ropc_policy.save()
     response = api.password_grant(app, "alice", secret=odd, basic=True)
     assert response.status_code == 200, response.content
 

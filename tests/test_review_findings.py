@@ -157,8 +157,8 @@ def test_secret_matched_by_a_retired_key_is_restored_under_the_current_one(api, 
     settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
     settings.SECRET_KEY = "the-new-secret-key-the-new-secret-key-0123456789"
     assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200
-    application.refresh_from_db()
-    assert application.client_secret == client_secrets.make_stored_secret(secret)
+    application.ropc_policy.refresh_from_db()
+    assert application.ropc_policy.client_secret_verifier == client_secrets.make_verifier(secret)
     settings.SECRET_KEY_FALLBACKS = []
     assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200
 
