@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -88,7 +89,16 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    # Without Redis, files every process reads: the server and `manage.py ropc_unlock` then see
+    # the same counters (a per-process memory cache would hide a lock from the CLI). Their
+    # increments are not atomic across processes, so counting under concurrency is inexact here:
+    # production sets REDIS_URL (`check --deploy` says so).
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("DJANGO_CACHE_DIR") or str(BASE_DIR / "var" / "cache"),
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -141,9 +151,26 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
 }
 
+
+
+def _proxy_count(value):
+    try:
+        count = int(value or 0)
+    except ValueError:
+        count = -1
+    if count < 0:
+        raise ImproperlyConfigured(f"ROPC_TRUSTED_PROXY_COUNT must be a whole number of proxies, not {value!r}.")
+    return count
+
+
 ROPC_PROVIDER = {
     # Plain HTTP only for loopback demos and tests; production sets DJANGO_HTTPS=1.
     "REQUIRE_HTTPS": os.environ.get("DJANGO_HTTPS") == "1",
+    # Behind a proxy, say which address is the client's, or every user counts as the proxy's
+    # address and one attacker can lock everybody out: how many proxies append X-Forwarded-For,
+    # or the request.META key of a header your proxy sets (e.g. HTTP_X_REAL_IP).
+    "TRUSTED_PROXY_COUNT": _proxy_count(os.environ.get("ROPC_TRUSTED_PROXY_COUNT")),
+    "CLIENT_IP_HEADER": os.environ.get("ROPC_CLIENT_IP_HEADER") or None,
 }
 
 # Behind TLS (production): DJANGO_HTTPS=1. Off for `make demo` and the loopback tests.

@@ -67,3 +67,40 @@ def cleartokens_keeps_revoked_refresh_tokens(app_configs, **kwargs):
             id="ropc_provider.W002",
         )
     ]
+
+
+_PER_PROCESS_CACHES = ("LocMemCache",)
+_NO_CACHES = ("DummyCache",)
+_NON_ATOMIC_CACHES = ("FileBasedCache", "DatabaseCache")
+
+
+@register(Tags.security, deploy=True)
+def protection_cache_is_shared_and_atomic(app_configs, **kwargs):
+    from .conf import ropc_settings
+
+    alias = ropc_settings.PROTECTION_CACHE
+    backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
+    name = backend.rsplit(".", 1)[-1]
+    where = f"ROPC_PROVIDER['PROTECTION_CACHE'] ({alias!r}, {name})"
+    hint = "Use Redis (django.core.cache.backends.redis.RedisCache) or Memcached, shared by every process."
+    if name in _NO_CACHES:
+        return [Error(f"{where} keeps nothing: no lockout, no throttling.", hint=hint, id="ropc_provider.E003")]
+    if name in _PER_PROCESS_CACHES:
+        return [
+            Warning(
+                f"{where} lives in each process: every server process counts failures apart, and "
+                "manage.py ropc_unlock cannot reach a lock.",
+                hint=hint,
+                id="ropc_provider.W003",
+            )
+        ]
+    if name in _NON_ATOMIC_CACHES:
+        return [
+            Warning(
+                f"{where} does not increment atomically across processes: concurrent guesses can "
+                "be under-counted.",
+                hint=hint,
+                id="ropc_provider.W004",
+            )
+        ]
+    return []

@@ -10,6 +10,9 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ROOT_URLCONF = "tests.urls"
 # The test client and the live servers speak plain HTTP on loopback; test_https.py turns it on.
 ROPC_PROVIDER = {"REQUIRE_HTTPS": False}
+# One process: the local-memory cache is shared by every thread, and its increments are atomic,
+# which the concurrency tests rely on (the production tests use Redis).
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 ALLOWED_HOSTS = ["testserver", "127.0.0.1", "localhost"]
 
 # ROPC_TEST_DATABASE=postgresql runs the whole suite on a real PostgreSQL server it starts.

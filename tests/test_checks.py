@@ -1,3 +1,4 @@
+import pytest
 from django.core import checks
 
 from ropc_provider.checks import required_apps_installed
@@ -33,3 +34,19 @@ def test_cleartokens_without_dot_reuse_protection_is_flagged(settings):
     assert "ropc_provider.W002" in _ids()
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_REUSE_PROTECTION": True}
     assert "ropc_provider.W002" not in _ids()
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"),
+    [
+        ("django.core.cache.backends.dummy.DummyCache", "ropc_provider.E003"),
+        ("django.core.cache.backends.locmem.LocMemCache", "ropc_provider.W003"),
+        ("django.core.cache.backends.filebased.FileBasedCache", "ropc_provider.W004"),
+        ("django.core.cache.backends.redis.RedisCache", None),
+    ],
+)
+def test_the_protection_cache_must_be_shared_and_atomic(settings, tmp_path, backend, expected):
+    settings.CACHES = {"default": {"BACKEND": backend, "LOCATION": str(tmp_path)}}
+    found = _ids() & {"ropc_provider.E003", "ropc_provider.W003", "ropc_provider.W004"}
+    assert found == ({expected} if expected else set())
+    assert not _ids(deploy=False) & {"ropc_provider.E003", "ropc_provider.W003", "ropc_provider.W004"}

@@ -54,7 +54,12 @@ def stop(process):
 def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
     require_program("curl")
     database = tmp_path / "demo.sqlite3"
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DJANGO_CACHE_DIR": str(tmp_path / "cache"),
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("DJANGO_SETTINGS_MODULE", None)
     port = free_port()
 
@@ -81,6 +86,7 @@ def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
             check=True,
         )
         assert json.loads(me.stdout) == {"username": "demo", "realm": "demo", "scopes": ["read"]}
+        assert_the_cli_unlocks_what_the_server_locked(port, curl_line, env)
     finally:
         stop(second)
 
@@ -90,3 +96,25 @@ def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
         assert db.execute("select count(*) from ropc_provider_realmaccount").fetchone() == (1,)
         assert db.execute("select count(*) from oauth2_provider_application").fetchone() == (1,)
         assert db.execute("select count(*) from ropc_provider_clientpolicy").fetchone() == (1,)
+
+
+def assert_the_cli_unlocks_what_the_server_locked(port, curl_line, env):
+    """The demo's server and `manage.py ropc_unlock` are two processes: they must share counters."""
+    arguments = shlex.split(curl_line)
+    wrong = [arg if not arg.startswith("password=") else "password=not-the-password" for arg in arguments]
+    for _ in range(10):
+        subprocess.run(wrong, capture_output=True, timeout=30, check=True)
+    locked = json.loads(subprocess.run(arguments, capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert locked["error"] == "too_many_attempts"
+    unlock = subprocess.run(
+        [".venv/bin/python", "manage.py", "ropc_unlock", "--realm", "demo", "--username", "demo"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert json.loads(unlock.stdout)["was_locked"] is True
+    token = json.loads(subprocess.run(arguments, capture_output=True, text=True, timeout=30, check=True).stdout)
+    assert token["token_type"] == "Bearer"
