@@ -194,3 +194,15 @@ def test_email_sign_in_over_at_signs_is_a_form_error(operator, realm):
     assert "ambiguous with email addresses" in response.content.decode()
     realm.refresh_from_db()
     assert not realm.allow_email_login
+
+
+def test_the_realm_form_does_not_deactivate_without_the_confirmation(operator, realm):
+    url = reverse("admin:ropc_provider_realm_change", args=[realm.pk])
+    response = operator.post(url, {"slug": "customers", "name": "Renamed", "source": "directory"})
+    assert response.status_code == 302, response.content
+    realm.refresh_from_db()
+    assert realm.is_active and realm.name == "Renamed"
+    directories.set_realm_active(realm, False)
+    operator.post(url, {"slug": "customers", "name": "Renamed", "source": "directory", "is_active": "on"})
+    realm.refresh_from_db()
+    assert realm.is_active  # reactivating needs no confirmation
