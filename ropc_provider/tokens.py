@@ -65,10 +65,11 @@ def grace_successor(refresh_token, grace_seconds, *, received_at):
     never used, and not honoured before. So only the token one generation back is ever honoured,
     once (DOT honoured several, #1617), and nothing but checksums needs to be stored. When it was
     honoured already, ``honoured_at`` says when."""
-    if not grace_seconds or received_at - refresh_token.revoked > timedelta(seconds=grace_seconds):
+    if not grace_seconds:
         return None, None
+    # Asked even past the window: a retry honoured at its very end may be double-fired after it.
     honoured = GraceRetry.objects.filter(refresh_token=refresh_token).values_list("retried", flat=True).first()
-    if honoured is not None:
+    if honoured is not None or received_at - refresh_token.revoked > timedelta(seconds=grace_seconds):
         return None, honoured
     successor = next(
         iter(_with_owner().filter(access_token__source_refresh_token=refresh_token, revoked__isnull=True)[:1]), None
