@@ -19,7 +19,7 @@ demo: install
 	$(BIN)/python manage.py generate_oidc_key
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --base-url http://$(HOST):$(PORT)
-	DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
+	ROPC_ISSUER=http://$(HOST):$(PORT)/o DJANGO_DEBUG=1 $(BIN)/python manage.py runserver $(HOST):$(PORT)
 
 # The whole suite twice: on SQLite, then on a PostgreSQL server it starts (skipped, with the
 # reason, where PostgreSQL is not installed; failed under CI=true). The production-profile tests

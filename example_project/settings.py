@@ -171,6 +171,8 @@ ROPC_PROVIDER = {
     # or the request.META key of a header your proxy sets (e.g. HTTP_X_REAL_IP).
     "TRUSTED_PROXY_COUNT": _proxy_count(os.environ.get("ROPC_TRUSTED_PROXY_COUNT")),
     "CLIENT_IP_HEADER": os.environ.get("ROPC_CLIENT_IP_HEADER") or None,
+    # One issuer whatever the Host header: `make demo` sets it from its address.
+    "ISSUER": os.environ.get("ROPC_ISSUER") or None,
 }
 
 # Behind TLS (production): DJANGO_HTTPS=1. Off for `make demo` and the loopback tests.

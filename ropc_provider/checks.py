@@ -22,6 +22,23 @@ def password_grant_served_on_purpose(app_configs, **kwargs):
 
 
 @register(Tags.security, deploy=True)
+def issuer_configured(app_configs, **kwargs):
+    from .oidc import configured_issuer, enabled
+
+    if not enabled() or configured_issuer():
+        return []
+    return [
+        Error(
+            "OpenID Connect is on but no issuer is configured: `iss` and discovery follow each request's "
+            "Host header, so tokens minted through one host name fail validation through another.",
+            hint="Set ROPC_PROVIDER['ISSUER'] (or DOT's OIDC_ISS_ENDPOINT) to the https URL the endpoints "
+            "are mounted under, e.g. 'https://id.example.com/o'.",
+            id="ropc_provider.E004",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
 def tokens_hashed_at_rest(app_configs, **kwargs):
     if oauth2_settings.COMPLIANT_BCP_RFC9700_TOKEN_STORAGE:
         return []

@@ -71,6 +71,11 @@ DEFAULTS = {
     # already sent). None: required whenever DEBUG is off. Behind a TLS proxy, Django must know it
     # (SECURE_PROXY_SSL_HEADER).
     "REQUIRE_HTTPS": None,
+    # The issuer identifier (RFC 8414, OpenID Connect): the https URL under which the endpoints
+    # are mounted, e.g. "https://id.example.com/o". It is the `iss` of every ID token and the base
+    # of every URL that discovery publishes, whatever Host header a request carries. None: DOT's
+    # OIDC_ISS_ENDPOINT, else built from each request (development only; check --deploy says so).
+    "ISSUER": None,
     # Generator of access and refresh token values: a callable taking the oauthlib request.
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }

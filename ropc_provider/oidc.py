@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import time
+from urllib.parse import urlsplit, urlunsplit
 
 from django.urls import reverse
 from jwcrypto import jwt
@@ -17,6 +18,7 @@ from oauth2_provider.utils import jwk_from_pem
 
 from . import clients
 from .claims import user_claims
+from .conf import ropc_settings
 
 ALGORITHM = "RS256"
 
@@ -25,11 +27,28 @@ def enabled():
     return bool(oauth2_settings.OIDC_ENABLED and oauth2_settings.OIDC_RSA_PRIVATE_KEY)
 
 
+def configured_issuer():
+    return (ropc_settings.ISSUER or oauth2_settings.OIDC_ISS_ENDPOINT or "").rstrip("/") or None
+
+
 def issuer(django_request):
-    if oauth2_settings.OIDC_ISS_ENDPOINT:
-        return oauth2_settings.OIDC_ISS_ENDPOINT.rstrip("/")
+    """One issuer, from configuration; only an unconfigured development server takes it from the
+    request's Host header (which a client chooses)."""
+    configured = configured_issuer()
+    if configured:
+        return configured
     discovery = django_request.build_absolute_uri(reverse("ropc_provider:openid-configuration"))
     return discovery[: -len("/.well-known/openid-configuration")]
+
+
+def endpoint_url(django_request, name):
+    """An endpoint's absolute URL on the issuer's origin (scheme and host), never the request's."""
+    path = reverse(f"ropc_provider:{name}")
+    configured = configured_issuer()
+    if not configured:
+        return django_request.build_absolute_uri(path)
+    origin = urlsplit(configured)
+    return urlunsplit((origin.scheme, origin.netloc, path, "", ""))
 
 
 def at_hash(access_token):
@@ -69,7 +88,7 @@ def jwks():
 
 def discovery(django_request):
     def url(name):
-        return django_request.build_absolute_uri(reverse(f"ropc_provider:{name}"))
+        return endpoint_url(django_request, name)
 
     scopes = sorted(clients.known_scopes())
     client_auth = ["client_secret_basic", "client_secret_post", "none"]

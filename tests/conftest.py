@@ -46,14 +46,17 @@ class Api:
     def token(self, data, **kwargs):
         return self.post(TOKEN_URL, data, **kwargs)
 
-    def password_grant(self, application, username, password=PASSWORD, secret=None, basic=False, **fields):
+    def password_grant(
+        self, application, username, password=PASSWORD, secret=None, basic=False, HTTP_HOST=None, **fields
+    ):
         data = {"grant_type": "password", "username": username, "password": password, **fields}
+        extra = {"HTTP_HOST": HTTP_HOST} if HTTP_HOST else {}
         if basic:
-            return self.token(data, basic=(application.client_id, secret))
+            return self.token(data, basic=(application.client_id, secret), **extra)
         data["client_id"] = application.client_id
         if secret is not None:
             data["client_secret"] = secret
-        return self.token(data)
+        return self.token(data, **extra)
 
     def refresh(self, application, refresh_token, secret=None, **fields):
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **fields}

@@ -9,7 +9,7 @@ from example_project.settings import DATABASES, OAUTH2_PROVIDER
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 ROOT_URLCONF = "tests.urls"
 # The test client and the live servers speak plain HTTP on loopback; test_https.py turns it on.
-ROPC_PROVIDER = {"REQUIRE_HTTPS": False}
+ROPC_PROVIDER = {"REQUIRE_HTTPS": False, "ISSUER": "http://testserver/o"}
 # One process: the local-memory cache is shared by every thread, and its increments are atomic,
 # which the concurrency tests rely on (the production tests use Redis).
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}

@@ -50,3 +50,15 @@ def test_the_protection_cache_must_be_shared_and_atomic(settings, tmp_path, back
     found = _ids() & {"ropc_provider.E003", "ropc_provider.W003", "ropc_provider.W004"}
     assert found == ({expected} if expected else set())
     assert not _ids(deploy=False) & {"ropc_provider.E003", "ropc_provider.W003", "ropc_provider.W004"}
+
+
+def test_openid_connect_without_an_issuer_is_an_error(settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "ISSUER": None}
+    assert "ropc_provider.E004" in _ids()
+    assert "ropc_provider.E004" not in _ids(deploy=False)
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ISS_ENDPOINT": "https://id.example.com/o"}
+    assert "ropc_provider.E004" not in _ids()
+
+
+def test_the_test_settings_configure_an_issuer():
+    assert "ropc_provider.E004" not in _ids()

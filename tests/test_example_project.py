@@ -19,11 +19,14 @@ def settings_with(**env):
     return result
 
 
-def test_the_proxy_in_front_is_configured_from_the_environment():
+def test_the_proxy_in_front_and_the_issuer_are_configured_from_the_environment():
     shown = json.loads(
-        settings_with(ROPC_TRUSTED_PROXY_COUNT="1", ROPC_CLIENT_IP_HEADER="HTTP_X_REAL_IP").stdout
+        settings_with(
+            ROPC_TRUSTED_PROXY_COUNT="1", ROPC_CLIENT_IP_HEADER="HTTP_X_REAL_IP", ROPC_ISSUER="https://id.example.com/o"
+        ).stdout
     )["ropc"]
     assert shown["TRUSTED_PROXY_COUNT"] == 1 and shown["CLIENT_IP_HEADER"] == "HTTP_X_REAL_IP"
+    assert shown["ISSUER"] == "https://id.example.com/o"
     default = json.loads(settings_with().stdout)["ropc"]
     assert default["TRUSTED_PROXY_COUNT"] == 0 and default["CLIENT_IP_HEADER"] is None
 

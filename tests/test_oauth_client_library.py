@@ -13,9 +13,10 @@ PASSWORD = "library pass phrase 1"
 
 
 @pytest.fixture
-def live(live_server, transactional_db, monkeypatch):
+def live(live_server, transactional_db, monkeypatch, settings):
     # requests-oauthlib refuses plain HTTP unless told; the live server is on loopback.
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "ISSUER": f"{live_server.url}/o"}
     realm = directories.create_realm(slug="employees")
     directories.create_account(realm, "alice", PASSWORD)
     app = clients.register_client(

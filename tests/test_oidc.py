@@ -242,3 +242,14 @@ def test_auth_time_survives_cleartokens(api, user, oidc_app, jwks, settings):
         assert verify(tokens["id_token"], jwks, oidc_app.client_id)["auth_time"] == signed_in
         tokens = api.refresh(oidc_app, tokens["refresh_token"]).data
         assert verify(tokens["id_token"], jwks, oidc_app.client_id)["auth_time"] == signed_in
+
+
+def test_one_issuer_whatever_the_host_header(api, user, oidc_app, jwks):
+    """A token minted through one host name validates against discovery fetched through another,
+    and a hostile Host header changes nothing that is signed or published."""
+    minted = api.password_grant(oidc_app, "alice", scope="openid", HTTP_HOST="localhost").data
+    discovery = api.client.get("/o/.well-known/openid-configuration", HTTP_HOST="127.0.0.1").json()
+    assert discovery["issuer"] == "http://testserver/o"
+    assert discovery["token_endpoint"] == "http://testserver/o/token/"
+    claims = verify(minted["id_token"], jwks, oidc_app.client_id)
+    assert claims["iss"] == discovery["issuer"]
