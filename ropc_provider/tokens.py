@@ -21,8 +21,10 @@ from oauth2_provider.models import (
 )
 
 from . import clients, directories, sessions
+from .claims import subject_of
 from .conf import ropc_settings
 from .models import GraceRetry, SessionCutoff
+from .oidc import configured_issuer
 
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
@@ -275,25 +277,31 @@ def describe(value, type_hint=None):
         if model is AccessToken:
             if token.is_expired():
                 return None
-            scope, token_type, expires = token.scope, "Bearer", token.expires
+            scope, expires = token.scope, token.expires
         else:
             lifetime = clients.refresh_token_lifetime(token.application)
             if token.access_token is None or refresh_token_expired(token, lifetime, now=now):
                 return None
-            scope, token_type, expires = token.access_token.scope, "refresh_token", None
+            scope, expires = token.access_token.scope, token.created + timedelta(seconds=lifetime)
         if not token.user.is_active:
             return None
         identity = directories.identity_of(token.user)
         claims = {
             "scope": scope,
             "client_id": token.application.client_id,
+            "aud": token.application.client_id,
+            "sub": subject_of(token.user),
             "username": identity.login_name,
             "realm": identity.realm.slug,
-            "token_type": token_type,
             "iat": _epoch(token.created),
+            "exp": _epoch(expires),
         }
-        if expires is not None:
-            claims["exp"] = _epoch(expires)
+        if model is AccessToken:
+            # RFC 7662 §2.2: a type from the OAuth token type registry; a refresh token has none.
+            claims["token_type"] = "Bearer"
+        issuer = configured_issuer()
+        if issuer:
+            claims["iss"] = issuer
         return claims
     return None
 

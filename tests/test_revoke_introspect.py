@@ -6,6 +6,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from ropc_provider import clients
+from ropc_provider.claims import subject_of
 from tests.conftest import assert_error, assert_no_store
 
 REVOKE = "/o/revoke_token/"
@@ -69,7 +70,7 @@ def test_revoke_requires_post_and_client_auth(api, client, user, confidential):
 # -- RFC 7662 ---------------------------------------------------------------------------------
 
 
-def test_introspecting_a_live_access_token(api, tokens, public_app, resource_server):
+def test_introspecting_a_live_access_token(api, tokens, public_app, resource_server, user):
     response = introspect(api, resource_server, tokens["access_token"])
     assert response.status_code == 200
     assert_no_store(response)
@@ -81,11 +82,16 @@ def test_introspecting_a_live_access_token(api, tokens, public_app, resource_ser
     assert body["token_type"] == "Bearer"
     assert body["exp"] - body["iat"] == 3600
     assert abs(body["iat"] - time.time()) < 60
+    # RFC 7662 §2.2: who, for whom and by whom.
+    assert body["aud"] == public_app.client_id and body["iss"] == "http://testserver/o"
+    assert body["sub"] == subject_of(user) and body["realm"] == "project"
 
 
-def test_introspecting_a_refresh_token(api, tokens, resource_server):
+def test_introspecting_a_refresh_token(api, tokens, resource_server, user):
     body = introspect(api, resource_server, tokens["refresh_token"], token_type_hint="refresh_token").data
-    assert body["active"] is True and body["token_type"] == "refresh_token"
+    assert body["active"] is True and body["sub"] == subject_of(user)
+    assert "token_type" not in body  # no registered type for a refresh token
+    assert body["exp"] - body["iat"] == 14 * 24 * 3600
 
 
 def test_expired_and_unknown_tokens_are_inactive(api, tokens, resource_server):
