@@ -34,8 +34,10 @@ def _https_required():
 
 def oauth_response(request, headers, body, status):
     response = HttpResponse(body or "", status=status, content_type="application/json")
-    if status == 204:
-        del response["Content-Type"]
+    if not body:
+        del response["Content-Type"]  # an empty answer (revocation's 200, 204) is no JSON
+    # Whether or not the project runs Django's SecurityMiddleware.
+    response["X-Content-Type-Options"] = "nosniff"
     for name, value in (headers or {}).items():
         if name.lower() != "www-authenticate":
             response[name] = value
@@ -202,6 +204,7 @@ class DiscoveryView(View):
             return _oidc_disabled(request)
         response = JsonResponse(oidc.discovery(request))
         response["Access-Control-Allow-Origin"] = "*"
+        response["X-Content-Type-Options"] = "nosniff"
         return response
 
 
@@ -214,5 +217,6 @@ class JwksView(View):
             return _oidc_disabled(request)
         response = JsonResponse(oidc.jwks())
         response["Access-Control-Allow-Origin"] = "*"
+        response["X-Content-Type-Options"] = "nosniff"
         response["Cache-Control"] = "public, max-age=3600"
         return response

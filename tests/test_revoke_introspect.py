@@ -28,8 +28,7 @@ def introspect(api, resource_server, token, **fields):
 
 def test_revoking_a_refresh_token_ends_the_session(api, public_app, tokens, resource_server):
     response = api.post(REVOKE, {"token": tokens["refresh_token"], "client_id": public_app.client_id})
-    assert response.status_code == 200
-    assert_no_store(response)
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     assert_error(api.refresh(public_app, tokens["refresh_token"]), 400, "invalid_grant")
     assert introspect(api, resource_server, tokens["refresh_token"]).data == {"active": False}
     assert introspect(api, resource_server, tokens["access_token"]).data == {"active": False}
@@ -114,3 +113,15 @@ def test_introspection_needs_a_resource_server(api, client, tokens, public_app, 
     password_client = api.post(INTROSPECT, {"token": tokens["access_token"]}, basic=(application.client_id, secret))
     assert_error(password_client, 403, "unauthorized_client")
     assert client.get(INTROSPECT, {"token": tokens["access_token"]}).status_code == 405
+
+
+def test_revocation_answers_an_empty_200_without_a_json_content_type(api, tokens, public_app):
+    response = api.post(REVOKE, {"token": tokens["access_token"], "client_id": public_app.client_id})
+    assert response.status_code == 200 and response.content == b""
+    assert "Content-Type" not in response
+    assert response["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("path", ["/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/userinfo/"])
+def test_every_answer_says_nosniff(api, path):
+    assert api.post(path, {})["X-Content-Type-Options"] == "nosniff"
