@@ -125,3 +125,11 @@ def test_revocation_answers_an_empty_200_without_a_json_content_type(api, tokens
 @pytest.mark.parametrize("path", ["/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/userinfo/"])
 def test_every_answer_says_nosniff(api, path):
     assert api.post(path, {})["X-Content-Type-Options"] == "nosniff"
+
+
+def test_another_clients_token_is_left_alone_and_the_answer_does_not_tell(api, tokens, public_app, db):
+    other = clients.register_client(name="Other", confidential=False).application
+    theirs = api.post(REVOKE, {"token": tokens["refresh_token"], "client_id": other.client_id})
+    unknown = api.post(REVOKE, {"token": "no-such-token", "client_id": other.client_id})
+    assert theirs.status_code == unknown.status_code == 200 and theirs.content == unknown.content == b""
+    assert api.refresh(public_app, tokens["refresh_token"]).status_code == 200
