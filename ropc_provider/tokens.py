@@ -7,10 +7,13 @@ Token values are stored the way DOT is configured to (plain or hashed at rest, s
 import datetime
 import functools
 import hashlib
+import logging
+import math
 import secrets
 import uuid
 from datetime import timedelta
 
+from django.core.cache import caches
 from django.db import connections, router, transaction
 from django.db.models import Min
 from django.utils import timezone
@@ -26,6 +29,7 @@ from .conf import ropc_settings
 from .models import GraceRetry, SessionCutoff
 from .oidc import configured_issuer
 
+log = logging.getLogger("ropc_provider")
 AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
@@ -85,6 +89,46 @@ def is_replay(refresh_token, *, received_at, last_used=None):
     later (``last_used``), which a client may double-fire just as it double-fires a refresh."""
     tolerance = timedelta(seconds=ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE)
     return received_at > max(refresh_token.revoked, last_used or refresh_token.revoked) + tolerance
+
+
+# -- who rotated a token: a double-fired refresh comes from the same client as its rotation --------
+
+
+def presenter(ip, user_agent):
+    """What tells one client instance from another at a refresh: its address and user agent."""
+    return hashlib.sha256(f"{ip}\x1f{user_agent}".encode()).hexdigest()[:32]
+
+
+def _rotation_key(refresh_token):
+    return f"ropc:rotated:{refresh_token.pk}"
+
+
+def _remember_rotation(refresh_token, by):
+    if by is None or ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE <= 0:
+        return
+    try:
+        timeout = math.ceil(ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE) + 1
+        caches[ropc_settings.PROTECTION_CACHE].set(_rotation_key(refresh_token), by, timeout)
+    except Exception as error:  # the cache is down: the tolerance then trusts the clock alone
+        log.error("Could not record a rotation: %s", type(error).__name__)
+
+
+def _raced_by_another(refresh_token, by, *, last_used=None):
+    """Whether a token presented again within the tolerance cannot be a double-fired refresh of
+    the client that rotated it: its successor was used since, or another address or user agent
+    rotated it. A stolen token raced against its owner is what the tolerance must not cover.
+    ``last_used``: when a grace retry of it was honoured, whose new pair is then its successor."""
+    since = max(refresh_token.revoked, last_used or refresh_token.revoked)
+    successor_used = RefreshToken.objects.filter(
+        token_family=refresh_token.token_family, created__gte=since, revoked__isnull=False
+    ).exists()
+    if successor_used or by is None:
+        return successor_used
+    try:
+        rotated_by = caches[ropc_settings.PROTECTION_CACHE].get(_rotation_key(refresh_token))
+    except Exception:
+        return False
+    return rotated_by is not None and rotated_by != by
 
 
 def new_family(started_at):
@@ -152,7 +196,9 @@ def issue(*, user, application, scope, access_token, expires_in, refresh_token=N
     return access
 
 
-def rotate(previous, *, application, scope, access_token, expires_in, refresh_token, retry_of=None):
+def rotate(
+    previous, *, application, scope, access_token, expires_in, refresh_token, retry_of=None, presented_by=None
+):
     """Replace ``previous`` (a live refresh token) by a new pair in the same family.
 
     The claim on ``previous`` is a conditional UPDATE, so of several concurrent rotations of one
@@ -197,6 +243,7 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
             )
     if not claimed:
         raise RefreshTokenAlreadyUsed()
+    _remember_rotation(retry_of or previous, presented_by)
     return access
 
 
@@ -306,9 +353,10 @@ def describe(value, type_hint=None):
     return None
 
 
-def redeem(value, *, application, received_at):
+def redeem(value, *, application, received_at, presented_by=None):
     """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
-    when that is a grace-period retry (else None). Raises ``RefreshRefused``."""
+    when that is a grace-period retry (else None). Raises ``RefreshRefused``. ``presented_by``:
+    the ``presenter()`` of this request."""
     found = find_refresh_token(value)
     # Another client's token is refused without side effects, so one client cannot revoke
     # another's sessions by replaying their tokens.
@@ -323,6 +371,8 @@ def redeem(value, *, application, received_at):
         successor, honoured_at = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
         if successor is None:
             replay = is_replay(found, received_at=received_at, last_used=honoured_at)
+            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and found.token_family and not replay:
+                replay = _raced_by_another(found, presented_by, last_used=honoured_at)
             if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and replay:
                 revoke_family(found)
             raise RefreshRefused()

@@ -156,12 +156,21 @@ class RopcValidator(OAuth2Validator):
 
     # -- refresh tokens ---------------------------------------------------------------------
 
+    def _presenter(self, request):
+        ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(request.client))
+        return tokens.presenter(ip, request.headers.get("HTTP_USER_AGENT", ""))
+
     def rotate_refresh_token(self, request):
         return True
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
         try:
-            found, request.retry_of = tokens.redeem(refresh_token, application=client, received_at=request.received_at)
+            found, request.retry_of = tokens.redeem(
+                refresh_token,
+                application=client,
+                received_at=request.received_at,
+                presented_by=self._presenter(request),
+            )
         except tokens.RefreshRefused as refusal:
             if refusal.description:
                 raise errors.InvalidGrantError(description=refusal.description, request=request) from None
@@ -189,6 +198,7 @@ class RopcValidator(OAuth2Validator):
                     expires_in=token["expires_in"],
                     refresh_token=token["refresh_token"],
                     retry_of=request.retry_of,
+                    presented_by=self._presenter(request),
                 )
             except tokens.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None

@@ -66,6 +66,33 @@ def test_duplicate_within_the_tolerance_is_refused_but_keeps_the_family(api, pub
     assert api.refresh(public_app, second["refresh_token"]).status_code == 200
 
 
+def test_a_replay_within_the_tolerance_after_the_successor_was_used_revokes_the_family(api, public_app, signed_in):
+    start = timezone.now()
+    with freeze_time(start) as clock:
+        second = api.refresh(public_app, signed_in["refresh_token"]).data
+        clock.tick(timedelta(seconds=0.3))
+        third = api.refresh(public_app, second["refresh_token"]).data  # the owner carries on
+        clock.tick(timedelta(seconds=0.3))
+        # The first token again, within a second of its rotation: no double-fired refresh can
+        # come after its successor's own use, so this is a stolen copy.
+        assert_error(api.refresh(public_app, signed_in["refresh_token"]), 400, "invalid_grant")
+    assert_error(api.refresh(public_app, third["refresh_token"]), 400, "invalid_grant")
+
+
+@pytest.mark.parametrize(
+    "elsewhere", [{"REMOTE_ADDR": "203.0.113.66"}, {"HTTP_USER_AGENT": "curl/8.0"}], ids=["address", "user-agent"]
+)
+def test_a_replay_within_the_tolerance_from_another_client_revokes_the_family(api, public_app, signed_in, elsewhere):
+    start = timezone.now()
+    data = {"grant_type": "refresh_token", "refresh_token": signed_in["refresh_token"]}
+    data["client_id"] = public_app.client_id
+    with freeze_time(start) as clock:
+        second = api.token(data, HTTP_USER_AGENT="App/1.0").data
+        clock.tick(timedelta(seconds=0.5))
+        assert_error(api.token(data, **{"HTTP_USER_AGENT": "App/1.0", **elsewhere}), 400, "invalid_grant")
+    assert_error(api.refresh(public_app, second["refresh_token"]), 400, "invalid_grant")
+
+
 def test_zero_tolerance_revokes_on_any_reuse(api, public_app, signed_in, settings):
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "REFRESH_TOKEN_REUSE_TOLERANCE": 0}
     second = api.refresh(public_app, signed_in["refresh_token"]).data
