@@ -44,6 +44,11 @@ def _standard_claims(user, scopes):
         email = getattr(user, get_user_model().get_email_field_name(), "")
         if email:
             claims["email"] = email
+            # Only a user model that knows says it (a boolean email_verified field or property):
+            # a guess either way would be a false claim.
+            verified = getattr(user, "email_verified", None)
+            if isinstance(verified, bool):
+                claims["email_verified"] = verified
     return claims
 
 

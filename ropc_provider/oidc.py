@@ -123,5 +123,6 @@ def discovery(django_request):
             "given_name",
             "family_name",
             "email",
+            "email_verified",
         ],
     }

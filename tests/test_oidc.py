@@ -253,3 +253,20 @@ def test_one_issuer_whatever_the_host_header(api, user, oidc_app, jwks):
     assert discovery["token_endpoint"] == "http://testserver/o/token/"
     claims = verify(minted["id_token"], jwks, oidc_app.client_id)
     assert claims["iss"] == discovery["issuer"]
+
+
+def test_email_verified_only_when_the_user_model_can_say(api, oidc_app, jwks, db, monkeypatch):
+    from django.contrib.auth import get_user_model
+
+    from tests.factories import UserFactory
+
+    UserFactory(username="bea", email="bea@example.com")
+
+    def id_token_claims():
+        issued = api.password_grant(oidc_app, "bea", scope="openid email").data
+        return verify(issued["id_token"], jwks, oidc_app.client_id)
+
+    unknown = id_token_claims()
+    assert unknown["email"] == "bea@example.com" and "email_verified" not in unknown
+    monkeypatch.setattr(get_user_model(), "email_verified", property(lambda user: True), raising=False)
+    assert id_token_claims()["email_verified"] is True
