@@ -119,15 +119,9 @@ class RevokeSessionsView(OAuthEndpoint):
     def post(self, request, *args, **kwargs):
         valid, oauth_request = self.get_oauthlib_core().verify_request(request, scopes=[])
         if not valid:
-            return json_error(
-                request,
-                401,
-                "invalid_token",
-                "A valid bearer token is required.",
-                **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
-            )
+            return bearer_refusal(request, oauth_request)
         if oauth_request.user is None:
-            return _no_user(request)
+            return bearer_refusal(request, oauth_request, "This endpoint needs a token issued to a user.")
         sessions.revoke_sessions(oauth_request.user, reason=SessionCutoff.SIGNED_OUT)
         return oauth_response(request, {}, "", 204)
 
@@ -139,16 +133,30 @@ def json_error(request, status, error, description, **headers):
     return response
 
 
-def _no_user(request):
-    # A valid token of nobody (DOT's client-credentials grant): RFC 6750 §3.1's invalid_token, as
-    # the token is unusable here; a wider scope would not help, so not insufficient_scope.
-    return json_error(
-        request,
-        401,
-        "invalid_token",
-        "This endpoint needs a token issued to a user.",
-        **{"WWW-Authenticate": 'Bearer error="invalid_token"'},
-    )
+BEARER_REALM = "oauth"
+
+
+def bearer_refusal(request, oauth_request, description=None):
+    """RFC 6750 §3.1: a request without a bearer token gets a challenge with no error code; a bad
+    token ``invalid_token`` (401), too narrow a one ``insufficient_scope`` (403), the body saying
+    what the header says. A valid token of nobody (DOT's client-credentials grant) is unusable
+    here, and no wider scope would help: ``invalid_token``."""
+    if not request.META.get("HTTP_AUTHORIZATION", "").lower().startswith("bearer "):
+        return json_error(
+            request,
+            401,
+            "unauthorized",
+            "A bearer token is required.",
+            **{"WWW-Authenticate": f'Bearer realm="{BEARER_REALM}"'},
+        )
+    error = "invalid_token" if description else getattr(oauth_request, "oauth2_error", {}).get("error", "invalid_token")
+    if error == "insufficient_scope":
+        status, description = 403, description or "The token lacks a scope this endpoint needs."
+    else:
+        error, status = "invalid_token", 401
+        description = description or "The token is unknown, expired or revoked."
+    challenge = f'Bearer realm="{BEARER_REALM}", error="{error}", error_description="{description}"'
+    return json_error(request, status, error, description, **{"WWW-Authenticate": challenge})
 
 
 def _oidc_disabled(request):
@@ -167,18 +175,10 @@ class UserInfoView(OAuthEndpoint):
             return _oidc_disabled(request)
         valid, oauth_request = self.get_oauthlib_core().verify_request(request, scopes=["openid"])
         if not valid:
-            error = getattr(oauth_request, "oauth2_error", {}).get("error", "invalid_token")
-            status = 403 if error == "insufficient_scope" else 401
-            return json_error(
-                request,
-                status,
-                error,
-                "A valid bearer token with the openid scope is required.",
-                **{"WWW-Authenticate": f'Bearer error="{error}"'},
-            )
+            return bearer_refusal(request, oauth_request)
         user = oauth_request.user
         if user is None:
-            return _no_user(request)
+            return bearer_refusal(request, oauth_request, "This endpoint needs a token issued to a user.")
         try:
             claims = user_claims(
                 user=user,

@@ -136,7 +136,12 @@ def test_userinfo_needs_an_openid_token(api, user, oidc_app):
         api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {plain['access_token']}"), 403, "insufficient_scope"
     )
     missing = api.client.get("/o/userinfo/")
-    assert missing.status_code == 401 and missing.json()["error"] == "invalid_token"
+    # RFC 6750 §3.1: no credentials, no error code in the challenge.
+    assert missing.status_code == 401 and missing["WWW-Authenticate"] == 'Bearer realm="oauth"'
+    bad = api.client.get("/o/userinfo/", HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert_error(bad, 401, "invalid_token")
+    assert 'error="invalid_token"' in bad["WWW-Authenticate"]
+    assert bad.json()["error_description"] in bad["WWW-Authenticate"]  # the body says what the header says
 
 
 def add_department(*, user, realm, client, scopes, request):
@@ -218,7 +223,8 @@ def test_userinfo_with_a_broken_hook_is_a_json_error(api, user, oidc_app, settin
 def test_userinfo_with_a_token_of_no_user(api, token_of_no_user):
     response = api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {token_of_no_user}")
     assert_error(response, 401, "invalid_token")
-    assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert 'error="invalid_token"' in response["WWW-Authenticate"]
+    assert "issued to a user" in response.json()["error_description"]
 
 
 def test_auth_time_survives_cleartokens(api, user, oidc_app, jwks, settings):

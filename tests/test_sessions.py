@@ -90,14 +90,19 @@ def test_sign_out_everywhere(api, user, public_app):
     assert me(api, api.password_grant(public_app, "alice").data).status_code == 200
 
 
-@pytest.mark.parametrize("header", [None, "Bearer nope", "Basic Zm9vOmJhcg=="])
-def test_sign_out_everywhere_needs_a_valid_bearer_token(api, user, public_app, header):
+@pytest.mark.parametrize(
+    ("header", "error"),
+    [(None, "unauthorized"), ("Basic Zm9vOmJhcg==", "unauthorized"), ("Bearer nope", "invalid_token")],
+)
+def test_sign_out_everywhere_needs_a_valid_bearer_token(api, user, public_app, header, error):
     tokens = api.password_grant(public_app, "alice").data
     extra = {"HTTP_AUTHORIZATION": header} if header else {}
     response = api.client.post("/o/revoke_sessions/", **extra)
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_token"
-    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert_error(response, 401, error)
+    challenge = response["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="oauth"')
+    # RFC 6750 §3.1: an error code only when a token was sent.
+    assert ("error=" in challenge) is (error == "invalid_token")
     assert me(api, tokens).status_code == 200
 
 
@@ -281,4 +286,5 @@ def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_
 def test_sign_out_everywhere_with_a_token_of_no_user(api, token_of_no_user):
     response = api.client.post("/o/revoke_sessions/", HTTP_AUTHORIZATION=f"Bearer {token_of_no_user}")
     assert_error(response, 401, "invalid_token")
-    assert response["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert 'error="invalid_token"' in response["WWW-Authenticate"]
+    assert "issued to a user" in response.json()["error_description"]
