@@ -23,7 +23,8 @@ def password_grant_served_on_purpose(app_configs, **kwargs):
 
 @register(Tags.security, deploy=True)
 def issuer_configured(app_configs, **kwargs):
-    from .oidc import configured_issuer, enabled
+    from .metadata import configured_issuer
+    from .oidc import enabled
 
     if not enabled() or configured_issuer():
         return []

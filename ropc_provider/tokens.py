@@ -26,8 +26,8 @@ from oauth2_provider.models import (
 from . import clients, directories, sessions
 from .claims import subject_of
 from .conf import ropc_settings
+from .metadata import configured_issuer
 from .models import GraceRetry, SessionCutoff
-from .oidc import configured_issuer
 
 log = logging.getLogger("ropc_provider")
 AccessToken = get_access_token_model()

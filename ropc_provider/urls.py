@@ -12,4 +12,9 @@ urlpatterns = [
     path("userinfo/", views.UserInfoView.as_view(), name="userinfo"),
     path(".well-known/openid-configuration", views.DiscoveryView.as_view(), name="openid-configuration"),
     path(".well-known/jwks.json", views.JwksView.as_view(), name="jwks"),
+    path(
+        ".well-known/oauth-authorization-server",
+        views.AuthorizationServerMetadataView.as_view(),
+        name="oauth-authorization-server",
+    ),
 ]

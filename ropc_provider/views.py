@@ -13,7 +13,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
 
-from . import directories, oidc, sessions
+from . import directories, metadata, oidc, sessions
 from .claims import ClaimsHookError, user_claims
 from .conf import ropc_settings
 from .http import OAuthLibCore
@@ -203,6 +203,23 @@ class DiscoveryView(View):
         if not oidc.enabled():
             return _oidc_disabled(request)
         response = JsonResponse(oidc.discovery(request))
+        response["Access-Control-Allow-Origin"] = "*"
+        response["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+@method_decorator(login_not_required, name="dispatch")
+class AuthorizationServerMetadataView(View):
+    """RFC 8414 metadata. At the host's root (``ropc_provider.well_known_urls``), under
+    /.well-known/oauth-authorization-server followed by the issuer's path, as §3 puts it; and
+    under our own prefix, for a project that cannot touch its root URLs."""
+
+    at_root = False
+
+    def get(self, request, issuer_path=None, *args, **kwargs):
+        if self.at_root and (issuer_path or "").rstrip("/") != metadata.issuer_path(request):
+            return json_error(request, 404, "not_found", "No authorization server has this issuer path.")
+        response = JsonResponse(metadata.authorization_server(request))
         response["Access-Control-Allow-Origin"] = "*"
         response["X-Content-Type-Options"] = "nosniff"
         return response

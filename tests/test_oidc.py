@@ -276,3 +276,35 @@ def test_email_verified_only_when_the_user_model_can_say(api, oidc_app, jwks, db
     assert unknown["email"] == "bea@example.com" and "email_verified" not in unknown
     monkeypatch.setattr(get_user_model(), "email_verified", property(lambda user: True), raising=False)
     assert id_token_claims()["email_verified"] is True
+
+
+# -- RFC 8414 -------------------------------------------------------------------------------------
+
+
+METADATA = "/.well-known/oauth-authorization-server"
+
+
+@pytest.mark.parametrize("path", [f"{METADATA}/o", f"/o{METADATA}"])
+def test_authorization_server_metadata(api, path, settings):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ENABLED": False}  # served all the same
+    response = api.client.get(path, HTTP_HOST="localhost")
+    assert response.status_code == 200
+    doc = response.json()
+    assert doc["issuer"] == "http://testserver/o"
+    assert doc["token_endpoint"] == "http://testserver/o/token/"
+    assert doc["revocation_endpoint"] == "http://testserver/o/revoke_token/"
+    assert doc["introspection_endpoint"] == "http://testserver/o/introspect/"
+    assert doc["grant_types_supported"] == ["password", "refresh_token"]
+    assert "none" in doc["token_endpoint_auth_methods_supported"]
+    assert {"read", "openid"} <= set(doc["scopes_supported"])
+
+
+@pytest.mark.parametrize("path", [METADATA, f"{METADATA}/x"])
+def test_metadata_of_another_issuer_path_is_not_ours(api, path):
+    assert_error(api.client.get(path), 404, "not_found")
+
+
+def test_discovery_is_the_metadata_and_more(api):
+    metadata = api.client.get(f"{METADATA}/o").json()
+    discovery = api.client.get("/o/.well-known/openid-configuration").json()
+    assert {key: discovery[key] for key in metadata} == metadata
