@@ -122,3 +122,37 @@ def protection_cache_is_shared_and_atomic(app_configs, **kwargs):
             )
         ]
     return []
+
+
+# Hashers a first-listed PASSWORD_HASHERS entry must not be: Django keeps them for old hashes only.
+_WEAK_HASHERS = ("MD5PasswordHasher", "UnsaltedMD5PasswordHasher", "UnsaltedSHA1PasswordHasher", "SHA1PasswordHasher")
+
+
+@register(Tags.security, deploy=True)
+def new_passwords_hashed_strongly(app_configs, **kwargs):
+    first = (getattr(settings, "PASSWORD_HASHERS", None) or [""])[0]
+    if first.rsplit(".", 1)[-1] not in _WEAK_HASHERS:
+        return []
+    return [
+        Warning(
+            f"PASSWORD_HASHERS starts with {first}: new and upgraded password hashes are fast to crack, "
+            "and sign-in's cost no longer slows down a guesser.",
+            hint="List Django's default (PBKDF2PasswordHasher) or Argon2/scrypt first; keep weak ones after it "
+            "only to verify old hashes.",
+            id="ropc_provider.W005",
+        )
+    ]
+
+
+@register(Tags.security, deploy=True)
+def openid_connect_has_a_key(app_configs, **kwargs):
+    if not oauth2_settings.OIDC_ENABLED or oauth2_settings.OIDC_RSA_PRIVATE_KEY:
+        return []
+    return [
+        Error(
+            "OAUTH2_PROVIDER['OIDC_ENABLED'] is on without OIDC_RSA_PRIVATE_KEY: no ID token is issued, and "
+            "discovery, keys and userinfo answer 404.",
+            hint="Set OAUTH2_PROVIDER['OIDC_RSA_PRIVATE_KEY'] to a PEM RSA key, or turn OIDC_ENABLED off.",
+            id="ropc_provider.E005",
+        )
+    ]

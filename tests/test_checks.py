@@ -62,3 +62,20 @@ def test_openid_connect_without_an_issuer_is_an_error(settings):
 
 def test_the_test_settings_configure_an_issuer():
     assert "ropc_provider.E004" not in _ids()
+
+
+def test_a_weak_first_password_hasher_is_flagged(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    assert "ropc_provider.W005" in _ids()
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.MD5PasswordHasher",
+    ]
+    assert "ropc_provider.W005" not in _ids()
+
+
+def test_openid_connect_without_a_key_is_an_error(settings):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_RSA_PRIVATE_KEY": ""}
+    assert "ropc_provider.E005" in _ids()
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ENABLED": False}
+    assert "ropc_provider.E005" not in _ids()

@@ -177,3 +177,12 @@ def test_basic_secret_is_form_decoded(api, user, db):
 def test_client_registered_for_another_grant_is_unauthorized(api, user, authorization_code_app):
     response = api.password_grant(authorization_code_app, "alice")
     assert_error(response, 400, "unauthorized_client")
+
+
+def test_cors_preflight_is_refused(api):
+    """These endpoints are not for browsers: a preflight gets no CORS permission."""
+    response = api.client.options(
+        "/o/token/", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"
+    )
+    assert response.status_code == 405 and response["Allow"] == "POST"
+    assert not [name for name in response.headers if name.lower().startswith("access-control-")]
