@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test fuzz bench lint clean
 
 # Re-installs only when the declared dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -27,6 +27,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest
 	ROPC_TEST_DATABASE=postgresql $(BIN)/python -m pytest -m "not production"
+
+# The fuzzing tests with a long budget (make test runs them with a small one).
+fuzz: install
+	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/test_fuzzing.py
 
 bench: install
 	$(BIN)/python benchmarks/token_endpoint.py

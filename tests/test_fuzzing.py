@@ -1,0 +1,128 @@
+"""Everything hostile a client can send, generated: whatever arrives, every endpoint answers JSON
+(or an empty body where the RFC says so), never a 5xx or an HTML page, and writes no token unless
+it answers 200 to a token request.
+
+`make test` runs a small budget; `make fuzz` (HYPOTHESIS_PROFILE=long) a long one."""
+
+import os
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from oauth2_provider.models import AccessToken, RefreshToken
+
+from ropc_provider import clients
+from tests.factories import PASSWORD
+
+settings.register_profile(
+    "ci",
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "3000")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+ENDPOINTS = ["/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/revoke_sessions/", "/o/userinfo/"]
+NAMES = [
+    "grant_type",
+    "username",
+    "password",
+    "scope",
+    "realm",
+    "refresh_token",
+    "client_id",
+    "client_secret",
+    "token",
+    "token_type_hint",
+    "client",
+    "user",
+    "headers",
+]
+CONTENT_TYPES = [
+    "application/x-www-form-urlencoded",
+    "application/x-www-form-urlencoded; charset=latin-1",
+    "application/json",
+    "multipart/form-data; boundary=x",
+    "text/plain",
+    "",
+]
+METHODS = ["POST", "GET", "PUT", "DELETE", "OPTIONS", "PATCH"]
+
+text = st.text(max_size=40)
+known_value = st.sampled_from(
+    ["password", "refresh_token", "alice", PASSWORD, "read write", "openid", "client_id", "x" * 5000]
+)
+values = st.one_of(text, known_value)
+pairs = st.lists(st.tuples(st.one_of(st.sampled_from(NAMES), text), values), max_size=8)
+authorization = st.one_of(
+    st.none(),
+    st.sampled_from(["Basic", "Basic !!!", "Basic Zm9v", "Bearer", "Bearer x", "Digest x", "Basic " + "A" * 3000]),
+    text.map(lambda value: "Bearer " + value),
+    text.map(lambda value: "Basic " + value),
+)
+
+
+def _encode(pairs, client_id):
+    encoded = []
+    for name, value in pairs:
+        value = client_id if value == "client_id" else value  # the real client now and then
+        encoded.append(f"{quote(name, safe='')}={quote(value, safe='')}")
+    return "&".join(encoded).encode()
+
+
+@pytest.fixture
+def app(db, user):
+    return clients.register_client(name="Fuzzed", confidential=False, scopes=["read", "write", "openid"]).application
+
+
+def _looks_right(response):
+    assert response.status_code < 500, response.content[:300]
+    body = response.content
+    if body:
+        assert response["Content-Type"].startswith("application/json"), (response.status_code, body[:300])
+    else:
+        assert response.status_code in (200, 204)
+    assert response.get("Cache-Control") == "no-store" or response.status_code == 405 and not body
+
+
+@given(
+    path=st.sampled_from(ENDPOINTS),
+    method=st.sampled_from(METHODS),
+    content_type=st.sampled_from(CONTENT_TYPES),
+    fields=pairs,
+    raw=st.one_of(st.none(), st.binary(max_size=200)),
+    header=authorization,
+    query=st.one_of(st.just(""), pairs.map(lambda p: _encode(p, "").decode())),
+)
+def test_every_endpoint_answers_json_and_writes_nothing_on_failure(
+    client, app, path, method, content_type, fields, raw, header, query
+):
+    body = raw if raw is not None else _encode(fields, app.client_id)
+    extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
+    url = f"{path}?{query}" if query else path
+    tokens_before = (AccessToken.objects.count(), RefreshToken.objects.count())
+    response = client.generic(method, url, body, content_type=content_type, **extra)
+    _looks_right(response)
+    if not (path == "/o/token/" and response.status_code == 200):
+        assert (AccessToken.objects.count(), RefreshToken.objects.count()) <= tokens_before
+
+
+@given(fields=pairs, header=authorization)
+def test_a_token_only_for_the_right_credentials(client, app, fields, header):
+    """Form bodies built from the real names and values: whatever the mix, a token is issued only
+    for grant_type=password with alice's right password, or for a refresh token we issued."""
+    body = _encode(fields, app.client_id)
+    extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
+    response = client.generic("POST", "/o/token/", body, content_type="application/x-www-form-urlencoded", **extra)
+    _looks_right(response)
+    if response.status_code == 200:
+        sent = dict(fields)
+        assert sent.get("grant_type") == "password" and sent.get("password") == PASSWORD
+        assert sent.get("username") == "alice"
