@@ -17,7 +17,7 @@ from tests.factories import PASSWORD
 
 settings.register_profile(
     "ci",
-    max_examples=60,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -114,15 +114,35 @@ def test_every_endpoint_answers_json_and_writes_nothing_on_failure(
         assert (AccessToken.objects.count(), RefreshToken.objects.count()) <= tokens_before
 
 
-@given(fields=pairs, header=authorization)
-def test_a_token_only_for_the_right_credentials(client, app, fields, header):
-    """Form bodies built from the real names and values: whatever the mix, a token is issued only
-    for grant_type=password with alice's right password, or for a refresh token we issued."""
+def _maybe(real):
+    """The real value (most often), another one, or nothing."""
+    return st.one_of(st.just(real), st.just(real), text, st.none())
+
+
+password_grants = st.fixed_dictionaries(
+    {
+        "grant_type": st.one_of(st.sampled_from(["password", "refresh_token"]), text, st.none()),
+        "username": _maybe("alice"),
+        "password": _maybe(PASSWORD),
+        "client_id": _maybe("client_id"),
+        "scope": st.one_of(st.none(), st.sampled_from(["read", "read write", "openid", "admin", ""])),
+    }
+)
+
+
+a_few_more = st.lists(st.tuples(st.one_of(st.sampled_from(NAMES), text), values), max_size=2)
+
+
+@given(grant=password_grants, extra=a_few_more, header=st.one_of(st.none(), authorization))
+def test_a_token_only_for_the_right_credentials(client, app, settings, grant, extra, header):
+    """Token requests near a right one, each part right, wrong or missing, with extra fields and
+    headers: a token is issued only for grant_type=password with alice's right password."""
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 10**6, "LOCKOUT_THRESHOLD": 10**6}
+    fields = [(name, value) for name, value in grant.items() if value is not None] + extra
     body = _encode(fields, app.client_id)
-    extra = {"HTTP_AUTHORIZATION": header} if header is not None else {}
-    response = client.generic("POST", "/o/token/", body, content_type="application/x-www-form-urlencoded", **extra)
+    headers = {"HTTP_AUTHORIZATION": header} if header is not None else {}
+    response = client.generic("POST", "/o/token/", body, content_type="application/x-www-form-urlencoded", **headers)
     _looks_right(response)
     if response.status_code == 200:
-        sent = dict(fields)
-        assert sent.get("grant_type") == "password" and sent.get("password") == PASSWORD
-        assert sent.get("username") == "alice"
+        assert grant["grant_type"] == "password" and grant["username"] == "alice"
+        assert grant["password"] == PASSWORD and grant["client_id"] == "client_id"
