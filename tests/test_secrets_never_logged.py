@@ -88,3 +88,110 @@ def test_sign_in_signals_and_backends_get_no_credentials(api, user, confidential
         assert "Tester/1" in everything and "alice" in everything  # what receivers are for
         for value in (PASSWORD, "wrong-password-value", secret):
             assert value not in everything
+
+
+def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatch):
+    """Every flow once — CLI, grants, refresh, reuse, revocation, introspection, userinfo, sign-out,
+    the admin's actions, a crash — with every logger at DEBUG, signal receivers listening, admin
+    history written and Django's error report taken with DEBUG off: no password, client secret or
+    token value appears in any of them."""
+    import io
+    import sys
+
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.auth.signals import user_logged_in, user_login_failed
+    from django.core.management import call_command
+    from django.core.signals import got_request_exception
+    from django.test import Client
+    from django.urls import reverse
+    from django.views.debug import ExceptionReporter
+
+    from ropc_provider import clients, directories, signals
+    from ropc_provider.models import ClientPolicy, RealmAccount
+    from tests.conftest import Api
+    from tests.factories import UserFactory
+
+    caplog.set_level(logging.DEBUG)
+    heard, reports = [], []
+
+    def listen(sender, **kwargs):
+        heard.append(repr(kwargs) + "".join(_everything_in(v) for v in kwargs.values() if hasattr(v, "META")))
+
+    all_signals = [getattr(signals, name) for name in ("sign_in_succeeded", "sign_in_failed", "sessions_revoked")]
+    all_signals += [signals.locked_out, signals.throttled, user_login_failed, user_logged_in]
+    for signal in all_signals:
+        signal.connect(listen, dispatch_uid="everything")
+
+    def report(sender, request, **kwargs):
+        reporter = ExceptionReporter(request, *sys.exc_info())
+        reports.append(reporter.get_traceback_html() + reporter.get_traceback_text())
+
+    got_request_exception.connect(report, dispatch_uid="everything")
+    secrets = ["account pass phrase 1", "wrong pass phrase 2", "admin's new pass phrase 3"]
+    try:
+        out = io.StringIO()
+        call_command("ropc_realm", "create", "staff", stdout=out)
+        call_command(
+            "ropc_user", "create", "--realm", "staff", "carol", "--password-stdin",
+            stdin=io.StringIO(secrets[0] + "\n"), stdout=out,
+        )  # fmt: skip
+        cli = io.StringIO()
+        call_command("ropc_client", "create", "--name", "CLI app", "--confidential", "--realm", "staff", stdout=cli)
+        import json
+
+        app = clients.load_client(json.loads(cli.getvalue())["client_id"])
+        secret = json.loads(cli.getvalue())["client_secret"]
+        rs = clients.register_client(name="API", confidential=True, resource_server=True)
+        secrets += [secret, rs.client_secret]
+
+        issued = api.password_grant(app, "carol", password=secrets[0], secret=secret, basic=True, scope="openid").data
+        api.password_grant(app, "carol", password=secrets[1], secret=secret, basic=True)
+        api.password_grant(app, "carol", password=secrets[0], secret="not-the-secret", basic=True)
+        refreshed = api.refresh(app, issued["refresh_token"], secret=secret).data
+        api.refresh(app, issued["refresh_token"], secret=secret)  # reuse
+        resource_server = (rs.application.client_id, rs.client_secret)
+        api.post("/o/introspect/", {"token": refreshed["access_token"]}, basic=resource_server)
+        api.client.get("/o/userinfo/", HTTP_AUTHORIZATION=f"Bearer {refreshed['access_token']}")
+        api.post("/o/revoke_token/", {"token": refreshed["refresh_token"]}, basic=(app.client_id, secret))
+        again = api.password_grant(app, "carol", password=secrets[0], secret=secret, basic=True).data
+        api.client.post("/o/revoke_sessions/", HTTP_AUTHORIZATION=f"Bearer {again['access_token']}")
+        secrets += [issued[k] for k in ("access_token", "refresh_token")]
+        secrets += [refreshed[k] for k in ("access_token", "refresh_token")]
+        secrets += [again[k] for k in ("access_token", "refresh_token")]
+
+        operator = Client()
+        operator.force_login(UserFactory(username="operator", is_staff=True, is_superuser=True))
+        policies = reverse("admin:ropc_provider_clientpolicy_changelist")
+        rotate = {"action": "rotate_secret", "_selected_action": [app.ropc_policy.pk], "confirmed": "yes"}
+        rotated = operator.post(policies, rotate).content.decode()
+        secrets.append(rotated.split('id="client-secret">')[1].split("<")[0])
+        account = RealmAccount.objects.get(login_name="carol")
+        operator.post(
+            reverse("admin:ropc_provider_realmaccount_password", args=[account.pk]),
+            {"password1": secrets[2], "password2": secrets[2], "usable_password": "true"},
+        )
+        added = operator.post(
+            reverse("admin:ropc_provider_clientpolicy_add"),
+            {"name": "Admin app", "client_type": "confidential", "realms": [directories.get_realm("staff").pk]},
+        ).content.decode()
+        secrets.append(added.split('id="client-secret">')[1].split("<")[0])
+        assert ClientPolicy.objects.filter(application__name="Admin app").exists()
+
+        def crash(*args, **kwargs):
+            raise RuntimeError("backend exploded")
+
+        monkeypatch.setattr(directories, "_burn_a_hash", crash)
+        crashing = Api(Client(raise_request_exception=False))
+        crashed = crashing.password_grant(app, "nobody", password=secrets[1], secret=secrets[-2], basic=True)
+        assert crashed.status_code == 500
+    finally:
+        for signal in all_signals:
+            signal.disconnect(dispatch_uid="everything")
+        got_request_exception.disconnect(dispatch_uid="everything")
+
+    logged = [f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records]
+    history = [f"{entry.object_repr} {entry.change_message}" for entry in LogEntry.objects.all()]
+    assert logged and heard and history and reports, "a channel heard nothing: the test would prove nothing"
+    everything = "\n".join(logged + heard + history + reports)
+    for value in secrets:
+        assert value not in everything
