@@ -156,3 +156,25 @@ def openid_connect_has_a_key(app_configs, **kwargs):
             id="ropc_provider.E005",
         )
     ]
+
+
+# The sign-in and rotation statements are written out by hand (directories.py, tokens.py) and run
+# by the suite on these only; no untested claim of portability.
+_TESTED_DATABASE_ENGINES = ("sqlite3", "spatialite", "postgresql", "postgis")
+
+
+@register(Tags.compatibility)
+def database_is_supported(app_configs, configured=None, **kwargs):
+    errors = []
+    for alias, database in (settings.DATABASES if configured is None else configured).items():
+        engine = database.get("ENGINE", "")
+        if engine.rsplit(".", 1)[-1] not in _TESTED_DATABASE_ENGINES:
+            errors.append(
+                Error(
+                    f"Database {alias!r} uses {engine}: ropc_provider's sign-in and refresh statements are tested on "
+                    "SQLite and PostgreSQL only.",
+                    hint="Use PostgreSQL (or SQLite for development); other backends are not supported yet.",
+                    id="ropc_provider.E006",
+                )
+            )
+    return errors

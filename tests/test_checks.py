@@ -79,3 +79,11 @@ def test_openid_connect_without_a_key_is_an_error(settings):
     assert "ropc_provider.E005" in _ids()
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OIDC_ENABLED": False}
     assert "ropc_provider.E005" not in _ids()
+
+
+def test_an_untested_database_backend_is_refused():
+    from ropc_provider.checks import database_is_supported
+
+    assert database_is_supported(None) == []  # the suite's own: SQLite, or PostgreSQL in its second pass
+    legacy = {"legacy": {"ENGINE": "django.db.backends.mysql", "NAME": "x"}}
+    assert [message.id for message in database_is_supported(None, configured=legacy)] == ["ropc_provider.E006"]
