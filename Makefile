@@ -38,6 +38,8 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check ropc_provider example_project tests benchmarks
+	@# bandit logs a warning for each line of a multi-line statement its `# nosec` covers: shown on failure only.
+	$(BIN)/bandit -q -c pyproject.toml -r ropc_provider example_project 2> .bandit.log || (cat .bandit.log; exit 1)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache

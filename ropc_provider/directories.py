@@ -486,12 +486,12 @@ def _sign_in_statement(*, project_realm, write_last_login, has_policy):
         where += f" AND {quote(columns['is_active'])} = %s"
     realms = quote(Realm._meta.db_table)
     realm_id, realm_active = f"{realms}.{column(Realm, 'id')}", f"{realms}.{column(Realm, 'is_active')}"
-    where += f" AND EXISTS (SELECT 1 FROM {realms} WHERE {realm_id} = %s AND {realm_active} = %s{share})"  # noqa: S608
+    where += f" AND EXISTS (SELECT 1 FROM {realms} WHERE {realm_id} = %s AND {realm_active} = %s{share})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
     if has_policy:
         policies, links = quote(ClientPolicy._meta.db_table), ClientPolicy.realms.through
         link_table, policy_id = quote(links._meta.db_table), f"{policies}.{column(ClientPolicy, 'id')}"
         where += (
-            f" AND EXISTS (SELECT 1 FROM {policies} INNER JOIN {link_table}"  # noqa: S608
+            f" AND EXISTS (SELECT 1 FROM {policies} INNER JOIN {link_table}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
             f" ON {link_table}.{column(links, 'clientpolicy')} = {policy_id}"
             f" WHERE {policy_id} = %s AND {policies}.{column(ClientPolicy, 'is_active')} = %s"
             f" AND {link_table}.{column(links, 'realm')} = %s{share})"
@@ -499,13 +499,13 @@ def _sign_in_statement(*, project_realm, write_last_login, has_policy):
     if project_realm:
         accounts = quote(RealmAccount._meta.db_table)
         account_user = quote(RealmAccount._meta.get_field("user").column)
-        where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608
+        where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
     if write_last_login:
-        return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}"  # noqa: S608
+        return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
     # Without the write, lock the row as the UPDATE would: a password change waits for this
     # sign-in's tokens, then ends them.
     lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return f"SELECT 1 FROM {table} WHERE {where}{lock}"  # noqa: S608
+    return f"SELECT 1 FROM {table} WHERE {where}{lock}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
 
 
 def announce_failure(realm, login, *, request=None):

@@ -264,7 +264,7 @@ def _claim_statement(alias):
     tokens, cutoffs = quote(RefreshToken._meta.db_table), quote(SessionCutoff._meta.db_table)
     valid_from = column(SessionCutoff, "refresh_tokens_valid_from")
     return (
-        f"UPDATE {tokens} SET {column(RefreshToken, 'revoked')} = %s, {column(RefreshToken, 'access_token')} = NULL"  # noqa: S608
+        f"UPDATE {tokens} SET {column(RefreshToken, 'revoked')} = %s, {column(RefreshToken, 'access_token')} = NULL"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
         f" WHERE {column(RefreshToken, 'id')} = %s AND {column(RefreshToken, 'revoked')} IS NULL"
         f" AND NOT EXISTS (SELECT 1 FROM {cutoffs}"
         f" WHERE {cutoffs}.{column(SessionCutoff, 'user')} = {tokens}.{column(RefreshToken, 'user')}"
@@ -280,7 +280,7 @@ def _plain_access_token_delete(alias):
     if relations:
         return None
     quote = connections[alias].ops.quote_name
-    return f"DELETE FROM {quote(AccessToken._meta.db_table)} WHERE {quote(AccessToken._meta.pk.column)} = %s"  # noqa: S608
+    return f"DELETE FROM {quote(AccessToken._meta.db_table)} WHERE {quote(AccessToken._meta.pk.column)} = %s"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
 
 
 def _delete_access_token(pk):
