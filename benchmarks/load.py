@@ -43,7 +43,14 @@ def run_load(instances, client_id, logins, password, *, seconds, concurrency):
                     break
                 turn += 1
                 started = time.perf_counter()
-                response = session.post(f"{instances[turn % len(instances)]}/o/token/", data=data, timeout=30)
+                try:
+                    response = session.post(f"{instances[turn % len(instances)]}/o/token/", data=data, timeout=30)
+                except requests.ConnectionError:
+                    # Counted, not fatal: a reset kept-alive connection must not end this client unseen.
+                    with lock:
+                        statuses["connection error"] += 1
+                    session = requests.Session()
+                    break
                 elapsed = (time.perf_counter() - started) * 1000
                 with lock:
                     latencies[kind].append(elapsed)
