@@ -1,0 +1,40 @@
+"""Protecting a project's own API with our bearer tokens (DRF), as example_project's /api/me/ does."""
+
+from ropc_provider import clients, directories
+from tests.factories import PASSWORD
+
+ME = "/api/me/"
+
+
+def test_the_grant_tells_the_api_who_signed_in(api, db):
+    realm = directories.create_realm(slug="staff")
+    directories.create_account(realm, "Bob", PASSWORD)
+    app = clients.register_client(name="App", confidential=False, realms=["staff"], scopes=["read"]).application
+    token = api.password_grant(app, "bob").data["access_token"]
+    response = api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.json() == {"username": "Bob", "realm": "staff", "scopes": ["read"]}
+
+
+def test_no_token_is_challenged_without_an_error_code(api, db):
+    response = api.client.get(ME)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == 'Bearer realm="api"'  # RFC 6750 §3.1
+
+
+def test_a_bad_token_is_invalid_token_in_header_and_body(api, db):
+    response = api.client.get(ME, HTTP_AUTHORIZATION="Bearer not-a-token")
+    assert response.status_code == 401
+    challenge = response["WWW-Authenticate"]
+    assert challenge.startswith('Bearer realm="api", error="invalid_token"')
+    assert f'error_description="{response.json()["detail"]}"' in challenge
+
+
+def test_a_revoked_token_is_refused_as_invalid(api, user, public_app):
+    tokens = api.password_grant(public_app, "alice").data
+    api.client.post("/o/revoke_sessions/", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    response = api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
+    assert response.status_code == 401 and 'error="invalid_token"' in response["WWW-Authenticate"]
+
+
+def test_a_token_of_no_user_is_forbidden(api, token_of_no_user):
+    assert api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token_of_no_user}").status_code == 403
