@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import clients
+from ropc_provider.http import PARAMETERS
 from tests.factories import PASSWORD
 
 settings.register_profile(
@@ -30,21 +31,8 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ENDPOINTS = ["/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/revoke_sessions/", "/o/userinfo/"]
-NAMES = [
-    "grant_type",
-    "username",
-    "password",
-    "scope",
-    "realm",
-    "refresh_token",
-    "client_id",
-    "client_secret",
-    "token",
-    "token_type_hint",
-    "client",
-    "user",
-    "headers",
-]
+# The parameters our endpoints read, and names of oauthlib request attributes a body might shadow.
+NAMES = sorted(PARAMETERS) + ["client", "user", "headers"]
 CONTENT_TYPES = [
     "application/x-www-form-urlencoded",
     "application/x-www-form-urlencoded; charset=latin-1",

@@ -38,24 +38,15 @@ def basic(client_id, secret):
 
 
 @pytest.fixture
-def world(api, db):
+def world(api, db, authorization_code_app):
     UserFactory(username="alice")
     staff = directories.create_realm(slug="staff")
     directories.create_account(staff, "bob", PASSWORD)
     public = clients.register_client(name="Public", confidential=False, scopes=["read"]).application
     registered = clients.register_client(name="Server", confidential=True, scopes=["read"])
-    from oauth2_provider.models import get_application_model
-
-    Application = get_application_model()
-    code_app = Application.objects.create(
-        name="SPA",
-        client_type=Application.CLIENT_PUBLIC,
-        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        redirect_uris="https://spa.example.com/callback",
-    )
     staff_only = clients.register_client(name="Staff", confidential=False, realms=["staff"]).application
     rs = clients.register_client(name="API", confidential=True, resource_server=True)
-    w = World(api, public, registered.application, registered.client_secret, code_app, staff_only,
+    w = World(api, public, registered.application, registered.client_secret, authorization_code_app, staff_only,
               (rs.application, rs.client_secret))  # fmt: skip
     w.refresh_token = api.token(w.pw(client_id=public.client_id)).data["refresh_token"]
     w.confidential_refresh_token = api.token(
