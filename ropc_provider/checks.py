@@ -55,9 +55,23 @@ def tokens_hashed_at_rest(app_configs, **kwargs):
 
 @register(Tags.compatibility)
 def required_apps_installed(app_configs, **kwargs):
-    if "oauth2_provider" in settings.INSTALLED_APPS:
-        return []
-    return [Error("ropc_provider needs 'oauth2_provider' in INSTALLED_APPS.", id="ropc_provider.E001")]
+    errors = []
+    if "oauth2_provider" not in settings.INSTALLED_APPS:
+        errors.append(Error("ropc_provider needs 'oauth2_provider' in INSTALLED_APPS.", id="ropc_provider.E001"))
+    drf = getattr(settings, "REST_FRAMEWORK", {}) or {}
+    ours = "ropc_provider.authentication.BearerAuthentication"
+    if ours in drf.get("DEFAULT_AUTHENTICATION_CLASSES", ()) and "rest_framework" not in settings.INSTALLED_APPS:
+        # DRF's browsable API renders its refusals from rest_framework's templates: without the
+        # app, a browser that meets our 401 gets TemplateDoesNotExist, a 500.
+        errors.append(
+            Error(
+                "REST_FRAMEWORK uses ropc_provider's BearerAuthentication but 'rest_framework' is not in "
+                "INSTALLED_APPS.",
+                hint="Add 'rest_framework' to INSTALLED_APPS.",
+                id="ropc_provider.E007",
+            )
+        )
+    return errors
 
 
 @register(Tags.compatibility)

@@ -82,10 +82,7 @@ class OAuthEndpoint(OAuthLibMixin, View):
             )
 
     def http_method_not_allowed(self, request, *args, **kwargs):
-        body = json.dumps({"error": "invalid_request", "error_description": "Use POST."})
-        response = oauth_response(request, {}, body, 405)
-        response["Allow"] = "POST"
-        return response
+        return method_not_allowed(request, self._allowed_methods())
 
     def respond(self, request, create):
         _uri, headers, body, status = create(request)
@@ -126,6 +123,13 @@ class RevokeSessionsView(OAuthEndpoint):
         return oauth_response(request, {}, "", 204)
 
 
+def method_not_allowed(request, allowed):
+    # A CORS preflight (OPTIONS) lands here too: these endpoints are not for browsers' scripts.
+    response = json_error(request, 405, "invalid_request", f"Use {' or '.join(allowed)}.")
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
 def json_error(request, status, error, description, **headers):
     response = oauth_response(request, {}, json.dumps({"error": error, "error_description": description}), status)
     for name, value in headers.items():
@@ -157,6 +161,37 @@ def bearer_refusal(request, oauth_request, description=None):
         description = description or "The token is unknown, expired or revoked."
     challenge = f'Bearer realm="{BEARER_REALM}", error="{error}", error_description="{description}"'
     return json_error(request, status, error, description, **{"WWW-Authenticate": challenge})
+
+
+@method_decorator(csrf_exempt, name="dispatch")
+@method_decorator(login_not_required, name="dispatch")
+class AuthorizationView(View):
+    """The authorization endpoint that metadata must name, for a provider where no browser signs in:
+    every request is refused, and never by a redirect, since no redirect URI is ever checked here
+    (redirecting to one would make this an open redirector)."""
+
+    http_method_names = ["get", "post"]
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        return method_not_allowed(request, self._allowed_methods())
+
+    def get(self, request, *args, **kwargs):
+        params = request.GET if request.method == "GET" else request.POST
+        response_type = params.get("response_type")
+        if not response_type:
+            error = "invalid_request"
+        elif response_type != "none":
+            error = "unsupported_response_type"
+        else:
+            error = "access_denied"
+        return json_error(
+            request,
+            400,
+            error,
+            "Nobody signs in through a browser here: apps sign in at the token endpoint.",
+        )
+
+    post = get
 
 
 def _oidc_disabled(request):

@@ -29,6 +29,16 @@ def test_missing_dot_is_an_error(settings):
     assert [m.id for m in required_apps_installed(None)] == ["ropc_provider.E001"]
 
 
+def test_our_drf_authentication_without_drf_installed_is_an_error(settings):
+    ours = "ropc_provider.authentication.BearerAuthentication"
+    settings.REST_FRAMEWORK = {"DEFAULT_AUTHENTICATION_CLASSES": [ours]}
+    assert required_apps_installed(None) == []
+    settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "rest_framework"]
+    assert [m.id for m in required_apps_installed(None)] == ["ropc_provider.E007"]
+    settings.REST_FRAMEWORK = {}  # a project that does not use it needs no DRF app
+    assert required_apps_installed(None) == []
+
+
 def test_cleartokens_without_dot_reuse_protection_is_flagged(settings):
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_REUSE_PROTECTION": False}
     assert "ropc_provider.W002" in _ids()

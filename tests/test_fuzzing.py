@@ -30,7 +30,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-ENDPOINTS = ["/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/revoke_sessions/", "/o/userinfo/"]
+ENDPOINTS = ["/o/authorize/", "/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/revoke_sessions/", "/o/userinfo/"]
 # The parameters our endpoints read, and names of oauthlib request attributes a body might shadow.
 NAMES = sorted(PARAMETERS) + ["client", "user", "headers"]
 CONTENT_TYPES = [

@@ -308,3 +308,35 @@ def test_discovery_is_the_metadata_and_more(api):
     metadata = api.client.get(f"{METADATA}/o").json()
     discovery = api.client.get("/o/.well-known/openid-configuration").json()
     assert {key: discovery[key] for key in metadata} == metadata
+
+
+def test_metadata_validates_under_authlib(api, settings):
+    """What a client library checks, with an https issuer as production has: both documents pass
+    Authlib's validation of every field RFC 8414 and OpenID Connect Discovery define."""
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+    from authlib.oidc.discovery import OpenIDProviderMetadata
+
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "ISSUER": "https://id.example.com/o"}
+    metadata = api.client.get(f"{METADATA}/o").json()
+    discovery = api.client.get("/o/.well-known/openid-configuration").json()
+    AuthorizationServerMetadata(metadata).validate()
+    OpenIDProviderMetadata(discovery).validate()
+    assert discovery["authorization_endpoint"] == "https://id.example.com/o/authorize/"
+    assert discovery["response_types_supported"] == ["none"]
+
+
+@pytest.mark.parametrize(
+    ("query", "error"),
+    [
+        ("", "invalid_request"),
+        ("?response_type=code&client_id=x&redirect_uri=https://evil.example/", "unsupported_response_type"),
+        ("?response_type=token", "unsupported_response_type"),
+        ("?response_type=none&redirect_uri=https://evil.example/", "access_denied"),
+    ],
+)
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_authorization_endpoint_refuses_everyone_and_never_redirects(api, query, error, method):
+    params = dict(pair.split("=", 1) for pair in query.lstrip("?").split("&") if pair)
+    response = getattr(api.client, method)("/o/authorize/", params)  # GET: the query; POST: a form
+    assert_error(response, 400, error)
+    assert "Location" not in response and "token endpoint" in response.json()["error_description"]

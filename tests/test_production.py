@@ -168,7 +168,9 @@ def test_postgresql_stopped_and_started(stack):
     senders = [threading.Thread(target=traffic, args=(base,)) for base in stack.instances * 2]
     for sender in senders:
         sender.start()
-    time.sleep(0.5)
+    deadline = time.monotonic() + 30
+    while 200 not in seen and time.monotonic() < deadline:  # traffic flows before the server goes
+        time.sleep(0.05)
     stack.pg.stop("fast")
     try:
         for base in stack.instances:

@@ -27,6 +27,8 @@ class World:
     resource_server: tuple
     refresh_token: str = ""
     confidential_refresh_token: str = ""
+    access_token: str = ""
+    token_of_no_user: str = ""
     extra: dict = field(default_factory=dict)
 
     def pw(self, **fields):
@@ -38,7 +40,7 @@ def basic(client_id, secret):
 
 
 @pytest.fixture
-def world(api, db, authorization_code_app):
+def world(api, db, authorization_code_app, token_of_no_user):
     UserFactory(username="alice")
     staff = directories.create_realm(slug="staff")
     directories.create_account(staff, "bob", PASSWORD)
@@ -48,7 +50,8 @@ def world(api, db, authorization_code_app):
     rs = clients.register_client(name="API", confidential=True, resource_server=True)
     w = World(api, public, registered.application, registered.client_secret, authorization_code_app, staff_only,
               (rs.application, rs.client_secret))  # fmt: skip
-    w.refresh_token = api.token(w.pw(client_id=public.client_id)).data["refresh_token"]
+    issued = api.token(w.pw(client_id=public.client_id)).data  # scope "read": no openid
+    w.refresh_token, w.access_token, w.token_of_no_user = issued["refresh_token"], issued["access_token"], token_of_no_user
     w.confidential_refresh_token = api.token(
         w.pw(), HTTP_AUTHORIZATION=basic(registered.application.client_id, registered.client_secret)
     ).data["refresh_token"]
@@ -69,6 +72,17 @@ def refresh(client="public", **fields):
     def send(w):
         data = {"grant_type": "refresh_token", "refresh_token": w.refresh_token, **fields}
         return post(w, {"client_id": getattr(w, client).client_id, **data})
+
+    return send
+
+
+def bearer(path, token, method="POST"):
+    """A request to a bearer endpoint: token is None (no Authorization header), a literal, or the
+    name of one of the world's tokens."""
+
+    def send(w):
+        headers = {} if token is None else {"HTTP_AUTHORIZATION": f"Bearer {getattr(w, token, token)}".rstrip()}
+        return post(w, {}, path=path, method=method, **headers)
 
     return send
 
@@ -137,6 +151,25 @@ ROWS = [
      403, "unauthorized_client"),
     ("63 GET introspect", lambda w: post(w, {}, path=f"/o/introspect/?token={w.refresh_token}", method="GET"),
      405, "invalid_request"),
+    # The README's other error tables: bearer endpoints (RFC 6750), the authorization endpoint, CORS.
+    *[row for path in ("/o/userinfo/", "/o/revoke_sessions/") for row in [
+        (f"{path} without a token", bearer(path, None), 401, "unauthorized"),
+        (f"{path} unknown token", bearer(path, "not-a-token"), 401, "invalid_token"),
+        (f"{path} Bearer with no token", bearer(path, ""), 401, "unauthorized"),
+        (f"{path} token of no user", bearer(path, "token_of_no_user"), 401, "invalid_token"),
+        (f"{path} refresh token as bearer", bearer(path, "refresh_token"), 401, "invalid_token"),
+        (f"{path} DELETE", bearer(path, "access_token", method="DELETE"), 405, "invalid_request"),
+    ]],
+    ("userinfo without openid", bearer("/o/userinfo/", "access_token"), 403, "insufficient_scope"),
+    ("revoke_sessions GET", bearer("/o/revoke_sessions/", "access_token", method="GET"), 405, "invalid_request"),
+    ("authorize, code", lambda w: post(w, {}, path=f"/o/authorize/?response_type=code&client_id={w.public.client_id}",
+                                       method="GET"), 400, "unsupported_response_type"),
+    ("authorize, none", lambda w: post(w, {"response_type": "none"}, path="/o/authorize/"), 400, "access_denied"),
+    *[(f"CORS preflight {path}", lambda w, path=path: post(w, {}, path=path, method="OPTIONS",
+                                                           HTTP_ORIGIN="https://evil.example",
+                                                           HTTP_ACCESS_CONTROL_REQUEST_METHOD="POST"),
+       405, "invalid_request")
+      for path in ("/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/revoke_sessions/", "/o/userinfo/")],
 ]  # fmt: skip
 
 
@@ -153,6 +186,13 @@ def test_refusal(world, row, send, status, error, settings):
     if status == 401 and response.wsgi_request.META.get("HTTP_AUTHORIZATION", "").startswith("Basic"):
         assert response["WWW-Authenticate"].startswith("Basic")  # RFC 6749 §5.2: the scheme it tried
     if status == 405:
-        assert response["Allow"] == "POST"
+        allowed = response["Allow"].split(", ")
+        assert response.wsgi_request.method not in allowed and "POST" in allowed
+    if response.wsgi_request.META.get("HTTP_ORIGIN"):
+        assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+    if response.wsgi_request.path in ("/o/userinfo/", "/o/revoke_sessions/") and status in (401, 403):
+        challenge = response["WWW-Authenticate"]
+        assert challenge.startswith('Bearer realm="oauth"')
+        assert (f'error="{error}"' in challenge) == (error != "unauthorized")  # RFC 6750 §3.1
     # Nothing written: no new token, none revoked.
     assert (AccessToken.objects.count(), RefreshToken.objects.filter(revoked__isnull=True).count()) == before
