@@ -51,7 +51,8 @@ def world(api, db, authorization_code_app, token_of_no_user):
     w = World(api, public, registered.application, registered.client_secret, authorization_code_app, staff_only,
               (rs.application, rs.client_secret))  # fmt: skip
     issued = api.token(w.pw(client_id=public.client_id)).data  # scope "read": no openid
-    w.refresh_token, w.access_token, w.token_of_no_user = issued["refresh_token"], issued["access_token"], token_of_no_user
+    w.refresh_token, w.access_token = issued["refresh_token"], issued["access_token"]
+    w.token_of_no_user = token_of_no_user
     w.confidential_refresh_token = api.token(
         w.pw(), HTTP_AUTHORIZATION=basic(registered.application.client_id, registered.client_secret)
     ).data["refresh_token"]
