@@ -1,0 +1,81 @@
+"""The pytest plugin a host project gets by installing the package: its fixtures, used in our own
+suite as a host would use them, and a host project's test file run by a pytest of its own."""
+
+import textwrap
+
+from ropc_provider import directories
+from ropc_provider.testing.factories import AccountFactory, ClientFactory, RealmFactory, issue_tokens
+
+pytest_plugins = ["pytester"]
+
+
+def test_the_api_client_calls_a_protected_api_as_the_account(ropc_api_client, ropc_account):
+    response = ropc_api_client.get("/api/me/")
+    assert response.status_code == 200, response.content
+    every_scope = ["email", "openid", "profile", "read", "write"]
+    assert response.json() == {"username": "alice", "realm": "test", "scopes": every_scope}
+
+
+def test_the_fixture_account_signs_in_at_the_real_token_endpoint(api, ropc_account, ropc_client):
+    issued = api.token(
+        {"grant_type": "password", "username": "alice", "password": ropc_account.password,
+         "client_id": ropc_client.application.client_id}  # fmt: skip
+    )
+    assert issued.status_code == 200, issued.data
+    assert directories.identity_of(ropc_account.user).login_name == "alice"
+
+
+def test_confidential_client_has_its_secret_once(api, ropc_account, ropc_confidential_client):
+    client = ropc_confidential_client
+    issued = api.password_grant(client.application, "alice", password=ropc_account.password,
+                                secret=client.client_secret, basic=True, realm="test")  # fmt: skip
+    assert issued.status_code == 200, issued.data
+
+
+def test_tokens_refresh_and_are_what_the_client_may_have(api, db):
+    realm = RealmFactory(slug="shop")
+    account = AccountFactory(realm=realm, login_name="bob")
+    narrow = ClientFactory(realms=[realm], scopes=["read"])
+    pair = issue_tokens(account, narrow)
+    assert pair.scope == "read"
+    refreshed = api.refresh(narrow.application, pair.refresh_token)
+    assert refreshed.status_code == 200 and refreshed.data["scope"] == "read"
+    narrowest = issue_tokens(account.user, narrow.application, scope="")
+    assert api.client.get("/api/me/", HTTP_AUTHORIZATION=narrowest.authorization).json()["scopes"] == []
+
+
+def test_factories_obey_the_services_rules(db):
+    import pytest
+
+    from ropc_provider.exceptions import InvalidInput
+
+    realm = RealmFactory(slug="shop")
+    assert RealmFactory(slug="shop") == realm  # looked up by slug
+    with pytest.raises(InvalidInput, match="Password rejected"):
+        AccountFactory(realm=realm, password="1")
+    with pytest.raises(InvalidInput, match="Unknown scope"):
+        ClientFactory(realms=[realm], scopes=["launch-missiles"])
+
+
+HOST_TEST = '''
+def test_me(ropc_api_client):
+    response = ropc_api_client.get("/api/me/")
+    assert response.status_code == 200
+    assert response.json()["username"] == "alice"
+'''
+
+
+def test_a_host_projects_api_test_in_five_lines(pytester, monkeypatch):
+    """The README's worked example, in a pytest run of its own against the example project's
+    settings, as a host project runs it: the plugin comes from the installed entry point."""
+    import pathlib
+
+    from tests.test_docs import readme_block
+
+    assert readme_block("def test_me(ropc_api_client):") == textwrap.dedent(HOST_TEST).strip()
+    root = pathlib.Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    pytester.makepyfile(test_host_api=HOST_TEST)
+    result = pytester.runpytest_subprocess("--ds=example_project.settings", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
