@@ -71,3 +71,15 @@ def test_command_line_errors_exit_non_zero():
         assert result.returncode != 0
         assert result.stdout == ""
         assert "error" in result.stderr.lower()
+
+
+@pytest.mark.parametrize(("command", "action"), [("ropc_client", "list"), ("ropc_realm", "list"), ("ropc_user", "create")])
+def test_djangos_options_are_taken_after_the_sub_command_too(command, action):
+    from django.core.management import load_command_class
+
+    parser = load_command_class("ropc_provider", command).create_parser("manage.py", command)
+    args = [action] + (["--realm", "staff", "alice", "--password-stdin"] if action == "create" else [])
+    after = parser.parse_args([*args, "--settings=host.settings", "-v", "2", "--traceback"])
+    assert (after.settings, after.verbosity, after.traceback) == ("host.settings", 2, True)
+    before = parser.parse_args(["--settings=host.settings", "--verbosity", "0", *args])
+    assert (before.settings, before.verbosity) == ("host.settings", 0)  # not reset by the sub-command

@@ -1,3 +1,4 @@
+import argparse
 import json
 
 from django.core.management.base import BaseCommand, CommandError
@@ -17,3 +18,31 @@ class JSONCommand(BaseCommand):
 
     def run(self, **options):
         raise NotImplementedError
+
+    def add_actions(self, parser):
+        """Sub-commands (``create``, ``list``…) that also take Django's own options after them, as
+        people type them: ``manage.py ropc_client list --settings=…``."""
+        actions = parser.add_subparsers(dest="action", required=True)
+        add_parser = actions.add_parser
+
+        def add_action(name, **kwargs):
+            action = add_parser(name, **kwargs)
+            # SUPPRESS: an option not given after the sub-command keeps what was given before it.
+            for flags, extra in DJANGO_OPTIONS:
+                action.add_argument(*flags, default=argparse.SUPPRESS, **extra)
+            return action
+
+        actions.add_parser = add_action
+        return actions
+
+
+# Django's BaseCommand options (manage.py already reads --settings and --pythonpath anywhere).
+DJANGO_OPTIONS = [
+    (("--settings",), {"help": "A Python path to a settings module."}),
+    (("--pythonpath",), {"help": "A directory to add to the Python path."}),
+    (("-v", "--verbosity"), {"type": int, "choices": [0, 1, 2, 3]}),
+    (("--traceback",), {"action": "store_true"}),
+    (("--no-color",), {"action": "store_true"}),
+    (("--force-color",), {"action": "store_true"}),
+    (("--skip-checks",), {"action": "store_true"}),
+]

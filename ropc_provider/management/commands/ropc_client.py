@@ -21,7 +21,7 @@ class Command(JSONCommand):
     )
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True)
+        actions = self.add_actions(parser)
         create = actions.add_parser("create", help="Register a client.")
         create.add_argument("--name", required=True)
         kind = create.add_mutually_exclusive_group(required=True)

@@ -17,7 +17,7 @@ class Command(JSONCommand):
     help = "Manage realms: 'create' a realm, 'list' them (with account counts)."
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True)
+        actions = self.add_actions(parser)
         create = actions.add_parser("create", help="Create a realm.")
         create.add_argument("slug")
         create.add_argument("--name")

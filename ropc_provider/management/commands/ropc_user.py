@@ -11,7 +11,7 @@ class Command(JSONCommand):
     stealth_options = ("stdin",)
 
     def add_arguments(self, parser):
-        actions = parser.add_subparsers(dest="action", required=True)
+        actions = self.add_actions(parser)
         create = actions.add_parser("create", help="Create an account in a directory realm.")
         create.add_argument("--realm", required=True, metavar="SLUG")
         create.add_argument("username")
