@@ -73,7 +73,9 @@ def test_command_line_errors_exit_non_zero():
         assert "error" in result.stderr.lower()
 
 
-@pytest.mark.parametrize(("command", "action"), [("ropc_client", "list"), ("ropc_realm", "list"), ("ropc_user", "create")])
+@pytest.mark.parametrize(
+    ("command", "action"), [("ropc_client", "list"), ("ropc_realm", "list"), ("ropc_user", "create")]
+)
 def test_djangos_options_are_taken_after_the_sub_command_too(command, action):
     from django.core.management import load_command_class
 
