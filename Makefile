@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test fuzz bench lint clean
+.PHONY: install demo test matrix fuzz bench lint clean
 
 # Re-installs only when the declared dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -24,9 +24,15 @@ demo: install
 # The whole suite twice: on SQLite, then on a PostgreSQL server it starts (skipped, with the
 # reason, where PostgreSQL is not installed; failed under CI=true). The production-profile tests
 # start their own PostgreSQL, Redis and gunicorn, so they run in the first pass only.
+# Then the supported-version matrix (noxfile.py): Django 5.2 on Python 3.11 and the newest
+# Django on Python 3.13, with the oldest and newest django-oauth-toolkit we declare.
 test: install
 	$(BIN)/python -m pytest
-	ROPC_TEST_DATABASE=postgresql $(BIN)/python -m pytest -m "not production"
+	ROPC_TEST_DATABASE=postgresql $(BIN)/python -m pytest -m "not production and not packaging"
+	$(BIN)/nox
+
+matrix: install
+	$(BIN)/nox
 
 # The fuzzing tests with a long budget (make test runs them with a small one).
 fuzz: install
@@ -38,8 +44,9 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check ropc_provider example_project tests benchmarks
+	$(BIN)/mypy
 	@# bandit logs a warning for each line of a multi-line statement its `# nosec` covers: shown on failure only.
 	$(BIN)/bandit -q -c pyproject.toml -r ropc_provider example_project 2> .bandit.log || (cat .bandit.log; exit 1)
 
 clean:
-	rm -rf $(VENV) db.sqlite3 .pytest_cache
+	rm -rf $(VENV) .nox db.sqlite3 .pytest_cache

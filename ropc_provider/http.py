@@ -113,8 +113,8 @@ class OAuthLibCore(DOTOAuthLibCore):
         except ClaimsHookError:
             # The project's claims hook is broken: say so in the log, nothing was stored.
             log.exception("The ID token could not be built")
-            error = errors.ServerError(description="The ID token could not be built; see the server log.")
-            return None, {}, error.json, 500
+            failure = errors.ServerError(description="The ID token could not be built; see the server log.")
+            return None, {}, failure.json, 500
         return None, headers, body, status
 
     def create_revocation_response(self, request):

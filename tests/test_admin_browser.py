@@ -11,6 +11,7 @@ from ropc_provider import directories
 from tests.conftest import require_program
 from tests.factories import UserFactory
 
+pytestmark = pytest.mark.browser
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "var" / "admin-screenshots"
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [

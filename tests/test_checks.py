@@ -5,7 +5,9 @@ from ropc_provider.checks import required_apps_installed
 
 
 def _ids(deploy=True):
-    return {message.id for message in checks.run_checks(include_deployment_checks=deploy)}
+    # Ours only: Django 6.1's model checks open a database cursor, which these tests do not need.
+    ours = [checks.Tags.security, checks.Tags.compatibility]
+    return {message.id for message in checks.run_checks(tags=ours, include_deployment_checks=deploy)}
 
 
 def test_plaintext_token_storage_is_flagged(settings):

@@ -3,6 +3,7 @@ project adopting it by the README's own blocks."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from tests.servers import free_port, wait_for_port
 from tests.test_admin_browser import browser_page  # noqa: F401 (a fixture)
 from tests.test_docs import readme_block
 
+pytestmark = pytest.mark.packaging
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -45,6 +47,25 @@ def test_the_wheel_carries_the_app_whole_and_nothing_else(wheel):
     assert any(name.startswith("ropc_provider/migrations/0009_") for name in names)
     assert any(name.endswith("licenses/LICENSE") for name in names)
     assert not [name for name in names if name.startswith(("example_project/", "tests/", "benchmarks/"))]
+
+
+def test_the_wheel_declares_what_the_matrix_tests(wheel):
+    """Classifiers name exactly the Django and Python versions noxfile.py and .venv test, and the
+    oldest django-oauth-toolkit the matrix installs is the floor pyproject.toml declares."""
+    import tomllib
+
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist()
+                                                if n.endswith(".dist-info/METADATA"))).decode()  # fmt: skip
+    classifiers = re.findall(r"^Classifier: (.*)$", metadata, re.M)
+    noxfile = (ROOT / "noxfile.py").read_text()
+    tested_django = {"5.2", *re.findall(r'"Django>=(\d+\.\d+),', noxfile)}
+    tested_python = {"3.11", *re.findall(r'python\("(3\.\d+)"\)', noxfile)}
+    assert {c.rsplit(" ", 1)[1] for c in classifiers if c.startswith("Framework :: Django :: ")} == tested_django
+    assert {c.rsplit(" ", 1)[1] for c in classifiers if re.match(r"Programming Language :: Python :: 3\.", c)} == tested_python
+    floor = next(d for d in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+                 if d.startswith("django-oauth-toolkit"))  # fmt: skip
+    assert f'OLDEST_DOT = "django-oauth-toolkit=={floor.split(">=")[1]}.0"' in noxfile
+    assert "License-File: LICENSE" in metadata and "Typing :: Typed" in classifiers
 
 
 def test_a_new_project_adopts_the_wheel_as_the_readme_says(wheel, tmp_path, browser_page):  # noqa: F811
