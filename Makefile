@@ -43,7 +43,7 @@ bench: install
 	$(BIN)/python benchmarks/load.py
 
 lint: install
-	$(BIN)/ruff check ropc_provider example_project tests benchmarks
+	$(BIN)/ruff check ropc_provider example_project tests benchmarks noxfile.py
 	$(BIN)/mypy
 	@# bandit logs a warning for each line of a multi-line statement its `# nosec` covers: shown on failure only.
 	$(BIN)/bandit -q -c pyproject.toml -r ropc_provider example_project 2> .bandit.log || (cat .bandit.log; exit 1)

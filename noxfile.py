@@ -41,7 +41,8 @@ NEWEST_DOT = "django-oauth-toolkit>=3.4"
 )
 def tests(session, django, dot):
     session.install("-e", ".[dev,example]", django, dot)
-    session.run("python", "-c", "import django, oauth2_provider as d; print('Django', django.__version__, 'DOT', d.__version__)")
+    versions = "import django, oauth2_provider as dot; print('Django', django.__version__, 'DOT', dot.__version__)"
+    session.run("python", "-c", versions)
     session.run(
         "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
         "-m", "not production and not browser and not packaging", *session.posargs,
