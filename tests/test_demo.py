@@ -1,6 +1,7 @@
 """`make demo` as a newcomer runs it: seeds idempotently, serves on loopback, and the curl line it
 prints gets a token from the running server."""
 
+import base64
 import json
 import os
 import shlex
@@ -38,7 +39,7 @@ def start_demo(port, env):
         if line.startswith("curl "):
             curl_line = line.strip()
         if curl_line and "Quit the server with" in line:
-            return process, curl_line
+            return process, curl_line, "".join(seen)
     stop(process)
     pytest.fail("make demo did not start serving:\n" + "".join(seen))
 
@@ -63,9 +64,9 @@ def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
     env.pop("DJANGO_SETTINGS_MODULE", None)
     port = free_port()
 
-    first, _ = start_demo(port, env)
+    first, _, _ = start_demo(port, env)
     stop(first)
-    second, curl_line = start_demo(port, env)
+    second, curl_line, printed = start_demo(port, env)
     try:
         wait_for_port(port)
         assert f"http://127.0.0.1:{port}/o/token/" in curl_line
@@ -86,6 +87,14 @@ def test_make_demo_twice_seeds_once_and_its_curl_line_works(tmp_path):
             check=True,
         )
         assert json.loads(me.stdout) == {"username": "demo", "realm": "demo", "scopes": ["read"]}
+        # The admin's address and how to make an operator; OpenID Connect works on the demo.
+        assert f"http://127.0.0.1:{port}/admin/" in printed and "createsuperuser" in printed
+        with_openid = subprocess.run([*shlex.split(curl_line), "--data-urlencode", "scope=openid"],
+                                     capture_output=True, text=True, timeout=30, check=True)  # fmt: skip
+        id_token = json.loads(with_openid.stdout)["id_token"]
+        claims = json.loads(base64.urlsafe_b64decode(id_token.split(".")[1] + "=="))
+        assert claims["iss"] == f"http://127.0.0.1:{port}/o" and claims["preferred_username"] == "demo"
+        follow_the_readme_walkthrough(port, curl_line)
         assert_the_cli_unlocks_what_the_server_locked(port, curl_line, env)
     finally:
         stop(second)
@@ -118,3 +127,33 @@ def assert_the_cli_unlocks_what_the_server_locked(port, curl_line, env):
     assert json.loads(unlock.stdout)["was_locked"] is True
     token = json.loads(subprocess.run(arguments, capture_output=True, text=True, timeout=30, check=True).stdout)
     assert token["token_type"] == "Bearer"
+
+
+def follow_the_readme_walkthrough(port, curl_line):
+    """The README's walkthrough as written, its placeholders filled in as a reader would: each
+    command's answer has the keys (and, where the README shows them, the values) it promises."""
+    from tests.test_docs import readme_block
+
+    client_id = dict(part.split("=", 1) for part in shlex.split(curl_line) if "=" in part)["client_id"]
+    known = {"CLIENT_ID": client_id}
+    commands, expected = [], {}
+    for line in readme_block("# 1. Get a token").replace("\\\n", " ").splitlines():
+        if line.startswith("# {"):
+            expected[len(commands) - 1] = json.loads(line[2:].replace('"…"', '"..."'))
+        elif line.startswith("curl"):
+            commands.append(line.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))
+    assert len(commands) == 4
+    for number, command in enumerate(commands):
+        for name, value in known.items():
+            command = command.replace(name, value)
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, check=True)
+        answer = json.loads(done.stdout) if done.stdout else {}
+        for key, value in expected.get(number, {}).items():
+            assert key in answer and value in ("...", answer[key]), (command, answer)
+        if "access_token" in answer:
+            known.update(ACCESS_TOKEN=answer["access_token"], REFRESH_TOKEN=answer["refresh_token"])
+    # Step 3 rotated the pair and step 4 revoked the new refresh token: neither refreshes now.
+    refresh = ["curl", "-s", f"http://127.0.0.1:{port}/o/token/", "-d", "grant_type=refresh_token",
+               "-d", f"refresh_token={known['REFRESH_TOKEN']}", "-d", f"client_id={client_id}"]  # fmt: skip
+    refused = subprocess.run(refresh, capture_output=True, text=True, timeout=30, check=True)
+    assert json.loads(refused.stdout)["error"] == "invalid_grant"

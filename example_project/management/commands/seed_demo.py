@@ -13,6 +13,8 @@ DEMO_USERNAME = "demo"
 # A demo password for a local demo database only; printed on purpose.
 DEMO_PASSWORD = "demo-password-not-for-production"
 DEMO_CLIENT_NAME = "Demo native app"
+# OpenID Connect's too, so every section of the README can be tried on the demo.
+DEMO_SCOPES = ["read", "write", "openid", "profile", "email"]
 
 
 class Command(BaseCommand):
@@ -36,8 +38,11 @@ class Command(BaseCommand):
         application = clients.registered_clients().filter(name=DEMO_CLIENT_NAME).first()
         if application is None:
             application = clients.register_client(
-                name=DEMO_CLIENT_NAME, confidential=False, scopes=["read", "write"], realms=[DEMO_REALM]
+                name=DEMO_CLIENT_NAME, confidential=False, scopes=DEMO_SCOPES, realms=[DEMO_REALM]
             ).application
+        elif application.ropc_policy.scope_list != DEMO_SCOPES:  # seeded by an older demo
+            application.ropc_policy.allowed_scopes = " ".join(DEMO_SCOPES)
+            application.ropc_policy.save(update_fields=["allowed_scopes"])
 
         url = base_url.rstrip("/") + "/o/token/"
         fields = {
@@ -52,5 +57,9 @@ class Command(BaseCommand):
         ]
         self.stdout.write(f"Demo realm {DEMO_REALM!r} with user {DEMO_USERNAME!r} is ready.")
         self.stdout.write(f"Public client: {application.client_id}")
-        self.stdout.write("Get a token:")
+        # No operator account is made for you: a known admin password is one leak away from a
+        # takeover if the demo is ever reachable from elsewhere.
+        self.stdout.write(f"Admin: {base_url.rstrip('/')}/admin/ (an operator account in one line: "
+                          ".venv/bin/python manage.py createsuperuser --username operator)")  # fmt: skip
+        self.stdout.write("Get a token (add --data-urlencode scope=openid for an ID token too):")
         self.stdout.write(shlex.join(curl))
