@@ -82,26 +82,6 @@ def test_rotation_replaces_the_verifier(api, user, confidential):
     assert api.password_grant(application, "alice", secret=new, basic=True).status_code == 200
 
 
-def test_the_migration_moves_verifiers_out_of_dots_field(api, user, confidential):
-    """Clients registered before 0009 kept the verifier in DOT's field, where DOT read it as a
-    plain-text secret."""
-    from django.apps import apps
-
-    from ropc_provider.migrations import _secrets
-
-    application, secret = confidential
-    verifier = application.ropc_policy.client_secret_verifier
-    Application = get_application_model()
-    Application.objects.filter(pk=application.pk).update(client_secret=verifier, hash_client_secret=False)
-    type(application.ropc_policy).objects.filter(pk=application.ropc_policy.pk).update(client_secret_verifier="")
-    _secrets.move_verifiers_to_policies(apps, None)
-    application.refresh_from_db()
-    assert application.ropc_policy.client_secret_verifier == verifier
-    assert application.client_secret != verifier
-    assert not client_secrets.check_dot_secret(verifier, application.client_secret)
-    assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200
-
-
 def test_empty_values_never_match():
     verifier = client_secrets.make_verifier("x")
     assert client_secrets.check_verifier("", verifier) == (False, None)

@@ -44,7 +44,8 @@ def test_the_wheel_carries_the_app_whole_and_nothing_else(wheel):
     templates = {path.relative_to(ROOT).as_posix() for path in (ROOT / "ropc_provider" / "templates").rglob("*.html")}
     assert templates and templates <= names  # the admin's pages: without them, a 500
     assert "ropc_provider/py.typed" in names
-    assert any(name.startswith("ropc_provider/migrations/0009_") for name in names)
+    migrations = {name for name in names if re.match(r"ropc_provider/migrations/\d{4}_", name)}
+    assert migrations == {"ropc_provider/migrations/0001_initial.py"}  # squashed before the first release
     assert any(name.endswith("licenses/LICENSE") for name in names)
     assert not [name for name in names if name.startswith(("example_project/", "tests/", "benchmarks/"))]
 
