@@ -38,3 +38,26 @@ def test_a_revoked_token_is_refused_as_invalid(api, user, public_app):
 
 def test_a_token_of_no_user_is_forbidden(api, token_of_no_user):
     assert api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token_of_no_user}").status_code == 403
+
+
+def test_dots_token_has_scope_guards_a_view_by_scope(api, db):
+    realm = directories.create_realm(slug="staff")
+    directories.create_account(realm, "bob", PASSWORD)
+    app = clients.register_client(
+        name="App", confidential=False, realms=["staff"], scopes=["read", "write"]
+    ).application
+    reader = api.password_grant(app, "bob", scope="read").data["access_token"]
+    writer = api.password_grant(app, "bob", scope="read write").data["access_token"]
+    assert api.client.post("/api/orders/", HTTP_AUTHORIZATION=f"Bearer {reader}").status_code == 403
+    placed = api.client.post("/api/orders/", HTTP_AUTHORIZATION=f"Bearer {writer}")
+    assert placed.status_code == 200 and placed.json() == {"placed_by": "bob"}
+
+
+def test_the_readmes_scope_example_is_the_view_tested_above():
+    from pathlib import Path
+
+    from tests.test_docs import readme_block
+
+    tested = (Path(__file__).parent / "urls.py").read_text()
+    shown = readme_block("from oauth2_provider.contrib.rest_framework import TokenHasScope")
+    assert all(line in tested for line in shown.splitlines() if line.strip())
