@@ -87,7 +87,9 @@ def test_a_new_project_adopts_the_wheel_as_the_readme_says(wheel, tmp_path, brow
     run(["django-admin", "startproject", "host"], cwd=tmp_path, env=env)
     project = tmp_path / "host"
     with open(project / "host" / "settings.py", "a") as settings:
-        settings.write("\n" + readme_block("# settings.py") + "\n")
+        settings.write("\n" + readme_block("# settings.py\n") + "\n")
+        settings.write("\n" + readme_block("# settings.py, for OpenID Connect") + "\n")
+    run(["openssl", "genrsa", "-out", "oidc.key", "2048"], cwd=project)
     with open(project / "host" / "urls.py", "a") as urls:
         urls.write("\n" + readme_block("# urls.py") + "\n" + HOST_API)
 
@@ -105,6 +107,7 @@ def test_a_new_project_adopts_the_wheel_as_the_readme_says(wheel, tmp_path, brow
         curl = after.replace("http://127.0.0.1:8000", base)
         issued = json.loads(run(["bash", "-euo", "pipefail", "-c", curl], cwd=project, env=env).stdout)
         assert issued["token_type"] == "Bearer" and issued["scope"] == "read", issued
+        an_id_token_validates_against_discovery(base, project, env)
 
         me = requests.get(
             f"{base}/api/whoami/", headers={"Authorization": f"Bearer {issued['access_token']}"}, timeout=30
@@ -133,6 +136,23 @@ def whoami(request):
 
 urlpatterns += [path("api/whoami/", whoami)]
 """
+
+
+def an_id_token_validates_against_discovery(base, project, env):
+    import jwt
+
+    made = run(["python", "manage.py", "ropc_client", "create", "--name", "OIDC app", "--public", "--realm", "staff",
+                "--scope", "openid", "--scope", "profile"], cwd=project, env=env)  # fmt: skip
+    client_id = json.loads(made.stdout)["client_id"]
+    issued = requests.post(f"{base}/o/token/", data={"grant_type": "password", "username": "alice",
+                                                     "password": "a long pass phrase 42", "client_id": client_id,
+                                                     "scope": "openid profile"}, timeout=30).json()  # fmt: skip
+    discovery = requests.get(f"{base}/o/.well-known/openid-configuration", timeout=30).json()
+    assert discovery["issuer"] == "https://id.example.com/o"  # the README's ISSUER, not the Host header
+    keys = jwt.PyJWKClient(f"{base}/o/.well-known/jwks.json")
+    key = keys.get_signing_key_from_jwt(issued["id_token"]).key
+    claims = jwt.decode(issued["id_token"], key, algorithms=["RS256"], audience=client_id, issuer=discovery["issuer"])
+    assert claims["preferred_username"] == "alice" and claims["realm"] == "staff"
 
 
 def admin_registers_a_confidential_client(page, base, project, env):
