@@ -26,8 +26,8 @@ def python(version):
     return builds[-1] if builds else shutil.which(f"python{version}") or version
 
 
-OLDEST_DOT = "django-oauth-toolkit==3.4.0"  # keep equal to the floor in pyproject.toml
-NEWEST_DOT = "django-oauth-toolkit>=3.4"
+OLDEST_DOT = "django-oauth-toolkit==3.4.1"  # keep equal to the floor in pyproject.toml
+NEWEST_DOT = "django-oauth-toolkit>=3.4.1"
 
 
 @nox.session
