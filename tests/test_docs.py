@@ -34,3 +34,69 @@ def test_settings_table_lists_every_setting_with_its_default():
             assert any(str(default) == value.split(" ")[0] for value in shown), (key, default, rows[key])
         elif isinstance(default, bool) or default is None:
             assert f"`{default}`" in rows[key], (key, default, rows[key])
+
+
+def run_manage_py_lines(block, password="a long pass phrase 42"):
+    """Each `manage.py …` line of a README block through call_command, as a shell would run it
+    (a `printf … | ` feeding the password on stdin); each prints one JSON object."""
+    import io
+    import json
+    import shlex
+
+    from django.core.management import call_command
+
+    printed = []
+    for line in block.splitlines():
+        command, options = line.split("  #")[0].strip(), {}
+        if " | " in command:
+            feeder, command = command.split(" | ")
+            assert feeder.startswith("printf") and "$PASSWORD" in feeder, feeder
+            options["stdin"] = io.StringIO(password + "\n")
+        args = shlex.split(command)
+        if args[:2] == ["python", "manage.py"]:
+            args = args[1:]
+        assert args[0] == "manage.py", line
+        out = io.StringIO()
+        call_command(*args[1:], stdout=out, **options)
+        printed.append(json.loads(out.getvalue()))
+    return printed
+
+
+def test_the_readmes_realm_commands_run_as_written(db):
+    printed = run_manage_py_lines(readme_block("manage.py ropc_realm create employees"))
+    realms = printed[-1]
+    assert {realm["slug"] for realm in realms["realms"]} >= {"employees", "customers"}, realms
+    assert printed[4]["realms"] == ["customers", "employees"] and printed[4]["default_realm"] == "customers"
+
+
+def test_the_readmes_other_clients_run_as_written(db):
+    created_confidential, created_resource_server, listed = run_manage_py_lines(
+        readme_block('python manage.py ropc_client create --name "Legacy backend"')
+    )
+    assert created_confidential["client_secret"] and created_resource_server["resource_server"] is True
+    assert {client["name"] for client in listed["clients"]} == {"Legacy backend", "Orders API"}
+    assert created_confidential["client_secret"] not in str(listed)  # shown once, at creation
+
+
+def test_the_readmes_sign_out_code_runs_as_written(db, api, public_app):
+    from tests.factories import UserFactory
+
+    user = UserFactory(username="alice")
+    refresh_token = api.password_grant(public_app, "alice").data["refresh_token"]
+    exec(readme_block("from ropc_provider.sessions import revoke_sessions"), {"user": user})  # noqa: S102
+    assert api.refresh(public_app, refresh_token).data["error"] == "invalid_grant"
+
+
+def test_the_first_block_is_the_makefiles_targets():
+    makefile = (README.parent / "Makefile").read_text()
+    for line in readme_block("make demo").splitlines():
+        assert f"\n{line.split()[1]}: " in makefile, line  # test_demo runs make demo; CI runs make test
+
+
+def test_every_readme_block_is_run_by_a_test():
+    """A new block without a test fails here: each block must be fetched by readme_block() in
+    some test, which runs it, applies it or compares it with what a test runs."""
+    sources = "".join(path.read_text() for path in README.parent.joinpath("tests").glob("test_*.py"))
+    fetched = {eval(first) for first in re.findall(r'readme_block\(((?:"[^"\n]*"|\'[^\'\n]*\'))\)', sources)}  # noqa: S307
+    untested = [block.splitlines()[0] for block in readme_blocks() if not any(block.startswith(f) for f in fetched)]
+    assert not untested, untested
