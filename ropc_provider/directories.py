@@ -321,8 +321,13 @@ def realm_for_refresh(policy, user):
         realm = user.realm_account.realm
         allowed = Realm.objects.filter(_allowed(policy), pk=realm.pk).exists()
     except RealmAccount.DoesNotExist:
-        realm = next(iter(Realm.objects.filter(_allowed(policy), source=Realm.PROJECT)[:1]), None)
-        allowed = realm is not None
+        if policy.pk is None:
+            # A DOT client's session begun at DOT's endpoint, refreshed here before anyone signed
+            # in here: the project realm is created on first need, as a sign-in would.
+            realm, allowed = project_realm(), True
+        else:
+            realm = next(iter(Realm.objects.filter(_allowed(policy), source=Realm.PROJECT)[:1]), None)
+            allowed = realm is not None
     return realm if allowed and realm.is_active else None
 
 

@@ -4,7 +4,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import clients
 from tests.conftest import assert_error, assert_no_store
-from tests.factories import UserFactory
+from tests.factories import PASSWORD, UserFactory
 
 
 def assert_token_response(response, scope="read", refresh=True):
@@ -128,3 +128,23 @@ def test_passwords_are_compared_exactly_as_django_stores_them(api, public_app, d
     assert api.password_grant(public_app, "zoe", password=nfc).status_code == 200
     nfd = api.password_grant(public_app, "zoe", password=unicodedata.normalize("NFD", nfc))
     assert_error(nfd, 400, "invalid_grant")
+
+
+def test_moving_from_dots_endpoint_keeps_clients_and_sessions(api, user, db, settings, recwarn):
+    """The README's migration guide: a client of DOT's stock password grant points at our token
+    endpoint and keeps its client_id, and the sessions DOT's endpoint began refresh at ours."""
+    from oauth2_provider.models import get_application_model
+
+    Application = get_application_model()
+    legacy = Application.objects.create(
+        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+    )
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    before = api.post("/dot/token/", {"grant_type": "password", "username": "alice", "password": PASSWORD,
+                                      "client_id": legacy.client_id})  # fmt: skip
+    assert before.status_code == 200, before.content
+    refreshed = api.refresh(legacy, before.data["refresh_token"])
+    assert_token_response(refreshed)
+    me = api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {refreshed.data['access_token']}")
+    assert me.json()["username"] == "alice"
+    assert api.refresh(legacy, before.data["refresh_token"]).status_code == 400  # rotated away
