@@ -5,7 +5,9 @@ import logging
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.db import InterfaceError, OperationalError
+from django.http.multipartparser import MultiPartParserError
 from django.http import HttpResponse, JsonResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -176,8 +178,10 @@ class AuthorizationView(View):
         return method_not_allowed(request, self._allowed_methods())
 
     def get(self, request, *args, **kwargs):
-        params = request.GET if request.method == "GET" else request.POST
-        response_type = params.get("response_type")
+        try:
+            response_type = (request.GET if request.method == "GET" else request.POST).get("response_type")
+        except (BadRequest, SuspiciousOperation, MultiPartParserError, UnicodeDecodeError):
+            response_type = None  # a body Django cannot read (a charset, a size): still our JSON
         if not response_type:
             error = "invalid_request"
         elif response_type != "none":

@@ -326,6 +326,15 @@ def test_metadata_validates_under_authlib(api, settings):
 
 
 @pytest.mark.parametrize(
+    "content_type", ["application/x-www-form-urlencoded; charset=latin-1", "multipart/form-data; boundary=x"]
+)
+def test_authorization_endpoint_answers_json_to_a_body_django_cannot_read(api, content_type):
+    # Found by the fuzzer on Django 6.1, which refuses such a body with its HTML 400 page.
+    response = api.client.generic("POST", "/o/authorize/", b"response_type=code&x=\xff", content_type=content_type)
+    assert_error(response, 400, "invalid_request")
+
+
+@pytest.mark.parametrize(
     ("query", "error"),
     [
         ("", "invalid_request"),
