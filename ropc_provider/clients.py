@@ -220,7 +220,9 @@ def describe_client(application):
         "may_forward_user_ip": policy.may_forward_user_ip,
         "realms": [realm.slug for realm in policy.realms.all()] if policy.pk else [],
         "default_realm": policy.default_realm.slug if policy.default_realm_id else None,
-        "scopes": policy.scope_list,
+        # What it may ask for now; "all_scopes": its list is the project's, new scopes included.
+        "scopes": sorted(allowed_scopes(application)),
+        "all_scopes": not policy.scope_list,
         "refresh_tokens": policy.issue_refresh_tokens,
         "refresh_grace_seconds": policy.refresh_grace_seconds,
         "access_token_lifetime": access_token_lifetime(application),

@@ -85,3 +85,10 @@ def test_djangos_options_are_taken_after_the_sub_command_too(command, action):
     assert (after.settings, after.verbosity, after.traceback) == ("host.settings", 2, True)
     before = parser.parse_args(["--settings=host.settings", "--verbosity", "0", *args])
     assert (before.settings, before.verbosity) == ("host.settings", 0)  # not reset by the sub-command
+
+
+def test_a_client_without_scopes_is_shown_with_every_scope_it_may_ask_for(db, settings):
+    everything = run("create", "--name", "Any scope", "--public")
+    assert everything["scopes"] == sorted(settings.OAUTH2_PROVIDER["SCOPES"]) and everything["all_scopes"] is True
+    narrow = run("create", "--name", "Reader", "--public", "--scope", "read")
+    assert narrow["scopes"] == ["read"] and narrow["all_scopes"] is False
