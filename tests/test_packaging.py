@@ -50,6 +50,21 @@ def test_the_wheel_carries_the_app_whole_and_nothing_else(wheel):
     assert not [name for name in names if name.startswith(("example_project/", "tests/", "benchmarks/"))]
 
 
+def test_the_sdist_carries_what_a_rebuild_needs(wheel):
+    import tarfile
+
+    source = wheel.parent / "source"
+    subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(wheel.parent), str(source)],
+                   check=True, capture_output=True, timeout=300)  # fmt: skip
+    (sdist,) = wheel.parent.glob("ropc_provider-*.tar.gz")
+    names = {name.split("/", 1)[1] for name in tarfile.open(sdist).getnames() if "/" in name}
+    expected = {
+        "pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md", "ropc_provider/py.typed",
+        "ropc_provider/migrations/0001_initial.py", "ropc_provider/templates/ropc_provider/admin/client_secret.html",
+    }  # fmt: skip
+    assert expected <= names, sorted(expected - names)
+
+
 def test_the_wheel_declares_what_the_matrix_tests(wheel):
     """Classifiers name exactly the Django and Python versions noxfile.py and .venv test, and the
     oldest django-oauth-toolkit the matrix installs is the floor pyproject.toml declares."""
