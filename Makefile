@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test matrix fuzz bench lint clean
+.PHONY: install demo test matrix alone fuzz bench lint clean
 
 # Re-installs only when the declared dependencies change.
 $(VENV)/.installed: pyproject.toml
@@ -33,6 +33,15 @@ test: install
 
 matrix: install
 	$(BIN)/nox
+
+# Each test file in a pytest of its own (a file must not pass only thanks to another's imports or
+# data); not in `make test`, for CI's time. PYTHON_BIN=.nox/<session>/bin/python for another Django.
+PYTHON_BIN ?= $(BIN)/python
+alone: install
+	@for file in tests/test_*.py; do \
+	  $(PYTHON_BIN) -m pytest -q -p no:cacheprovider -m "not production and not browser and not packaging" $$file >/dev/null \
+	    || { echo "fails alone: $$file"; failed=1; }; \
+	done; exit $${failed:-0}
 
 # The fuzzing tests with a long budget (make test runs them with a small one).
 fuzz: install
