@@ -100,3 +100,32 @@ def test_every_readme_block_is_run_by_a_test():
     fetched = {eval(first) for first in re.findall(r'readme_block\(((?:"[^"\n]*"|\'[^\'\n]*\'))\)', sources)}  # noqa: S307
     untested = [block.splitlines()[0] for block in readme_blocks() if not any(block.startswith(f) for f in fetched)]
     assert not untested, untested
+
+
+def test_the_command_line_table_lists_every_argument_of_every_command():
+    import argparse
+
+    from django.core.management import load_command_class
+
+    from ropc_provider.management.commands._base import DJANGO_OPTIONS
+
+    django_options = {flag for flags, _ in DJANGO_OPTIONS for flag in flags} | {"-h", "--help", "--version"}
+    table = {}
+    for line in README.read_text().split("## Command line", 1)[1].split("\n## ", 1)[0].splitlines():
+        match = re.match(r"^\| `(ropc_\w+(?: \w+)?)` \| (.*) \|$", line)
+        if match:
+            table[match.group(1)] = match.group(2)
+    documented = set()
+    for command in ("ropc_client", "ropc_realm", "ropc_user", "ropc_unlock", "ropc_revoke"):
+        parser = load_command_class("ropc_provider", command).create_parser("manage.py", command)
+        subs = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+        for name, sub in subs[0].choices.items() if subs else [(None, parser)]:
+            row = f"{command} {name}" if name else command
+            assert row in table, f"no row for {row}"
+            documented.add(row)
+            for action in sub._actions:
+                if isinstance(action, argparse._SubParsersAction) or set(action.option_strings) & django_options:
+                    continue
+                shown = action.option_strings[0] if action.option_strings else action.dest
+                assert f"`{shown}" in table[row] or f"`{shown} " in table[row], (row, shown)
+    assert documented == set(table), set(table) - documented
