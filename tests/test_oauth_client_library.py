@@ -1,5 +1,6 @@
-"""A standard OAuth client library nobody here wrote talks to a live server: requests-oauthlib's
-LegacyApplicationClient (the password grant) obtains, refreshes and revokes tokens."""
+"""Client libraries nobody here wrote talk to a live server: requests-oauthlib's
+LegacyApplicationClient (the password grant) obtains, refreshes and revokes tokens, and Node's
+certified openid-client discovers us and validates our ID tokens."""
 
 import jwt
 import pytest
@@ -70,3 +71,55 @@ def test_obtain_refresh_and_revoke_with_requests_oauthlib(live):
         timeout=10,
     )
     assert stale.status_code == 400 and stale.json()["error"] == "invalid_grant"
+
+
+OPENID_CLIENT_SCRIPT = r"""
+const { Issuer } = require('openid-client');
+(async () => {
+  const [issuerUrl, clientId, password] = process.argv.slice(2);
+  const issuer = await Issuer.discover(issuerUrl);
+  const client = new issuer.Client({ client_id: clientId, token_endpoint_auth_method: 'none' });
+  // grant() and refresh() validate the ID token: signature by the JWKS, iss, aud, exp, iat, at_hash.
+  const tokens = await client.grant({ grant_type: 'password', username: 'alice', password, scope: 'openid read' });
+  const userinfo = await client.userinfo(tokens);  // checks its sub against the ID token's
+  const refreshed = await client.refresh(tokens);
+  await client.revoke(refreshed.refresh_token, 'refresh_token');
+  let refusal = null;
+  try { await client.refresh(refreshed.refresh_token); } catch (error) { refusal = error.error; }
+  console.log(JSON.stringify({ issuer: issuer.issuer, claims: tokens.claims(), userinfo,
+                               refreshedSub: refreshed.claims().sub, refusal }));
+})().catch((error) => { console.error(String(error)); process.exit(1); });
+"""
+
+
+@pytest.fixture(scope="module")
+def openid_client(tmp_path_factory):
+    """Node's certified openid-client (5.x), installed from the npm registry into a temporary
+    directory (node and npm come with this kind of machine; CI installs them where missing)."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import require_program
+
+    require_program("npm")
+    directory = tmp_path_factory.mktemp("openid-client")
+    subprocess.run(["npm", "install", "--silent", "--no-audit", "--no-fund", "openid-client@5"],
+                   cwd=directory, check=True, capture_output=True, timeout=300)  # fmt: skip
+    (directory / "flow.js").write_text(OPENID_CLIENT_SCRIPT)
+    return shutil.which("node"), directory / "flow.js"
+
+
+def test_nodes_openid_client_discovers_signs_in_validates_refreshes_and_revokes(live, openid_client):
+    import json
+    import subprocess
+
+    base, app = live
+    node, script = openid_client
+    done = subprocess.run([node, str(script), f"{base}/o", app.client_id, PASSWORD],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["issuer"] == f"{base}/o"
+    assert result["claims"]["realm"] == "employees" and result["claims"]["preferred_username"] == "alice"
+    assert result["userinfo"]["sub"] == result["claims"]["sub"] == result["refreshedSub"]
+    assert result["refusal"] == "invalid_grant"  # the revoked refresh token
