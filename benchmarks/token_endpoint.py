@@ -114,14 +114,14 @@ def failure_paths(rounds):
     throttled address must cost next to nothing (no CPU for the attacker to burn)."""
     from django.core.cache import cache
 
-    from ropc_provider import directories, protection
+    from ropc_provider import accounts, protection, realms
 
     with override_settings(
         PASSWORD_HASHERS=DEFAULT, ROPC_PROVIDER={**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 10**9}
     ):
-        realm = directories.create_realm(slug="bench-failures")
-        wrong = [directories.create_account(realm, f"wrong{i}", PASSWORD).user for i in range(rounds)]
-        inactive = [directories.create_account(realm, f"inactive{i}", PASSWORD).user for i in range(rounds)]
+        realm = realms.create_realm(slug="bench-failures")
+        wrong = [accounts.create_account(realm, f"wrong{i}", PASSWORD).user for i in range(rounds)]
+        inactive = [accounts.create_account(realm, f"inactive{i}", PASSWORD).user for i in range(rounds)]
         get_user_model().objects.filter(pk__in=[u.pk for u in inactive]).update(is_active=False)
         app = clients.register_client(name="bench failures", confidential=False, realms=[realm.slug]).application
         client = Client()

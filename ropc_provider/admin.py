@@ -1,4 +1,4 @@
-"""Operators' screens. Every rule is the services' (clients, directories, sessions):
+"""Operators' screens. Every rule is the services' (clients, realms, accounts, sessions):
 forms translate their ``InvalidInput`` into form errors, actions call them after a confirmation."""
 
 from django import forms
@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
-from . import clients, directories, sessions
+from . import accounts, clients, realms, sessions
 from .exceptions import InvalidInput
 from .models import ClientPolicy, Realm, RealmAccount, SessionCutoff
 
@@ -105,7 +105,7 @@ class ClientForm(forms.ModelForm):
         data = super().clean()
         realms = list(data.get("realms") or [])
         if not self.instance.pk and not realms:
-            realms = [directories.project_realm()]
+            realms = [realms.project_realm()]
             data["realms"] = realms
             data["default_realm"] = data.get("default_realm") or realms[0]
         if len(realms) == 1 and not data.get("default_realm"):
@@ -303,12 +303,12 @@ class RealmForm(forms.ModelForm):
         data = super().clean()
         if self.instance.pk:
             try:
-                directories.check_email_login(self.instance, data.get("allow_email_login", False))
+                realms.check_email_login(self.instance, data.get("allow_email_login", False))
             except InvalidInput as error:
                 _form_error(self, error)
         elif data.get("slug") and data.get("source"):
             try:
-                directories.check_new_realm(
+                realms.check_new_realm(
                     slug=data["slug"], source=data["source"], allow_email_login=data.get("allow_email_login")
                 )
             except InvalidInput as error:
@@ -319,7 +319,7 @@ class RealmForm(forms.ModelForm):
 def _realm_impact(queryset):
     lines = []
     for realm in queryset:
-        users = directories.realm_users(realm)
+        users = realms.realm_users(realm)
         lines.append(f"{realm.slug}: {users.count()} accounts, {sessions.live_token_count(user__in=users)} live tokens")
     return lines
 
@@ -343,7 +343,7 @@ class RealmAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)  # deactivation ends sessions (sessions.py)
             return
-        realm = directories.create_realm(
+        realm = realms.create_realm(
             slug=obj.slug,
             name=obj.name,
             source=obj.source,
@@ -360,7 +360,7 @@ class RealmAdmin(admin.ModelAdmin):
     )
     def deactivate(self, request, queryset):
         for realm in queryset:
-            directories.set_realm_active(realm, False)
+            realms.set_realm_active(realm, False)
         self.message_user(request, f"Deactivated {queryset.count()} realm(s).")
 
 
@@ -386,7 +386,7 @@ class AccountCreationForm(forms.ModelForm):
             self.add_error("password2", "The two passwords differ.")
         elif data.get("realm") and data.get("login_name") and data.get("password1"):
             try:
-                directories.check_new_account(
+                accounts.check_new_account(
                     data["realm"], data["login_name"], data["password1"], email=data.get("email") or None
                 )
             except InvalidInput as error:
@@ -450,7 +450,7 @@ class RealmAccountAdmin(admin.ModelAdmin):
 
     @admin.display(description="lockout")
     def lockout(self, account):
-        state = directories.lock_state(account.realm, account=account)
+        state = accounts.lock_state(account.realm, account=account)
         if state["locked_until"]:
             return f"locked for {max(0, int(state['locked_until'] - timezone.now().timestamp()))} s more"
         return f"not locked ({state['failures']} recent failures)"
@@ -464,7 +464,7 @@ class RealmAccountAdmin(admin.ModelAdmin):
         if change:
             return
         data = form.cleaned_data
-        account = directories.create_account(
+        account = accounts.create_account(
             data["realm"], data["login_name"], data["password1"], email=data.get("email") or None
         )
         obj.pk, obj.user, obj.login_key, obj._state.adding = account.pk, account.user, account.login_key, False
@@ -509,7 +509,7 @@ class RealmAccountAdmin(admin.ModelAdmin):
     @confirm_first(title="Unlock", question="Their lockout is lifted and their failures forgotten.")
     def unlock(self, request, queryset):
         for account in queryset.select_related("realm"):
-            directories.unlock(account.realm, account=account)
+            accounts.unlock(account.realm, account=account)
         self.message_user(request, f"Unlocked {queryset.count()} account(s).")
 
     @admin.action(description="Deactivate", permissions=["change"])

@@ -11,7 +11,7 @@ code; a token that is unknown, expired or revoked gets ``error="invalid_token"``
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from .directories import identity_of
+from .accounts import identity_of
 
 INVALID_TOKEN = "The token is unknown, expired or revoked."
 

@@ -172,7 +172,7 @@ def openid_connect_has_a_key(app_configs, **kwargs):
     ]
 
 
-# The sign-in and rotation statements are written out by hand (directories.py, tokens.py) and run
+# The sign-in and rotation statements are written out by hand (signin.py, tokens.py) and run
 # by the suite on these only; no untested claim of portability.
 _TESTED_DATABASE_ENGINES = ("sqlite3", "spatialite", "postgresql", "postgis")
 

@@ -110,14 +110,14 @@ def check_policy(*, confidential, resource_server=False, may_forward_user_ip=Fal
 
 
 def _check_realms(slugs, default_slug, resource_server):
-    from . import directories
+    from . import realms
 
     if resource_server:
         if slugs or default_slug:
             raise InvalidInput("A resource server signs nobody in: it takes no realms.")
         return [], None
     slugs = list(dict.fromkeys(slugs))
-    realms = [directories.get_realm(slug) for slug in slugs] or [directories.project_realm()]
+    realms = [realms.get_realm(slug) for slug in slugs] or [realms.project_realm()]
     if default_slug:
         default = next((realm for realm in realms if realm.slug == default_slug), None)
         if default is None:

@@ -47,7 +47,7 @@ DEFAULTS = {
     # In the project realm, the key failures are counted under, from the username as typed: a
     # dotted path to a callable, or None for the username exactly as typed (ModelBackend matches
     # it exactly). A project whose backend matches usernames case-insensitively sets
-    # "ropc_provider.directories.normalize_login", so case variants share one counter.
+    # "ropc_provider.accounts.normalize_login", so case variants share one counter.
     "PROJECT_LOCKOUT_KEY": None,
     # Failed attempts from one client address, across all accounts and realms, in any stretch of
     # IP_FAILURE_WINDOW seconds; attempts still running count too.

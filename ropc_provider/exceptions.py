@@ -4,3 +4,19 @@ class RopcError(Exception):
 
 class InvalidInput(RopcError, ValueError):
     """Bad input to a service (CLI argument, admin form field): nothing was written."""
+
+
+class RealmError(RopcError):
+    """The realm of a sign-in cannot be used; decided before any password is checked."""
+
+
+class RealmRequired(RealmError):
+    pass
+
+
+class RealmNotAvailable(RealmError):
+    """Unknown, or not one this client may use: the same answer, so realm names do not leak."""
+
+
+class RealmInactive(RealmError):
+    pass

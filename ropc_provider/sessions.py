@@ -13,7 +13,7 @@ from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
 from . import signals
-from .directories import identity_of
+from .accounts import identity_of
 from .models import SessionCutoff
 
 # Stable texts a client can rely on to tell "sign in again" from plain expiry.

@@ -23,7 +23,7 @@ from oauth2_provider.models import (
     set_token_value,
 )
 
-from . import clients, directories, sessions
+from . import accounts, clients, realms, sessions
 from .claims import subject_of
 from .conf import ropc_settings
 from .metadata import configured_issuer
@@ -332,7 +332,7 @@ def describe(value, type_hint=None):
             scope, expires = token.access_token.scope, token.created + timedelta(seconds=lifetime)
         if not token.user.is_active:
             return None
-        identity = directories.identity_of(token.user)
+        identity = accounts.identity_of(token.user)
         claims = {
             "scope": scope,
             "client_id": token.application.client_id,
@@ -386,35 +386,7 @@ def redeem(value, *, application, received_at, presented_by=None):
         or not found.user.is_active
         # A client switched to no refresh tokens keeps none alive.
         or not policy.issue_refresh_tokens
-        or directories.realm_for_refresh(policy, found.user) is None
+        or realms.realm_for_refresh(policy, found.user) is None
     ):
         raise RefreshRefused()
     return found, retry_of
-
-
-def issue_for_sign_in(
-    sign_in, *, application, scope, access_token, expires_in, refresh_token, started_at=None, request=None
-):
-    """Store the token pair of a password grant, or refuse the sign-in when it no longer stands
-    (``directories.record_sign_in``); settles its counted attempt either way. Returns whether
-    the tokens were issued."""
-    # One transaction, one commit: the sign-in and the token pair are written together.
-    with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
-        signed_in = directories.record_sign_in(sign_in)
-        if signed_in:
-            issue(
-                user=sign_in.user,
-                application=application,
-                scope=scope,
-                access_token=access_token,
-                expires_in=expires_in,
-                refresh_token=refresh_token,
-                started_at=started_at,
-            )
-    if signed_in:
-        sign_in.attempt.succeeded()
-        directories.announce_sign_in(sign_in, sign_in.login_name, request=request)
-    else:
-        sign_in.attempt.failed()
-        directories.announce_failure(sign_in.realm, sign_in.login_name, request=request)
-    return signed_in

@@ -9,7 +9,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import clients, directories, oidc, protection, tokens
+from . import accounts, clients, exceptions, oidc, protection, signin, tokens
 from .http import without_credentials
 
 
@@ -132,7 +132,7 @@ class RopcValidator(OAuth2Validator):
     def validate_user(self, username, password, client, request, *args, **kwargs):
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(client))
         try:
-            sign_in = directories.authenticate(
+            sign_in = signin.authenticate(
                 clients.policy_of(client),
                 getattr(request, "realm", None),
                 username,
@@ -144,9 +144,9 @@ class RopcValidator(OAuth2Validator):
             raise TooManyAttemptsError(error, request=request) from None
         except protection.ProtectionUnavailable as error:
             raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
-        except directories.RealmInactive as error:
+        except exceptions.RealmInactive as error:
             raise errors.InvalidGrantError(description=str(error), request=request) from None
-        except directories.RealmError as error:
+        except exceptions.RealmError as error:
             raise errors.InvalidRequestError(description=str(error), request=request) from None
         if sign_in is None:
             return False
@@ -203,7 +203,7 @@ class RopcValidator(OAuth2Validator):
             except tokens.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None
         else:
-            issued = tokens.issue_for_sign_in(
+            issued = signin.complete(
                 request.sign_in,
                 application=request.client,
                 scope=token["scope"],
@@ -224,7 +224,7 @@ class RopcValidator(OAuth2Validator):
         if request.grant_type == "password":
             identity, auth_time = request.sign_in.identity, request.received_at
         else:
-            identity = directories.identity_of(request.user)
+            identity = accounts.identity_of(request.user)
             auth_time = tokens.family_started(request.refresh_token_instance)
         return oidc.id_token(
             user=request.user,

@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
 
-from . import directories, metadata, oidc, sessions
+from . import accounts, metadata, oidc, sessions
 from .claims import ClaimsHookError, user_claims
 from .conf import ropc_settings
 from .http import OAuthLibCore
@@ -221,7 +221,7 @@ class UserInfoView(OAuthEndpoint):
         try:
             claims = user_claims(
                 user=user,
-                identity=directories.identity_of(user),
+                identity=accounts.identity_of(user),
                 client=oauth_request.client,
                 scopes=oauth_request.scopes,
                 request=request,

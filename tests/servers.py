@@ -206,9 +206,9 @@ def production_stack(directory, *, realm, logins, password, instances=2, **env_e
         manage("migrate", "--noinput", env=env)
         manage("ropc_realm", "create", realm, env=env)
         seed = (
-            "from ropc_provider import directories as d\n"
-            f"realm = d.get_realm({realm!r})\n"
-            f"for login in {list(logins)!r}: d.create_account(realm, login, {password!r})\n"
+            "from ropc_provider import accounts, realms\n"
+            f"realm = realms.get_realm({realm!r})\n"
+            f"for login in {list(logins)!r}: accounts.create_account(realm, login, {password!r})\n"
         )
         manage("shell", "-c", seed, env=env)
         client = manage("ropc_client", "create", "--name", "App", "--public", "--realm", realm, env=env).stdout

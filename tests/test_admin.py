@@ -5,7 +5,7 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from ropc_provider import clients, directories
+from ropc_provider import accounts, clients, realms
 from ropc_provider.models import ClientPolicy, Realm, RealmAccount, SessionCutoff
 from tests.factories import UserFactory
 
@@ -14,8 +14,8 @@ PASSWORD = "account pass phrase 1"
 
 @pytest.fixture
 def realm(db):
-    realm = directories.create_realm(slug="customers")
-    directories.create_account(realm, "carol", PASSWORD)
+    realm = realms.create_realm(slug="customers")
+    accounts.create_account(realm, "carol", PASSWORD)
     return realm
 
 
@@ -176,7 +176,7 @@ def test_confirmed_actions_keep_select_all_across_pages(operator, realm, setting
 
     monkeypatch.setattr(RealmAccountAdmin, "list_per_page", 2)
     for n in range(4):
-        directories.create_account(realm, f"user{n}", PASSWORD)
+        accounts.create_account(realm, f"user{n}", PASSWORD)
     url = reverse("admin:ropc_provider_realmaccount_changelist")
     first_page = list(RealmAccount.objects.order_by("-pk").values_list("pk", flat=True)[:2])
     selected = {"action": "sign_out_everywhere", "_selected_action": first_page, "select_across": "1"}
@@ -187,7 +187,7 @@ def test_confirmed_actions_keep_select_all_across_pages(operator, realm, setting
 
 
 def test_email_sign_in_over_at_signs_is_a_form_error(operator, realm):
-    directories.create_account(realm, "x@y", PASSWORD)
+    accounts.create_account(realm, "x@y", PASSWORD)
     url = reverse("admin:ropc_provider_realm_change", args=[realm.pk])
     response = operator.post(url, {"name": realm.name, "allow_email_login": "on", "is_active": "on"})
     assert response.status_code == 200
@@ -202,7 +202,7 @@ def test_the_realm_form_does_not_deactivate_without_the_confirmation(operator, r
     assert response.status_code == 302, response.content
     realm.refresh_from_db()
     assert realm.is_active and realm.name == "Renamed"
-    directories.set_realm_active(realm, False)
+    realms.set_realm_active(realm, False)
     operator.post(url, {"slug": "customers", "name": "Renamed", "source": "directory", "is_active": "on"})
     realm.refresh_from_db()
     assert realm.is_active  # reactivating needs no confirmation

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ropc_provider import directories
+from ropc_provider import accounts, realms
 from tests.conftest import require_program
 from tests.factories import UserFactory
 
@@ -44,8 +44,8 @@ def browser_page(monkeypatch):
 @pytest.fixture
 def operator_site(live_server, transactional_db):
     UserFactory(username="operator", is_staff=True, is_superuser=True, password="operator pass phrase 9")
-    customers = directories.create_realm(slug="customers", name="Customers")
-    directories.create_account(customers, "carol", CUSTOMER_PASSWORD)
+    customers = realms.create_realm(slug="customers", name="Customers")
+    accounts.create_account(customers, "carol", CUSTOMER_PASSWORD)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return live_server.url
 

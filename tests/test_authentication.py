@@ -1,14 +1,14 @@
 """Protecting a project's own API with our bearer tokens (DRF), as example_project's /api/me/ does."""
 
-from ropc_provider import clients, directories
+from ropc_provider import accounts, clients, realms
 from tests.factories import PASSWORD
 
 ME = "/api/me/"
 
 
 def test_the_grant_tells_the_api_who_signed_in(api, db):
-    realm = directories.create_realm(slug="staff")
-    directories.create_account(realm, "Bob", PASSWORD)
+    realm = realms.create_realm(slug="staff")
+    accounts.create_account(realm, "Bob", PASSWORD)
     app = clients.register_client(name="App", confidential=False, realms=["staff"], scopes=["read"]).application
     token = api.password_grant(app, "bob").data["access_token"]
     response = api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token}")
@@ -41,8 +41,8 @@ def test_a_token_of_no_user_is_forbidden(api, token_of_no_user):
 
 
 def test_dots_token_has_scope_guards_a_view_by_scope(api, db):
-    realm = directories.create_realm(slug="staff")
-    directories.create_account(realm, "bob", PASSWORD)
+    realm = realms.create_realm(slug="staff")
+    accounts.create_account(realm, "bob", PASSWORD)
     app = clients.register_client(
         name="App", confidential=False, realms=["staff"], scopes=["read", "write"]
     ).application

@@ -64,15 +64,15 @@ def _deactivate_client(application):
 
 
 def _deactivate_realm(application):
-    from ropc_provider import directories
+    from ropc_provider import realms
 
-    directories.set_realm_active(directories.project_realm(), False)
+    realms.set_realm_active(realms.project_realm(), False)
 
 
 def _take_the_realm_away(application):
-    from ropc_provider import directories
+    from ropc_provider import realms
 
-    application.ropc_policy.realms.remove(directories.project_realm())
+    application.ropc_policy.realms.remove(realms.project_realm())
 
 
 CHANGES = [_deactivate_client, _deactivate_realm, _take_the_realm_away]

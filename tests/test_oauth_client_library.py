@@ -8,7 +8,7 @@ import requests
 from oauthlib.oauth2 import LegacyApplicationClient
 from requests_oauthlib import OAuth2Session
 
-from ropc_provider import clients, directories
+from ropc_provider import accounts, clients, realms
 
 PASSWORD = "library pass phrase 1"
 
@@ -18,8 +18,8 @@ def live(live_server, transactional_db, monkeypatch, settings):
     # requests-oauthlib refuses plain HTTP unless told; the live server is on loopback.
     monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "ISSUER": f"{live_server.url}/o"}
-    realm = directories.create_realm(slug="employees")
-    directories.create_account(realm, "alice", PASSWORD)
+    realm = realms.create_realm(slug="employees")
+    accounts.create_account(realm, "alice", PASSWORD)
     app = clients.register_client(
         name="Library", confidential=False, realms=["employees"], scopes=["openid", "read"]
     ).application

@@ -8,7 +8,7 @@ from django.core import checks
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from example_project.keys import generate_rsa_key
-from ropc_provider import clients, directories
+from ropc_provider import accounts, clients, realms
 from tests.conftest import assert_error
 
 SECRET = "pass phrase for oidc 1"
@@ -101,10 +101,10 @@ def test_profile_and_email_scopes_add_standard_claims(api, oidc_app, jwks, db):
 
 
 def test_sub_is_stable_unique_across_realms_and_not_a_database_id(api, db, jwks):
-    employees = directories.create_realm(slug="employees")
-    customers = directories.create_realm(slug="customers")
-    employee = directories.create_account(employees, "alice", SECRET)
-    directories.create_account(customers, "alice", SECRET)
+    employees = realms.create_realm(slug="employees")
+    customers = realms.create_realm(slug="customers")
+    employee = accounts.create_account(employees, "alice", SECRET)
+    accounts.create_account(customers, "alice", SECRET)
     app = clients.register_client(
         name="Both", confidential=False, realms=["employees", "customers"], scopes=["openid"]
     ).application

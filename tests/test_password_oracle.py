@@ -75,11 +75,11 @@ class LegacyHasher(RecordedHasher):
 def test_an_inactive_account_with_an_old_hash_costs_what_any_refusal_costs(api, db, settings):
     from django.contrib.auth.hashers import make_password
 
-    from ropc_provider import clients, directories
+    from ropc_provider import accounts, clients, realms
 
     settings.PASSWORD_HASHERS = ["tests.test_password_oracle.RecordedHasher", "tests.test_password_oracle.LegacyHasher"]
-    realm = directories.create_realm(slug="staff")
-    account = directories.create_account(realm, "old", PASSWORD)
+    realm = realms.create_realm(slug="staff")
+    account = accounts.create_account(realm, "old", PASSWORD)
     old_hash = make_password(PASSWORD, hasher="legacy_md5")
     type(account.user).objects.filter(pk=account.user_id).update(password=old_hash, is_active=False)
     app = clients.register_client(name="App", confidential=False, realms=["staff"]).application

@@ -89,7 +89,7 @@ def test_realm_deactivation_takes_effect_on_every_instance(stack):
         f"{stack.instances[1]}/api/me/", headers={"Authorization": f"Bearer {issued['access_token']}"}, timeout=30
     )
     assert me.status_code == 200
-    shell = "from ropc_provider import directories as d; d.set_realm_active(d.get_realm('employees'), {})"
+    shell = "from ropc_provider import realms as r; r.set_realm_active(r.get_realm('employees'), {})"
     manage("shell", "-c", shell.format(False), env=stack.env)
     try:
         for base in stack.instances:

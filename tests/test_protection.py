@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.utils import timezone
 from freezegun import freeze_time
 
-from ropc_provider import clients, directories, signals
+from ropc_provider import accounts, clients, realms, signals
 from tests.conftest import assert_error
 from tests.factories import PASSWORD
 from tests.test_realms import CountingHasher  # noqa: F401  (the hasher the settings name)
@@ -29,15 +29,15 @@ def counting_hasher(settings):
 
 @pytest.fixture
 def employees(db):
-    realm = directories.create_realm(slug="employees")
-    directories.create_account(realm, "alice", PASSWORD)
+    realm = realms.create_realm(slug="employees")
+    accounts.create_account(realm, "alice", PASSWORD)
     return realm
 
 
 @pytest.fixture
 def app(employees):
-    directories.create_realm(slug="customers")
-    directories.create_account(directories.get_realm("customers"), "alice", PASSWORD)
+    realms.create_realm(slug="customers")
+    accounts.create_account(realms.get_realm("customers"), "alice", PASSWORD)
     return clients.register_client(
         name="App", confidential=False, realms=["employees", "customers"], default_realm="employees"
     ).application
@@ -221,8 +221,8 @@ def test_cache_down_fails_closed_when_configured(api, app, unreachable_cache, se
 
 
 def test_counting_is_exact_under_concurrency(live_server, transactional_db, settings, counting_hasher):
-    realm = directories.create_realm(slug="employees")
-    directories.create_account(realm, "alice", PASSWORD)
+    realm = realms.create_realm(slug="employees")
+    accounts.create_account(realm, "alice", PASSWORD)
     app = clients.register_client(name="App", confidential=False, realms=["employees"]).application
     counting_hasher.calls = 0
     data = {"grant_type": "password", "username": "alice", "password": WRONG, "client_id": app.client_id}
@@ -264,7 +264,7 @@ def test_right_client_secrets_do_not_use_up_the_limit(api, employees, settings):
 def test_a_right_password_through_the_wrong_door_counts_as_a_failure(api, employees, db):
     """A directory account's Django user signing in through the project realm is refused; its
     right password must not reset the failures either (that would tell the attacker)."""
-    internal = directories.get_realm("employees").accounts.get().user.get_username()
+    internal = realms.get_realm("employees").accounts.get().user.get_username()
     legacy = clients.register_client(name="Legacy", confidential=False).application
     for _ in range(9):
         assert_error(attempt(api, legacy, internal), 400, "invalid_grant")
@@ -274,8 +274,8 @@ def test_a_right_password_through_the_wrong_door_counts_as_a_failure(api, employ
 
 @pytest.fixture
 def shop(db):
-    realm = directories.create_realm(slug="shop", allow_email_login=True)
-    directories.create_account(realm, "bob", PASSWORD, email="bob@example.com")
+    realm = realms.create_realm(slug="shop", allow_email_login=True)
+    accounts.create_account(realm, "bob", PASSWORD, email="bob@example.com")
     return clients.register_client(name="Shop", confidential=False, realms=["shop"]).application
 
 
@@ -325,7 +325,7 @@ def test_project_lockout_key_for_case_insensitive_backends(api, db, settings):
 
     settings.ROPC_PROVIDER = {
         **settings.ROPC_PROVIDER,
-        "PROJECT_LOCKOUT_KEY": "ropc_provider.directories.normalize_login",
+        "PROJECT_LOCKOUT_KEY": "ropc_provider.accounts.normalize_login",
     }
     UserFactory(username="bob")
     legacy = clients.register_client(name="Legacy", confidential=False).application

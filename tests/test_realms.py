@@ -3,7 +3,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import MD5PasswordHasher
 from oauth2_provider.models import AccessToken
 
-from ropc_provider import clients, directories, signals
+from ropc_provider import accounts, clients, realms, signals
 from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import Realm, RealmAccount
 from tests.conftest import assert_error
@@ -14,19 +14,19 @@ CUSTOMER_PASSWORD = "customer pass phrase 2"
 
 @pytest.fixture
 def employees(db):
-    return directories.create_realm(slug="employees", name="Employees")
+    return realms.create_realm(slug="employees", name="Employees")
 
 
 @pytest.fixture
 def customers(db):
-    return directories.create_realm(slug="customers", name="Customers", allow_email_login=True)
+    return realms.create_realm(slug="customers", name="Customers", allow_email_login=True)
 
 
 @pytest.fixture
 def two_alices(employees, customers):
     return (
-        directories.create_account(employees, "alice", EMPLOYEE_PASSWORD),
-        directories.create_account(customers, "alice", CUSTOMER_PASSWORD, email="Alice@Example.com"),
+        accounts.create_account(employees, "alice", EMPLOYEE_PASSWORD),
+        accounts.create_account(customers, "alice", CUSTOMER_PASSWORD, email="Alice@Example.com"),
     )
 
 
@@ -77,14 +77,14 @@ def test_case_and_unicode_variants_find_the_same_account(api, two_alices, both_r
 
 
 def test_compatibility_forms_are_one_name(employees):
-    directories.create_account(employees, "ﬁona", EMPLOYEE_PASSWORD)  # the "fi" ligature
+    accounts.create_account(employees, "ﬁona", EMPLOYEE_PASSWORD)  # the "fi" ligature
     assert RealmAccount.objects.get().login_key == "fiona"
 
 
 @pytest.mark.parametrize("variant", ["ALICE", "ａｌｉｃｅ", "Alice "])
 def test_duplicate_variant_cannot_be_created(two_alices, employees, variant):
     with pytest.raises(InvalidInput, match="already has an account"):
-        directories.create_account(employees, variant, "another pass phrase 3")
+        accounts.create_account(employees, variant, "another pass phrase 3")
     assert RealmAccount.objects.filter(realm=employees).count() == 1
     assert get_user_model().objects.count() == 2
 
@@ -96,37 +96,37 @@ def test_email_login_where_the_realm_allows_it(api, two_alices, both_realms_app)
 
 
 def test_no_email_login_where_the_realm_does_not(api, employees, both_realms_app):
-    directories.create_account(employees, "bob", EMPLOYEE_PASSWORD, email="bob@example.com")
+    accounts.create_account(employees, "bob", EMPLOYEE_PASSWORD, email="bob@example.com")
     assert_error(sign_in(api, both_realms_app, "bob@example.com", EMPLOYEE_PASSWORD, "employees"), 400, "invalid_grant")
 
 
 def test_email_unique_per_realm(customers, two_alices):
     with pytest.raises(InvalidInput, match="email"):
-        directories.create_account(customers, "alice2", CUSTOMER_PASSWORD, email="ALICE@example.com")
+        accounts.create_account(customers, "alice2", CUSTOMER_PASSWORD, email="ALICE@example.com")
 
 
 def test_login_names_in_email_realms_cannot_contain_at(customers):
     with pytest.raises(InvalidInput, match="'@'"):
-        directories.create_account(customers, "a@b", CUSTOMER_PASSWORD)
+        accounts.create_account(customers, "a@b", CUSTOMER_PASSWORD)
 
 
 def test_email_login_cannot_be_switched_on_over_at_signs(employees):
-    directories.create_account(employees, "x@y", EMPLOYEE_PASSWORD)
+    accounts.create_account(employees, "x@y", EMPLOYEE_PASSWORD)
     with pytest.raises(InvalidInput, match="ambiguous"):
-        directories.set_email_login(employees, True)
+        realms.set_email_login(employees, True)
     employees.refresh_from_db()
     assert employees.allow_email_login is False
 
 
 def test_email_login_switch(api, employees, both_realms_app):
-    directories.create_account(employees, "bob", EMPLOYEE_PASSWORD, email="bob@example.com")
-    directories.set_email_login(employees, True)
+    accounts.create_account(employees, "bob", EMPLOYEE_PASSWORD, email="bob@example.com")
+    realms.set_email_login(employees, True)
     assert sign_in(api, both_realms_app, "bob@example.com", EMPLOYEE_PASSWORD, "employees").status_code == 200
 
 
 def test_rejected_password_creates_nothing(employees):
     with pytest.raises(InvalidInput, match="Password rejected"):
-        directories.create_account(employees, "carol", "123")
+        accounts.create_account(employees, "carol", "123")
     assert not RealmAccount.objects.exists() and not get_user_model().objects.exists()
 
 
@@ -155,7 +155,7 @@ def test_several_realms_and_no_default_requires_the_parameter(api, two_alices, b
 
 
 def test_unknown_and_forbidden_realms_get_one_answer(api, two_alices, employees, db):
-    directories.create_realm(slug="partners")
+    realms.create_realm(slug="partners")
     app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
     unknown = sign_in(api, app, "alice", EMPLOYEE_PASSWORD, "nowhere")
     forbidden = sign_in(api, app, "alice", CUSTOMER_PASSWORD, "customers")
@@ -243,9 +243,9 @@ def test_directory_users_are_not_project_users(api, two_alices, db):
 
 
 def test_only_one_project_realm(db):
-    directories.project_realm()
+    realms.project_realm()
     with pytest.raises(InvalidInput, match="only one"):
-        directories.create_realm(slug="staff", source=Realm.PROJECT)
+        realms.create_realm(slug="staff", source=Realm.PROJECT)
 
 
 # -- cost and signals ---------------------------------------------------------------------------------
@@ -268,7 +268,7 @@ def counting_hasher(settings):
 
 
 def test_unknown_account_costs_the_same_hashing_as_a_wrong_password(api, employees, both_realms_app, counting_hasher):
-    directories.create_account(employees, "erin", EMPLOYEE_PASSWORD)
+    accounts.create_account(employees, "erin", EMPLOYEE_PASSWORD)
     costs = {}
     for case, login, password in [
         ("wrong password", "erin", "nope"),
@@ -282,7 +282,7 @@ def test_unknown_account_costs_the_same_hashing_as_a_wrong_password(api, employe
 
 
 def test_an_unusable_password_costs_a_hash_too(api, employees, both_realms_app, counting_hasher):
-    account = directories.create_account(employees, "frank", EMPLOYEE_PASSWORD)
+    account = accounts.create_account(employees, "frank", EMPLOYEE_PASSWORD)
     account.user.set_unusable_password()
     account.user.save()
     counting_hasher.calls = 0

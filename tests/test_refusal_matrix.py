@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from ropc_provider import clients, directories
+from ropc_provider import accounts, clients, realms
 from tests.factories import PASSWORD, UserFactory
 
 FORM = "application/x-www-form-urlencoded"
@@ -42,8 +42,8 @@ def basic(client_id, secret):
 @pytest.fixture
 def world(api, db, authorization_code_app, token_of_no_user):
     UserFactory(username="alice")
-    staff = directories.create_realm(slug="staff")
-    directories.create_account(staff, "bob", PASSWORD)
+    staff = realms.create_realm(slug="staff")
+    accounts.create_account(staff, "bob", PASSWORD)
     public = clients.register_client(name="Public", confidential=False, scopes=["read"]).application
     registered = clients.register_client(name="Server", confidential=True, scopes=["read"])
     staff_only = clients.register_client(name="Staff", confidential=False, realms=["staff"]).application

@@ -5,7 +5,7 @@ from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from ropc_provider import client_secrets, clients, directories, tokens
+from ropc_provider import accounts, client_secrets, clients, realms, signin, tokens
 from ropc_provider.models import SessionCutoff
 from tests.conftest import Api, RacingHasher, assert_error
 from tests.factories import PASSWORD
@@ -38,7 +38,7 @@ def test_error_reports_do_not_show_passwords_or_secrets(user, confidential, monk
     def broken(request, **credentials):
         raise RuntimeError("backend exploded")
 
-    monkeypatch.setattr(directories, "django_authenticate", broken)
+    monkeypatch.setattr(signin, "django_authenticate", broken)
     reports = []
 
     def report(sender, request, **kwargs):
@@ -124,8 +124,8 @@ def test_unusable_password_ends_sessions(api, user, public_app):
 
 @pytest.fixture
 def employees_app(db):
-    realm = directories.create_realm(slug="employees")
-    directories.create_account(realm, "alice", PASSWORD)
+    realm = realms.create_realm(slug="employees")
+    accounts.create_account(realm, "alice", PASSWORD)
     app = clients.register_client(name="Staff", confidential=False, realms=["employees"]).application
     return realm, app
 

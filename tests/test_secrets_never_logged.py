@@ -106,7 +106,7 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
     from django.urls import reverse
     from django.views.debug import ExceptionReporter
 
-    from ropc_provider import clients, directories, signals
+    from ropc_provider import clients, realms, signals, signin
     from ropc_provider.models import ClientPolicy, RealmAccount
     from tests.conftest import Api
     from tests.factories import UserFactory
@@ -172,7 +172,7 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
         )
         added = operator.post(
             reverse("admin:ropc_provider_clientpolicy_add"),
-            {"name": "Admin app", "client_type": "confidential", "realms": [directories.get_realm("staff").pk]},
+            {"name": "Admin app", "client_type": "confidential", "realms": [realms.get_realm("staff").pk]},
         ).content.decode()
         secrets.append(added.split('id="client-secret">')[1].split("<")[0])
         assert ClientPolicy.objects.filter(application__name="Admin app").exists()
@@ -180,7 +180,7 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
         def crash(*args, **kwargs):
             raise RuntimeError("backend exploded")
 
-        monkeypatch.setattr(directories, "_burn_a_hash", crash)
+        monkeypatch.setattr(signin, "_burn_a_hash", crash)
         crashing = Api(Client(raise_request_exception=False))
         crashed = crashing.password_grant(app, "nobody", password=secrets[1], secret=secrets[-2], basic=True)
         assert crashed.status_code == 500

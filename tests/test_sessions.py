@@ -12,7 +12,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from ropc_provider import clients, directories, sessions, signals
+from ropc_provider import accounts, clients, realms, sessions, signals
 from ropc_provider.models import SessionCutoff
 from tests.conftest import assert_error
 from tests.factories import PASSWORD
@@ -112,8 +112,8 @@ def test_sign_out_everywhere_ignores_a_token_in_the_url(api, user, public_app):
 
 
 def test_operator_command(api, db):
-    realm = directories.create_realm(slug="employees")
-    directories.create_account(realm, "Alice", PASSWORD)
+    realm = realms.create_realm(slug="employees")
+    accounts.create_account(realm, "Alice", PASSWORD)
     app = clients.register_client(name="Staff", confidential=False, realms=["employees"]).application
     old = api.password_grant(app, "alice").data
     out = io.StringIO()
@@ -125,7 +125,7 @@ def test_operator_command(api, db):
 
 
 def test_operator_command_errors(db):
-    directories.create_realm(slug="employees")
+    realms.create_realm(slug="employees")
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="no account"):
@@ -192,10 +192,10 @@ def test_cutoff_never_moves_backwards(user):
 
 
 def test_one_identity_signs_out_the_same_name_in_another_realm_stays(api, db):
-    employees = directories.create_realm(slug="employees")
-    customers = directories.create_realm(slug="customers")
-    employee = directories.create_account(employees, "alice", "employee pass phrase 1")
-    directories.create_account(customers, "alice", "customer pass phrase 2")
+    employees = realms.create_realm(slug="employees")
+    customers = realms.create_realm(slug="customers")
+    employee = accounts.create_account(employees, "alice", "employee pass phrase 1")
+    accounts.create_account(customers, "alice", "customer pass phrase 2")
     app = clients.register_client(name="Both", confidential=False, realms=["employees", "customers"]).application
     as_employee = api.password_grant(app, "alice", password="employee pass phrase 1", realm="employees").data
     as_customer = api.password_grant(app, "alice", password="customer pass phrase 2", realm="customers").data

@@ -3,7 +3,7 @@ suite as a host would use them, and a host project's test file run by a pytest o
 
 import textwrap
 
-from ropc_provider import directories
+from ropc_provider import accounts
 from ropc_provider.testing.factories import AccountFactory, ClientFactory, RealmFactory, issue_tokens
 
 pytest_plugins = ["pytester"]
@@ -22,7 +22,7 @@ def test_the_fixture_account_signs_in_at_the_real_token_endpoint(api, ropc_accou
          "client_id": ropc_client.application.client_id}  # fmt: skip
     )
     assert issued.status_code == 200, issued.data
-    assert directories.identity_of(ropc_account.user).login_name == "alice"
+    assert accounts.identity_of(ropc_account.user).login_name == "alice"
 
 
 def test_confidential_client_has_its_secret_once(api, ropc_account, ropc_confidential_client):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import factory
 from oauthlib.common import generate_token
 
-from .. import clients, directories, tokens
+from .. import accounts, clients, realms, tokens
 from ..models import Realm, RealmAccount
 
 # Long enough for Django's password validators; tests read it from the account, not from here.
@@ -27,7 +27,7 @@ class RealmFactory(factory.django.DjangoModelFactory):
     @classmethod
     def _create(cls, model_class, *, slug, **kwargs):
         # The realm of that slug if a test made it already: realms are looked up by slug.
-        return Realm.objects.filter(slug=slug).first() or directories.create_realm(slug=slug, **kwargs)
+        return Realm.objects.filter(slug=slug).first() or realms.create_realm(slug=slug, **kwargs)
 
 
 class AccountFactory(factory.django.DjangoModelFactory):
@@ -44,7 +44,7 @@ class AccountFactory(factory.django.DjangoModelFactory):
 
     @classmethod
     def _create(cls, model_class, *, realm, login_name, email, password, **kwargs):
-        account = directories.create_account(realm, login_name, password, email=email)
+        account = accounts.create_account(realm, login_name, password, email=email)
         account.password = password
         return account
 

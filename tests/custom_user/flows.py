@@ -5,7 +5,7 @@ cannot change inside one test run."""
 import pytest
 from django.contrib.auth import get_user_model
 
-from ropc_provider import clients, directories, sessions
+from ropc_provider import accounts, clients, realms, sessions
 from ropc_provider.models import SessionCutoff
 from tests.conftest import Api, assert_error
 
@@ -35,8 +35,8 @@ def test_project_users_sign_in_refresh_and_are_signed_out(api, db):
 
 
 def test_directory_accounts_with_a_custom_user_model(api, db):
-    realm = directories.create_realm(slug="employees")
-    account = directories.create_account(realm, "alice", PASSWORD, email="alice@corp.example")
+    realm = realms.create_realm(slug="employees")
+    account = accounts.create_account(realm, "alice", PASSWORD, email="alice@corp.example")
     assert isinstance(account.user.pk, type(get_user_model()().pk))
     app = clients.register_client(name="Staff", confidential=False, realms=["employees"]).application
     issued = api.password_grant(app, "Alice", password=PASSWORD)

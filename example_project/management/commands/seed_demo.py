@@ -5,7 +5,7 @@ import shlex
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from ropc_provider import clients, directories
+from ropc_provider import accounts, clients, realms
 from ropc_provider.models import Realm, RealmAccount
 
 DEMO_REALM = "demo"
@@ -25,12 +25,12 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, base_url, **options):
-        realm = Realm.objects.filter(slug=DEMO_REALM).first() or directories.create_realm(
+        realm = Realm.objects.filter(slug=DEMO_REALM).first() or realms.create_realm(
             slug=DEMO_REALM, name="Demo realm"
         )
         account = RealmAccount.objects.filter(realm=realm, login_key=DEMO_USERNAME).first()
         if account is None:
-            directories.create_account(realm, DEMO_USERNAME, DEMO_PASSWORD)
+            accounts.create_account(realm, DEMO_USERNAME, DEMO_PASSWORD)
         elif not account.user.check_password(DEMO_PASSWORD):
             account.user.set_password(DEMO_PASSWORD)
             account.user.save()

@@ -1,4 +1,4 @@
-from ... import directories
+from ... import realms
 from ...models import Realm
 from ._base import JSONCommand
 
@@ -32,7 +32,7 @@ class Command(JSONCommand):
 
     def run(self, *, action, **options):
         if action == "create":
-            realm = directories.create_realm(
+            realm = realms.create_realm(
                 slug=options["slug"],
                 name=options["name"],
                 source=options["source"],
@@ -42,6 +42,6 @@ class Command(JSONCommand):
         return {
             "realms": [
                 {**describe_realm(realm), "accounts": realm.account_count}
-                for realm in directories.realms_with_account_counts()
+                for realm in realms.realms_with_account_counts()
             ]
         }

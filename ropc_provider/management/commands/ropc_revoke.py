@@ -1,4 +1,4 @@
-from ... import directories, sessions
+from ... import accounts, realms, sessions
 from ...models import SessionCutoff
 from ._base import JSONCommand
 
@@ -11,12 +11,12 @@ class Command(JSONCommand):
         parser.add_argument("--username", required=True)
 
     def run(self, *, realm, username, **options):
-        realm = directories.get_realm(realm)
-        user = directories.find_user(realm, username)
+        realm = realms.get_realm(realm)
+        user = accounts.find_user(realm, username)
         cutoff = sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
         return {
             "realm": realm.slug,
-            "username": directories.identity_of(user).login_name,
+            "username": accounts.identity_of(user).login_name,
             "refresh_tokens_valid_from": cutoff.refresh_tokens_valid_from.isoformat(),
             "reason": cutoff.reason,
         }

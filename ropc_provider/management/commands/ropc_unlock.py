@@ -1,4 +1,4 @@
-from ... import directories
+from ... import accounts, realms
 from ._base import JSONCommand
 
 
@@ -10,7 +10,7 @@ class Command(JSONCommand):
         parser.add_argument("--username", required=True)
 
     def run(self, *, realm, username, **options):
-        realm = directories.get_realm(realm)
-        was_locked = directories.unlock(realm, username)
-        shown = directories.normalize_login(username) if realm.is_directory else username
+        realm = realms.get_realm(realm)
+        was_locked = accounts.unlock(realm, username)
+        shown = accounts.normalize_login(username) if realm.is_directory else username
         return {"realm": realm.slug, "username": shown, "was_locked": was_locked}

@@ -1,6 +1,6 @@
 import sys
 
-from ... import directories
+from ... import accounts, realms
 from ...exceptions import InvalidInput
 from ._base import JSONCommand
 
@@ -25,7 +25,7 @@ class Command(JSONCommand):
 
     def run(self, *, action, realm, username, email, **options):
         password = read_password(options.get("stdin") or sys.stdin)
-        account = directories.create_account(directories.get_realm(realm), username, password, email=email)
+        account = accounts.create_account(realms.get_realm(realm), username, password, email=email)
         return {"realm": account.realm.slug, "username": account.login_name, "email": email}
 
 

@@ -1,0 +1,245 @@
+"""Signing in: the one service every door calls (the password grant's validator today).
+
+It settles the realm before any password is touched, checks the password at the same cost
+whatever the outcome, records the sign-in in the same transaction as its tokens, settles the
+attempt attack protection counted, and announces the result.
+"""
+
+import functools
+from dataclasses import dataclass
+
+from django.contrib.auth import authenticate as django_authenticate
+from django.contrib.auth import get_user_model
+from django.db import connections, router, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+from oauth2_provider.models import get_access_token_model
+
+from . import protection, signals, tokens
+from .accounts import Identity, account_by_login, normalize_login, project_lockout_key
+from .conf import ropc_settings
+from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired
+from .models import ClientPolicy, Realm, RealmAccount
+from .realms import allowed_realms, default_realm
+
+AccessToken = get_access_token_model()
+
+
+@dataclass(frozen=True)
+class SignIn:
+    user: object
+    realm: Realm
+    login_name: str
+    attempt: object = None
+    # The client's policy; an unsaved one for a DOT client registered without us.
+    policy: object = None
+
+    @property
+    def identity(self):
+        return Identity(realm=self.realm, login_name=self.login_name)
+
+
+def _resolve(policy, realm_slug, login_key):
+    """The realm to sign in to and, when the lookup found it on the way, the directory account.
+    Raises a ``RealmError`` without touching any password."""
+    default = default_realm(policy)
+    if not realm_slug:
+        if default is None:
+            raise RealmRequired("This client serves several realms: name one with the realm parameter.")
+        return default, None, False
+    if default is not None and realm_slug == default.slug:
+        return default, None, False
+    # The common case in one query: the account, its user and its realm, if that realm is one
+    # this client may use. Only when nothing is found do we ask why.
+    realm_filter = Q(realm__slug=realm_slug) & allowed_realms(policy, "realm__")
+    account = account_by_login(realm_filter, login_key, Q(realm__allow_email_login=True))
+    if account is not None:
+        return account.realm, account, True
+    realm = Realm.objects.filter(allowed_realms(policy), slug=realm_slug).first()
+    if realm is None:
+        raise RealmNotAvailable("Unknown realm, or one this client may not use.")
+    return realm, None, True
+
+
+@sensitive_variables()
+def _burn_a_hash(password):
+    # An unknown account costs what a wrong password costs (one hash with the default hasher),
+    # so response time does not tell which names exist; ModelBackend does the same.
+    get_user_model()().set_password(password)
+
+
+@sensitive_variables()
+def authenticate(policy, realm_slug, login, password, *, ip, request=None):
+    """Return a ``SignIn`` for these credentials, or None; raise ``RealmError`` for a realm the
+    client cannot use, ``protection.TooManyAttempts`` for a locked identity or throttled address
+    (both before any password is checked). Unknown account, wrong password and inactive account
+    all return None after the same password-hash work.
+
+    A returned ``SignIn`` carries its counted attempt: the caller settles it once the sign-in
+    stands (``record_sign_in``), so a refusal there counts as the failure it is.
+    """
+    login_key = normalize_login(login)
+    realm, account, looked_up = _resolve(policy, realm_slug, login_key)
+    if not realm.is_active:
+        raise RealmInactive("Sign-in to this realm is disabled.")
+    if realm.is_directory and not looked_up:
+        account = account_by_login(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
+    attempt = protection.begin(
+        realm_slug=realm.slug,
+        login_key=login_key if realm.is_directory else project_lockout_key(login),
+        account_key=account.login_key if account else None,
+        ip=ip,
+    )
+
+    user, login_name = None, login
+    try:
+        if realm.is_directory:
+            if account is None or not account.user.is_active or not account.user.has_usable_password():
+                # Hash all the same, so the time taken does not tell: check_password() returns at
+                # once for an unusable password (Django's CVE-2024-39329), and for an inactive
+                # account it would upgrade an old hash on a right password, a second hash.
+                _burn_a_hash(password)
+            elif account.user.check_password(password):
+                user, login_name = account.user, account.login_name
+        else:
+            candidate = django_authenticate(request, username=login, password=password)
+            # That the user is no directory account's is checked by record_sign_in, in the
+            # statement that writes last_login, to spare the grant a query.
+            if candidate is not None and candidate.is_active:
+                user, login_name = candidate, candidate.get_username()
+        if attempt.account_locked:
+            # The account is locked through another of its names: refuse as a wrong password would.
+            user = None
+    except BaseException:
+        attempt.failed()
+        raise
+
+    if user is None:
+        attempt.failed()
+        announce_failure(realm, login, request=request)
+        return None
+    return SignIn(user=user, realm=realm, login_name=login_name, attempt=attempt, policy=policy)
+
+
+def record_sign_in(sign_in):
+    """Write what a successful sign-in changes on the user, in the token's transaction. Returns
+    False when the sign-in must not stand:
+
+    - the row no longer holds the password that was checked, or is no longer active: a password
+      change or deactivation committed while the hash was being computed wins;
+    - the client was deactivated, the realm deactivated, or the realm taken from the client
+      meanwhile; where the database can, those rows stay share-locked until the tokens are
+      committed, so a deactivation waits for this sign-in and then ends its tokens too;
+    - through the project realm, a directory account's user (it is a Django user too) is not one
+      of the project's users, whatever its password.
+    """
+    user, policy = sign_in.user, sign_in.policy
+    has_policy = policy is not None and policy.pk is not None
+    statement = _sign_in_statement(
+        project_realm=not sign_in.realm.is_directory,
+        write_last_login=ropc_settings.UPDATE_LAST_LOGIN,
+        has_policy=has_policy,
+    )
+    connection = connections[router.db_for_write(type(user))]
+    now = timezone.now()
+    params = [type(user)._meta.pk.get_db_prep_value(user.pk, connection), user.password]
+    if _user_columns()[1]:
+        params.append(True)
+    params += [sign_in.realm.pk, True]
+    if has_policy:
+        params += [policy.pk, True, sign_in.realm.pk]
+    if ropc_settings.UPDATE_LAST_LOGIN:
+        params.insert(0, connection.ops.adapt_datetimefield_value(now))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        done = cursor.rowcount if ropc_settings.UPDATE_LAST_LOGIN else cursor.fetchone() is not None
+    if done and ropc_settings.UPDATE_LAST_LOGIN:
+        user.last_login = now
+    return bool(done)
+
+
+def _user_columns():
+    User = get_user_model()
+    columns = {field.name: field.column for field in User._meta.concrete_fields}
+    return columns, "is_active" in columns
+
+
+@functools.cache
+def _sign_in_statement(*, project_realm, write_last_login, has_policy):
+    # Written out once per process: building this through the ORM (a filtered UPDATE with
+    # subqueries) cost more CPU than the rest of a password grant's queries together.
+    # Only quoted identifiers from model metadata go into the text; every value is a parameter.
+    User = get_user_model()
+    connection = connections[router.db_for_write(User)]
+    quote = connection.ops.quote_name
+    share = " FOR SHARE" if connection.features.has_select_for_update else ""
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    columns, uses_active = _user_columns()
+    table, pk = quote(User._meta.db_table), quote(User._meta.pk.column)
+    where = f"{table}.{pk} = %s AND {quote(columns['password'])} = %s"
+    if uses_active:
+        where += f" AND {quote(columns['is_active'])} = %s"
+    realms = quote(Realm._meta.db_table)
+    realm_id, realm_active = f"{realms}.{column(Realm, 'id')}", f"{realms}.{column(Realm, 'is_active')}"
+    where += f" AND EXISTS (SELECT 1 FROM {realms} WHERE {realm_id} = %s AND {realm_active} = %s{share})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    if has_policy:
+        policies, links = quote(ClientPolicy._meta.db_table), ClientPolicy.realms.through
+        link_table, policy_id = quote(links._meta.db_table), f"{policies}.{column(ClientPolicy, 'id')}"
+        where += (
+            f" AND EXISTS (SELECT 1 FROM {policies} INNER JOIN {link_table}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+            f" ON {link_table}.{column(links, 'clientpolicy')} = {policy_id}"
+            f" WHERE {policy_id} = %s AND {policies}.{column(ClientPolicy, 'is_active')} = %s"
+            f" AND {link_table}.{column(links, 'realm')} = %s{share})"
+        )
+    if project_realm:
+        accounts = quote(RealmAccount._meta.db_table)
+        account_user = quote(RealmAccount._meta.get_field("user").column)
+        where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    if write_last_login:
+        return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    # Without the write, lock the row as the UPDATE would: a password change waits for this
+    # sign-in's tokens, then ends them.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return f"SELECT 1 FROM {table} WHERE {where}{lock}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+
+
+def announce_failure(realm, login, *, request=None):
+    signals.sign_in_failed.send(sender=authenticate, realm=realm, login=normalize_login(login), request=request)
+
+
+def announce_sign_in(sign_in, login, *, request=None):
+    signals.sign_in_succeeded.send(
+        sender=authenticate, user=sign_in.user, realm=sign_in.realm, login=normalize_login(login), request=request
+    )
+
+
+def complete(
+    sign_in, *, application, scope, access_token, expires_in, refresh_token, started_at=None, request=None
+):
+    """Finish a sign-in: store its token pair, or refuse it when it no longer stands
+    (``record_sign_in``); settles its counted attempt either way. Returns whether the tokens were
+    issued."""
+    # One transaction, one commit: the sign-in and the token pair are written together.
+    with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
+        signed_in = record_sign_in(sign_in)
+        if signed_in:
+            tokens.issue(
+                user=sign_in.user,
+                application=application,
+                scope=scope,
+                access_token=access_token,
+                expires_in=expires_in,
+                refresh_token=refresh_token,
+                started_at=started_at,
+            )
+    if signed_in:
+        sign_in.attempt.succeeded()
+        announce_sign_in(sign_in, sign_in.login_name, request=request)
+    else:
+        sign_in.attempt.failed()
+        announce_failure(sign_in.realm, sign_in.login_name, request=request)
+    return signed_in
