@@ -20,3 +20,16 @@ class RealmNotAvailable(RealmError):
 
 class RealmInactive(RealmError):
     pass
+
+
+class RefreshTokenAlreadyUsed(Exception):
+    """Another request rotated this refresh token first."""
+
+
+class RefreshRefused(Exception):
+    """A refresh token that cannot be redeemed; ``description`` is a stable text for the client
+    when it should act on the reason (sign in again, expired), else None."""
+
+    def __init__(self, description=None):
+        super().__init__(description or "refused")
+        self.description = description

@@ -1,4 +1,4 @@
-"""Issuing, rotating and revoking tokens, stored in DOT's token models.
+"""Storing tokens in DOT's token models: issuing a pair, rotating one, revoking a family.
 
 Token values are stored the way DOT is configured to (plain or hashed at rest, see
 ``COMPLIANT_BCP_RFC9700_TOKEN_STORAGE``); they are always looked up by their SHA-256 checksum.
@@ -8,12 +8,10 @@ import datetime
 import functools
 import hashlib
 import logging
-import math
 import secrets
 import uuid
 from datetime import timedelta
 
-from django.core.cache import caches
 from django.db import connections, router, transaction
 from django.db.models import Min
 from django.utils import timezone
@@ -23,10 +21,7 @@ from oauth2_provider.models import (
     set_token_value,
 )
 
-from . import accounts, clients, realms, sessions
-from .claims import subject_of
-from .conf import ropc_settings
-from .metadata import configured_issuer
+from .exceptions import RefreshTokenAlreadyUsed
 from .models import GraceRetry, SessionCutoff
 
 log = logging.getLogger("ropc_provider")
@@ -34,24 +29,11 @@ AccessToken = get_access_token_model()
 RefreshToken = get_refresh_token_model()
 
 
-class RefreshTokenAlreadyUsed(Exception):
-    """Another request rotated this refresh token first."""
-
-
-class RefreshRefused(Exception):
-    """A refresh token that cannot be redeemed; ``description`` is a stable text for the client
-    when it should act on the reason (sign in again, expired), else None."""
-
-    def __init__(self, description=None):
-        super().__init__(description or "refused")
-        self.description = description
-
-
 def checksum(value):
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
-def _with_owner():
+def with_owner():
     return RefreshToken.objects.select_related(
         "access_token", "user", "user__realm_account__realm", "user__session_cutoff", "user__oidc_subject"
     )
@@ -59,76 +41,10 @@ def _with_owner():
 
 def find_refresh_token(value):
     """The refresh token row for a presented value, live one first, or None."""
-    found = _with_owner().filter(token_checksum=checksum(value))
+    found = with_owner().filter(token_checksum=checksum(value))
     # Rows share a checksum only when DOT re-issued a value without rotating; the live one wins.
     live = next(iter(found.filter(revoked__isnull=True)[:1]), None)
     return live or found.order_by("-revoked").first()
-
-
-def grace_successor(refresh_token, grace_seconds, *, received_at):
-    """``(successor, honoured_at)``: the pair a rotation of ``refresh_token`` issued, if the client
-    may still take its place: rotated (not revoked) less than ``grace_seconds`` ago, its successor
-    never used, and not honoured before. So only the token one generation back is ever honoured,
-    once (DOT honoured several, #1617), and nothing but checksums needs to be stored. When it was
-    honoured already, ``honoured_at`` says when."""
-    if not grace_seconds:
-        return None, None
-    # Asked even past the window: a retry honoured at its very end may be double-fired after it.
-    honoured = GraceRetry.objects.filter(refresh_token=refresh_token).values_list("retried", flat=True).first()
-    if honoured is not None or received_at - refresh_token.revoked > timedelta(seconds=grace_seconds):
-        return None, honoured
-    successor = next(
-        iter(_with_owner().filter(access_token__source_refresh_token=refresh_token, revoked__isnull=True)[:1]), None
-    )
-    return successor, None
-
-
-def is_replay(refresh_token, *, received_at, last_used=None):
-    """Whether presenting this revoked refresh token looks like a replay of a leaked token rather
-    than a request sent concurrently with its last use: its rotation, or a grace retry honoured
-    later (``last_used``), which a client may double-fire just as it double-fires a refresh."""
-    tolerance = timedelta(seconds=ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE)
-    return received_at > max(refresh_token.revoked, last_used or refresh_token.revoked) + tolerance
-
-
-# -- who rotated a token: a double-fired refresh comes from the same client as its rotation --------
-
-
-def presenter(ip, user_agent):
-    """What tells one client instance from another at a refresh: its address and user agent."""
-    return hashlib.sha256(f"{ip}\x1f{user_agent}".encode()).hexdigest()[:32]
-
-
-def _rotation_key(refresh_token):
-    return f"ropc:rotated:{refresh_token.pk}"
-
-
-def _remember_rotation(refresh_token, by):
-    if by is None or ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE <= 0:
-        return
-    try:
-        timeout = math.ceil(ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE) + 1
-        caches[ropc_settings.PROTECTION_CACHE].set(_rotation_key(refresh_token), by, timeout)
-    except Exception as error:  # the cache is down: the tolerance then trusts the clock alone
-        log.error("Could not record a rotation: %s", type(error).__name__)
-
-
-def _raced_by_another(refresh_token, by, *, last_used=None):
-    """Whether a token presented again within the tolerance cannot be a double-fired refresh of
-    the client that rotated it: its successor was used since, or another address or user agent
-    rotated it. A stolen token raced against its owner is what the tolerance must not cover.
-    ``last_used``: when a grace retry of it was honoured, whose new pair is then its successor."""
-    since = max(refresh_token.revoked, last_used or refresh_token.revoked)
-    successor_used = RefreshToken.objects.filter(
-        token_family=refresh_token.token_family, created__gte=since, revoked__isnull=False
-    ).exists()
-    if successor_used or by is None:
-        return successor_used
-    try:
-        rotated_by = caches[ropc_settings.PROTECTION_CACHE].get(_rotation_key(refresh_token))
-    except Exception:
-        return False
-    return rotated_by is not None and rotated_by != by
 
 
 def new_family(started_at):
@@ -196,9 +112,7 @@ def issue(*, user, application, scope, access_token, expires_in, refresh_token=N
     return access
 
 
-def rotate(
-    previous, *, application, scope, access_token, expires_in, refresh_token, retry_of=None, presented_by=None
-):
+def rotate(previous, *, application, scope, access_token, expires_in, refresh_token, retry_of=None):
     """Replace ``previous`` (a live refresh token) by a new pair in the same family.
 
     The claim on ``previous`` is a conditional UPDATE, so of several concurrent rotations of one
@@ -243,7 +157,6 @@ def rotate(
             )
     if not claimed:
         raise RefreshTokenAlreadyUsed()
-    _remember_rotation(retry_of or previous, presented_by)
     return access
 
 
@@ -299,94 +212,3 @@ def revoke_family(refresh_token):
         RefreshToken.revoke_family(refresh_token.token_family)
     else:
         refresh_token.revoke()
-
-
-def _epoch(moment):
-    return int(moment.timestamp())
-
-
-def describe(value, type_hint=None):
-    """RFC 7662 members of a live token of ours, or None (inactive, unknown, expired, revoked)."""
-    digest = checksum(value)
-    lookups = [AccessToken, RefreshToken]
-    if type_hint == "refresh_token":
-        lookups.reverse()
-    now = timezone.now()
-    for model in lookups:
-        found = model.objects.select_related("application", "user", "user__realm_account__realm").filter(
-            token_checksum=digest
-        )
-        if model is RefreshToken:
-            found = found.filter(revoked__isnull=True).select_related("access_token")
-        token = found.first()
-        if token is None or token.application is None or token.user is None:
-            continue
-        if model is AccessToken:
-            if token.is_expired():
-                return None
-            scope, expires = token.scope, token.expires
-        else:
-            lifetime = clients.refresh_token_lifetime(token.application)
-            if token.access_token is None or refresh_token_expired(token, lifetime, now=now):
-                return None
-            scope, expires = token.access_token.scope, token.created + timedelta(seconds=lifetime)
-        if not token.user.is_active:
-            return None
-        identity = accounts.identity_of(token.user)
-        claims = {
-            "scope": scope,
-            "client_id": token.application.client_id,
-            "aud": token.application.client_id,
-            "sub": subject_of(token.user),
-            "username": identity.login_name,
-            "realm": identity.realm.slug,
-            "iat": _epoch(token.created),
-            "exp": _epoch(expires),
-        }
-        if model is AccessToken:
-            # RFC 7662 §2.2: a type from the OAuth token type registry; a refresh token has none.
-            claims["token_type"] = "Bearer"
-        issuer = configured_issuer()
-        if issuer:
-            claims["iss"] = issuer
-        return claims
-    return None
-
-
-def redeem(value, *, application, received_at, presented_by=None):
-    """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
-    when that is a grace-period retry (else None). Raises ``RefreshRefused``. ``presented_by``:
-    the ``presenter()`` of this request."""
-    found = find_refresh_token(value)
-    # Another client's token is refused without side effects, so one client cannot revoke
-    # another's sessions by replaying their tokens.
-    if found is None or found.application_id != application.pk:
-        raise RefreshRefused()
-    if sessions.cut_off(found):
-        if found.revoked is None:
-            revoke_family(found)
-        raise RefreshRefused(sessions.SESSION_ENDED)
-    policy, retry_of = clients.policy_of(application), None
-    if found.revoked is not None:
-        successor, honoured_at = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
-        if successor is None:
-            replay = is_replay(found, received_at=received_at, last_used=honoured_at)
-            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and found.token_family and not replay:
-                replay = _raced_by_another(found, presented_by, last_used=honoured_at)
-            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and replay:
-                revoke_family(found)
-            raise RefreshRefused()
-        # The answer to the rotation was lost: rotate its (unused) successor instead, so the
-        # client continues and the pair it never received dies.
-        retry_of, found = found, successor
-    if refresh_token_expired(found, clients.refresh_token_lifetime(application)):
-        raise RefreshRefused(sessions.REFRESH_TOKEN_EXPIRED)
-    if (
-        found.access_token is None
-        or not found.user.is_active
-        # A client switched to no refresh tokens keeps none alive.
-        or not policy.issue_refresh_tokens
-        or realms.realm_for_refresh(policy, found.user) is None
-    ):
-        raise RefreshRefused()
-    return found, retry_of

@@ -9,7 +9,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import accounts, clients, exceptions, oidc, protection, signin, tokens
+from . import accounts, clients, exceptions, introspection, oidc, protection, refresh, signin, tokens
 from .http import without_credentials
 
 
@@ -158,20 +158,20 @@ class RopcValidator(OAuth2Validator):
 
     def _presenter(self, request):
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(request.client))
-        return tokens.presenter(ip, request.headers.get("HTTP_USER_AGENT", ""))
+        return refresh.presenter(ip, request.headers.get("HTTP_USER_AGENT", ""))
 
     def rotate_refresh_token(self, request):
         return True
 
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
         try:
-            found, request.retry_of = tokens.redeem(
+            found, request.retry_of = refresh.redeem(
                 refresh_token,
                 application=client,
                 received_at=request.received_at,
                 presented_by=self._presenter(request),
             )
-        except tokens.RefreshRefused as refusal:
+        except exceptions.RefreshRefused as refusal:
             if refusal.description:
                 raise errors.InvalidGrantError(description=refusal.description, request=request) from None
             return False
@@ -190,7 +190,7 @@ class RopcValidator(OAuth2Validator):
     def save_bearer_token(self, token, request, *args, **kwargs):
         if request.grant_type == "refresh_token":
             try:
-                tokens.rotate(
+                refresh.rotate(
                     request.refresh_token_instance,
                     application=request.client,
                     scope=token["scope"],
@@ -200,7 +200,7 @@ class RopcValidator(OAuth2Validator):
                     retry_of=request.retry_of,
                     presented_by=self._presenter(request),
                 )
-            except tokens.RefreshTokenAlreadyUsed:
+            except exceptions.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None
         else:
             issued = signin.complete(
@@ -240,4 +240,4 @@ class RopcValidator(OAuth2Validator):
     # -- introspection (RFC 7662) -----------------------------------------------------------
 
     def introspect_token(self, token, token_type_hint, request, *args, **kwargs):
-        return tokens.describe(token, token_type_hint)
+        return introspection.describe(token, token_type_hint)

@@ -6,6 +6,7 @@ from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import accounts, client_secrets, clients, realms, signin, tokens
+from ropc_provider.exceptions import RefreshTokenAlreadyUsed
 from ropc_provider.models import SessionCutoff
 from tests.conftest import Api, RacingHasher, assert_error
 from tests.factories import PASSWORD
@@ -108,7 +109,7 @@ def test_rotation_refused_when_a_cutoff_lands_after_validation(api, user, public
     issued = api.password_grant(public_app, "alice").data
     found = tokens.find_refresh_token(issued["refresh_token"])
     SessionCutoff.objects.create(user=user, refresh_tokens_valid_from=timezone.now(), reason="operator")
-    with pytest.raises(tokens.RefreshTokenAlreadyUsed):
+    with pytest.raises(RefreshTokenAlreadyUsed):
         tokens.rotate(
             found, application=public_app, scope="read", access_token="a" * 30, expires_in=60, refresh_token="r" * 30
         )

@@ -1,0 +1,131 @@
+"""Refreshing: which presented refresh token may be rotated, a grace retry of a lost answer, and
+telling a double-fired refresh from a replayed (leaked) token, which revokes its family."""
+
+import hashlib
+import logging
+import math
+from datetime import timedelta
+
+from django.core.cache import caches
+
+from . import clients, realms, sessions, tokens
+from .conf import ropc_settings
+from .exceptions import RefreshRefused
+from .models import GraceRetry
+
+log = logging.getLogger("ropc_provider")
+
+
+def grace_successor(refresh_token, grace_seconds, *, received_at):
+    """``(successor, honoured_at)``: the pair a rotation of ``refresh_token`` issued, if the client
+    may still take its place: rotated (not revoked) less than ``grace_seconds`` ago, its successor
+    never used, and not honoured before. So only the token one generation back is ever honoured,
+    once (DOT honoured several, #1617), and nothing but checksums needs to be stored. When it was
+    honoured already, ``honoured_at`` says when."""
+    if not grace_seconds:
+        return None, None
+    # Asked even past the window: a retry honoured at its very end may be double-fired after it.
+    honoured = GraceRetry.objects.filter(refresh_token=refresh_token).values_list("retried", flat=True).first()
+    if honoured is not None or received_at - refresh_token.revoked > timedelta(seconds=grace_seconds):
+        return None, honoured
+    successor = next(
+        iter(tokens.with_owner().filter(access_token__source_refresh_token=refresh_token, revoked__isnull=True)[:1]),
+        None,
+    )
+    return successor, None
+
+
+def is_replay(refresh_token, *, received_at, last_used=None):
+    """Whether presenting this revoked refresh token looks like a replay of a leaked token rather
+    than a request sent concurrently with its last use: its rotation, or a grace retry honoured
+    later (``last_used``), which a client may double-fire just as it double-fires a refresh."""
+    tolerance = timedelta(seconds=ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE)
+    return received_at > max(refresh_token.revoked, last_used or refresh_token.revoked) + tolerance
+
+
+# -- who rotated a token: a double-fired refresh comes from the same client as its rotation --------
+
+
+def presenter(ip, user_agent):
+    """What tells one client instance from another at a refresh: its address and user agent."""
+    return hashlib.sha256(f"{ip}\x1f{user_agent}".encode()).hexdigest()[:32]
+
+
+def _rotation_key(refresh_token):
+    return f"ropc:rotated:{refresh_token.pk}"
+
+
+def _remember_rotation(refresh_token, by):
+    if by is None or ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE <= 0:
+        return
+    try:
+        timeout = math.ceil(ropc_settings.REFRESH_TOKEN_REUSE_TOLERANCE) + 1
+        caches[ropc_settings.PROTECTION_CACHE].set(_rotation_key(refresh_token), by, timeout)
+    except Exception as error:  # the cache is down: the tolerance then trusts the clock alone
+        log.error("Could not record a rotation: %s", type(error).__name__)
+
+
+def _raced_by_another(refresh_token, by, *, last_used=None):
+    """Whether a token presented again within the tolerance cannot be a double-fired refresh of
+    the client that rotated it: its successor was used since, or another address or user agent
+    rotated it. A stolen token raced against its owner is what the tolerance must not cover.
+    ``last_used``: when a grace retry of it was honoured, whose new pair is then its successor."""
+    since = max(refresh_token.revoked, last_used or refresh_token.revoked)
+    successor_used = tokens.RefreshToken.objects.filter(
+        token_family=refresh_token.token_family, created__gte=since, revoked__isnull=False
+    ).exists()
+    if successor_used or by is None:
+        return successor_used
+    try:
+        rotated_by = caches[ropc_settings.PROTECTION_CACHE].get(_rotation_key(refresh_token))
+    except Exception:
+        return False
+    return rotated_by is not None and rotated_by != by
+
+
+def redeem(value, *, application, received_at, presented_by=None):
+    """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
+    when that is a grace-period retry (else None). Raises ``RefreshRefused``. ``presented_by``:
+    the ``presenter()`` of this request."""
+    found = tokens.find_refresh_token(value)
+    # Another client's token is refused without side effects, so one client cannot revoke
+    # another's sessions by replaying their tokens.
+    if found is None or found.application_id != application.pk:
+        raise RefreshRefused()
+    if sessions.cut_off(found):
+        if found.revoked is None:
+            tokens.revoke_family(found)
+        raise RefreshRefused(sessions.SESSION_ENDED)
+    policy, retry_of = clients.policy_of(application), None
+    if found.revoked is not None:
+        successor, honoured_at = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
+        if successor is None:
+            replay = is_replay(found, received_at=received_at, last_used=honoured_at)
+            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and found.token_family and not replay:
+                replay = _raced_by_another(found, presented_by, last_used=honoured_at)
+            if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and replay:
+                tokens.revoke_family(found)
+            raise RefreshRefused()
+        # The answer to the rotation was lost: rotate its (unused) successor instead, so the
+        # client continues and the pair it never received dies.
+        retry_of, found = found, successor
+    if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(application)):
+        raise RefreshRefused(sessions.REFRESH_TOKEN_EXPIRED)
+    if (
+        found.access_token is None
+        or not found.user.is_active
+        # A client switched to no refresh tokens keeps none alive.
+        or not policy.issue_refresh_tokens
+        or realms.realm_for_refresh(policy, found.user) is None
+    ):
+        raise RefreshRefused()
+    return found, retry_of
+
+
+def rotate(previous, *, presented_by=None, **pair):
+    """``tokens.rotate`` (the new pair, or ``RefreshTokenAlreadyUsed``), remembering who rotated,
+    so a token presented again within the tolerance can be told apart (``_raced_by_another``).
+    ``presented_by``: the ``presenter()`` of this request."""
+    access = tokens.rotate(previous, **pair)
+    _remember_rotation(pair.get("retry_of") or previous, presented_by)
+    return access
