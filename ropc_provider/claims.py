@@ -1,20 +1,16 @@
 """What an ID token and the userinfo endpoint say about a user."""
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
 from .conf import ropc_settings
+from .exceptions import ClaimsHookError
 from .models import Subject
 
 # Claims that identify the token or the user; the claims hook cannot set them.
 PROTECTED_CLAIMS = frozenset(
     {"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "realm", "preferred_username", "amr", "azp"}
 )
-
-
-class ClaimsHookError(ImproperlyConfigured):
-    """ROPC_PROVIDER["CLAIMS_HOOK"] returned something we must not put in a token."""
 
 
 def subject_of(user):

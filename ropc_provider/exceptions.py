@@ -1,3 +1,12 @@
+"""Every error our services raise, in one place; each message is safe to show an operator or a
+client."""
+
+import math
+
+from django.core.exceptions import ImproperlyConfigured
+from oauthlib.oauth2.rfc6749 import errors
+
+
 class RopcError(Exception):
     """Base of the errors our services raise; the message is safe to show an operator."""
 
@@ -33,3 +42,32 @@ class RefreshRefused(Exception):
     def __init__(self, description=None):
         super().__init__(description or "refused")
         self.description = description
+
+
+class TooManyAttempts(RopcError):
+    def __init__(self, retry_after):
+        super().__init__("Too many failed attempts; try again later.")
+        self.retry_after = max(1, math.ceil(retry_after))
+
+
+class ProtectionUnavailable(RopcError):
+    """The cache is unreachable and ROPC_PROVIDER['PROTECTION_FAIL_CLOSED'] is on."""
+
+
+class ClaimsHookError(ImproperlyConfigured):
+    """ROPC_PROVIDER["CLAIMS_HOOK"] returned something we must not put in a token."""
+
+
+class TooManyAttemptsError(errors.OAuth2Error):
+    """``TooManyAttempts`` as the token endpoint answers it: 429 with ``Retry-After``."""
+
+    error = "too_many_attempts"
+    status_code = 429
+
+    def __init__(self, cause, **kwargs):
+        super().__init__(description=str(cause), **kwargs)
+        self.retry_after = cause.retry_after
+
+    @property
+    def headers(self):
+        return {"Retry-After": str(self.retry_after)}

@@ -18,8 +18,8 @@ from oauth2_provider.oauth2_backends import OAuthLibCore as DOTOAuthLibCore
 from oauthlib.common import urlencode
 from oauthlib.oauth2.rfc6749 import errors
 
-from .claims import ClaimsHookError
 from .conf import ropc_settings
+from .exceptions import ClaimsHookError
 
 log = logging.getLogger("ropc_provider")
 

@@ -22,7 +22,6 @@ per address; the others are refused before hashing.
 import hashlib
 import ipaddress
 import logging
-import math
 import time
 from contextlib import contextmanager
 
@@ -30,19 +29,9 @@ from django.core.cache import caches
 
 from . import signals
 from .conf import ropc_settings
-from .exceptions import RopcError
+from .exceptions import ProtectionUnavailable, TooManyAttempts
 
 log = logging.getLogger("ropc_provider")
-
-
-class TooManyAttempts(RopcError):
-    def __init__(self, retry_after):
-        super().__init__("Too many failed attempts; try again later.")
-        self.retry_after = max(1, math.ceil(retry_after))
-
-
-class ProtectionUnavailable(RopcError):
-    """The cache is unreachable and ROPC_PROVIDER['PROTECTION_FAIL_CLOSED'] is on."""
 
 
 def _cache():

@@ -72,7 +72,7 @@ def _burn_a_hash(password):
 @sensitive_variables()
 def authenticate(policy, realm_slug, login, password, *, ip, request=None):
     """Return a ``SignIn`` for these credentials, or None; raise ``RealmError`` for a realm the
-    client cannot use, ``protection.TooManyAttempts`` for a locked identity or throttled address
+    client cannot use, ``TooManyAttempts`` for a locked identity or throttled address
     (both before any password is checked). Unknown account, wrong password and inactive account
     all return None after the same password-hash work.
 

@@ -33,19 +33,6 @@ def _parse_basic_auth(header):
     return client_id, secret
 
 
-class TooManyAttemptsError(errors.OAuth2Error):
-    error = "too_many_attempts"
-    status_code = 429
-
-    def __init__(self, cause, **kwargs):
-        super().__init__(description=str(cause), **kwargs)
-        self.retry_after = cause.retry_after
-
-    @property
-    def headers(self):
-        return {"Retry-After": str(self.retry_after)}
-
-
 # The one description of every credential failure, so failures cannot be told apart.
 INVALID_CREDENTIALS = "Invalid credentials given."
 
@@ -93,9 +80,9 @@ class RopcValidator(OAuth2Validator):
         try:
             with protection.client_authentication(protection.client_ip(request.headers)) as outcome:
                 outcome.succeeded = application is not None and clients.verify_client_secret(application, secret or "")
-        except protection.TooManyAttempts as error:
-            raise TooManyAttemptsError(error, request=request) from None
-        except protection.ProtectionUnavailable as error:
+        except exceptions.TooManyAttempts as error:
+            raise exceptions.TooManyAttemptsError(error, request=request) from None
+        except exceptions.ProtectionUnavailable as error:
             raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
         if not outcome.succeeded:
             return False
@@ -140,9 +127,9 @@ class RopcValidator(OAuth2Validator):
                 ip=ip,
                 request=self._shareable_request(request),
             )
-        except protection.TooManyAttempts as error:
-            raise TooManyAttemptsError(error, request=request) from None
-        except protection.ProtectionUnavailable as error:
+        except exceptions.TooManyAttempts as error:
+            raise exceptions.TooManyAttemptsError(error, request=request) from None
+        except exceptions.ProtectionUnavailable as error:
             raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
         except exceptions.RealmInactive as error:
             raise errors.InvalidGrantError(description=str(error), request=request) from None

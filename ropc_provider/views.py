@@ -16,8 +16,9 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
 
 from . import accounts, metadata, oidc, sessions
-from .claims import ClaimsHookError, user_claims
+from .claims import user_claims
 from .conf import ropc_settings
+from .exceptions import ClaimsHookError
 from .http import OAuthLibCore
 from .models import SessionCutoff
 from .server import Server
