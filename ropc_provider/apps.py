@@ -11,15 +11,15 @@ class RopcProviderConfig(AppConfig):
         from django.contrib.auth import get_user_model
         from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 
-        from . import checks, sessions  # noqa: F401  (checks registers the system checks)
+        from . import checks, receivers  # noqa: F401  (checks registers the system checks)
         from .models import ClientPolicy, Realm, RealmAccount
 
         User = get_user_model()
-        post_init.connect(sessions.remember_account_state, sender=User, dispatch_uid="ropc.user_state")
-        post_save.connect(sessions.end_sessions_on_account_change, sender=User, dispatch_uid="ropc.user")
-        post_save.connect(sessions.end_sessions_on_realm_change, sender=Realm, dispatch_uid="ropc.realm")
+        post_init.connect(receivers.remember_account_state, sender=User, dispatch_uid="ropc.user_state")
+        post_save.connect(receivers.end_sessions_on_account_change, sender=User, dispatch_uid="ropc.user")
+        post_save.connect(receivers.end_sessions_on_realm_change, sender=Realm, dispatch_uid="ropc.realm")
         m2m_changed.connect(
-            sessions.follow_client_realm_changes, sender=ClientPolicy.realms.through, dispatch_uid="ropc.realms"
+            receivers.follow_client_realm_changes, sender=ClientPolicy.realms.through, dispatch_uid="ropc.realms"
         )
-        post_delete.connect(sessions.delete_account_user, sender=RealmAccount, dispatch_uid="ropc.account")
-        post_delete.connect(sessions.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")
+        post_delete.connect(receivers.delete_account_user, sender=RealmAccount, dispatch_uid="ropc.account")
+        post_delete.connect(receivers.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")

@@ -18,7 +18,7 @@ from oauthlib.oauth2.rfc6749.grant_types import (
 )
 
 from . import clients
-from .validators import INVALID_CREDENTIALS
+from .oauth2_validators import INVALID_CREDENTIALS
 
 log = logging.getLogger("ropc_provider")
 

@@ -19,10 +19,10 @@ from . import accounts, metadata, oidc, sessions
 from .claims import user_claims
 from .conf import ropc_settings
 from .exceptions import ClaimsHookError
-from .http import OAuthLibCore
 from .models import SessionCutoff
+from .oauth2_backends import OAuthLibCore
+from .oauth2_validators import RopcValidator
 from .server import Server
-from .validators import RopcValidator
 
 log = logging.getLogger("ropc_provider")
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import clients
-from ropc_provider.http import PARAMETERS
+from ropc_provider.oauth2_backends import PARAMETERS
 from tests.factories import PASSWORD
 
 settings.register_profile(

@@ -10,7 +10,7 @@ from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
 from . import accounts, clients, exceptions, introspection, oidc, protection, refresh, signin, tokens
-from .http import without_credentials
+from .oauth2_backends import without_credentials
 
 
 @sensitive_variables()
