@@ -103,19 +103,13 @@ class ClientForm(forms.ModelForm):
 
     def clean(self):
         data = super().clean()
-        realms = list(data.get("realms") or [])
-        if not self.instance.pk and not realms:
-            realms = [realms.project_realm()]
-            data["realms"] = realms
-            data["default_realm"] = data.get("default_realm") or realms[0]
-        if len(realms) == 1 and not data.get("default_realm"):
-            data["default_realm"] = realms[0]
         try:
             clients.check_policy(
                 confidential=data.get("client_type") == "confidential",
                 may_forward_user_ip=data.get("may_forward_user_ip", False),
-                realms=realms,
-                default_realm=data.get("default_realm"),
+            )
+            data["realms"], data["default_realm"] = clients.realms_of(
+                data.get("realms") or [], data.get("default_realm")
             )
         except InvalidInput as error:
             _form_error(self, error)

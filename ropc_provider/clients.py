@@ -11,6 +11,7 @@ from . import client_secrets
 from .conf import ropc_settings
 from .exceptions import InvalidInput
 from .models import ClientPolicy
+from .realms import get_realm, project_realm
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,11 @@ def register_client(
             raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
     scopes = list(dict.fromkeys(scopes))
     _check_scopes(scopes)
-    realm_objects, default = _check_realms(realms, default_realm, resource_server)
+    realm_objects, default = realms_of(
+        [get_realm(slug) for slug in realms],
+        default_realm,
+        resource_server=resource_server,
+    )
 
     Application = get_application_model()
     secret = client_secrets.generate_secret() if confidential else None
@@ -95,35 +100,32 @@ def register_client(
     return RegisteredClient(application=application, client_secret=secret)
 
 
-def check_policy(*, confidential, resource_server=False, may_forward_user_ip=False, realms=(), default_realm=None):
-    """The rules every client's policy follows, whoever writes it (CLI, admin, code). ``realms``
-    and ``default_realm`` are Realm objects here. Raises ``InvalidInput``."""
+def check_policy(*, confidential, resource_server=False, may_forward_user_ip=False):
+    """The rules of a client's kind, whoever writes it (CLI, admin, code). Raises ``InvalidInput``."""
     if resource_server and not confidential:
         raise InvalidInput("A resource server must be a confidential client.")
     if may_forward_user_ip and not confidential:
         # Anyone can send any header from a public client; only a server we authenticate may.
         raise InvalidInput("Only a confidential client may forward its end user's IP address.")
-    if resource_server and (realms or default_realm):
-        raise InvalidInput("A resource server signs nobody in: it takes no realms.")
-    if default_realm is not None and default_realm not in list(realms):
-        raise InvalidInput(f"The default realm {default_realm.slug!r} must be one of the client's realms.")
 
 
-def _check_realms(slugs, default_slug, resource_server):
-    from . import realms
-
+def realms_of(realms, default_realm=None, *, resource_server=False):
+    """The realms a client signs people in to, and its default realm (Realm objects out; the
+    default may come as a slug), by the rules every face follows: a resource server takes none;
+    none means the project's own users; a client with one realm has it as default; a default is
+    one of the client's realms. Raises ``InvalidInput``."""
+    realms = list(dict.fromkeys(realms))
     if resource_server:
-        if slugs or default_slug:
+        if realms or default_realm:
             raise InvalidInput("A resource server signs nobody in: it takes no realms.")
         return [], None
-    slugs = list(dict.fromkeys(slugs))
-    realms = [realms.get_realm(slug) for slug in slugs] or [realms.project_realm()]
-    if default_slug:
-        default = next((realm for realm in realms if realm.slug == default_slug), None)
-        if default is None:
-            raise InvalidInput(f"The default realm {default_slug!r} must be one of the client's realms.")
-    else:
-        default = realms[0] if len(realms) == 1 else None
+    realms = realms or [project_realm()]
+    if default_realm is None:
+        return realms, realms[0] if len(realms) == 1 else None
+    wanted = getattr(default_realm, "slug", default_realm)
+    default = next((realm for realm in realms if realm.slug == wanted), None)
+    if default is None:
+        raise InvalidInput(f"The default realm {wanted!r} must be one of the client's realms.")
     return realms, default
 
 

@@ -1,0 +1,65 @@
+"""A client's rules live in one service (``clients``): the CLI, the admin and code all go through
+it, so a rule holds whichever face writes the client."""
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from ropc_provider import clients, realms
+from ropc_provider.exceptions import InvalidInput
+from ropc_provider.models import ClientPolicy
+from tests.factories import UserFactory
+
+
+def through_code(name, realm_slugs):
+    clients.register_client(name=name, confidential=False, realms=realm_slugs)
+
+
+def through_the_cli(name, realm_slugs):
+    call_command("ropc_client", "create", "--name", name, "--public",
+                 *[arg for slug in realm_slugs for arg in ("--realm", slug)], stdout=io.StringIO())  # fmt: skip
+
+
+def through_the_admin(name, realm_slugs):
+    from django.test import Client
+
+    operator = Client()
+    operator.force_login(UserFactory(username="operator", is_staff=True, is_superuser=True))
+    pks = [realms.get_realm(slug).pk for slug in realm_slugs]
+    response = operator.post(reverse("admin:ropc_provider_clientpolicy_add"),
+                             {"name": name, "client_type": "public", "realms": pks, "refresh_grace_seconds": 0})  # fmt: skip
+    assert response.status_code == 200 and b'id="client-id"' in response.content, response.content[-2000:]
+
+
+FACES = [through_code, through_the_cli, through_the_admin]
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_every_face_takes_the_realm_rules_from_the_service(face, db, monkeypatch):
+    asked, rule = [], clients.realms_of
+    monkeypatch.setattr(clients, "realms_of", lambda *args, **kwargs: asked.append(args) or rule(*args, **kwargs))
+    face("Everyone's app", [])
+    policy = ClientPolicy.objects.get(application__name="Everyone's app")
+    assert asked, "the realm rules were worked out outside the service"
+    # No realms: the project's own users, which is then the default realm.
+    assert list(policy.realms.all()) == [realms.project_realm()] == [policy.default_realm]
+
+
+@pytest.mark.parametrize("face", FACES)
+def test_one_realm_is_the_default_whichever_face_registers_the_client(face, db):
+    realms.create_realm(slug="staff")
+    face("Staff app", ["staff"])
+    assert ClientPolicy.objects.get(application__name="Staff app").default_realm.slug == "staff"
+
+
+def test_a_default_realm_outside_the_clients_realms_is_refused_by_name(db):
+    realms.create_realm(slug="staff")
+    realms.create_realm(slug="shop")
+    with pytest.raises(InvalidInput, match="The default realm 'shop' must be one of the client's realms"):
+        clients.register_client(name="App", confidential=False, realms=["staff"], default_realm="shop")
+    out = io.StringIO()
+    call_command("ropc_client", "list", stdout=out)
+    assert json.loads(out.getvalue())["clients"] == []  # nothing written
