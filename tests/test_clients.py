@@ -29,8 +29,8 @@ def through_the_admin(name, realm_slugs):
     operator = Client()
     operator.force_login(UserFactory(username="operator", is_staff=True, is_superuser=True))
     pks = [realms.get_realm(slug).pk for slug in realm_slugs]
-    response = operator.post(reverse("admin:ropc_provider_clientpolicy_add"),
-                             {"name": name, "client_type": "public", "realms": pks, "refresh_grace_seconds": 0})  # fmt: skip
+    form = {"name": name, "client_type": "public", "realms": pks, "refresh_grace_seconds": 0}
+    response = operator.post(reverse("admin:ropc_provider_clientpolicy_add"), form)
     assert response.status_code == 200 and b'id="client-id"' in response.content, response.content[-2000:]
 
 
