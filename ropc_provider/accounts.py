@@ -117,6 +117,13 @@ def create_account(realm, login_name, password, *, email=None):
         raise InvalidInput(f"Realm {realm.slug!r} already has an account {login_name!r}.") from None
 
 
+def set_account_active(account, active):
+    """Let an account sign in again, or stop it; deactivating ends its sessions at once (the
+    user model's receiver in receivers.py)."""
+    account.user.is_active = active
+    account.user.save(update_fields=["is_active"])
+
+
 def find_user(realm, login):
     """The user known in ``realm`` by ``login`` (a login name, as an operator types it)."""
     if realm.is_directory:

@@ -6,7 +6,6 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import MinValueValidator
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -89,9 +88,7 @@ class ClientForm(forms.ModelForm):
         self.fields["realms"].help_text = "None ticked: the project's own users."
         self.fields["refresh_grace_seconds"].required = False
         for lifetime in ("access_token_lifetime", "refresh_token_lifetime"):
-            self.fields[lifetime].min_value = 1
-            self.fields[lifetime].widget.attrs["min"] = 1
-            self.fields[lifetime].validators.append(MinValueValidator(1))
+            self.fields[lifetime].widget.attrs["min"] = 1  # a hint; the rule is the model's and the service's
         if self.instance.pk:
             self.fields["name"].initial = self.instance.application.name
             self.fields["client_type"].initial = self.instance.application.client_type
@@ -190,12 +187,18 @@ class ClientAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
         if change:
-            obj.allowed_scopes = " ".join(data["scopes"])
-            obj.save()
-            application = obj.application
-            if application.name != data["name"]:
-                application.name = data["name"]
-                application.save(update_fields=["name"])
+            clients.update_client(
+                obj,
+                name=data["name"],
+                scopes=data["scopes"],
+                realms=data["realms"],
+                default_realm=data["default_realm"],
+                access_token_lifetime=data["access_token_lifetime"],
+                refresh_token_lifetime=data["refresh_token_lifetime"],
+                issue_refresh_tokens=data["issue_refresh_tokens"],
+                refresh_grace_seconds=data["refresh_grace_seconds"],
+                may_forward_user_ip=data["may_forward_user_ip"],
+            )
             return
         registered = clients.register_client(
             name=data["name"],
@@ -215,8 +218,7 @@ class ClientAdmin(admin.ModelAdmin):
         request._ropc_new_secret = registered.client_secret
 
     def save_related(self, request, form, formsets, change):
-        if change:
-            super().save_related(request, form, formsets, change)
+        pass  # the realms are the service's to write (register_client, update_client)
 
     def response_add(self, request, obj, post_url_continue=None):
         return self._secret_page(request, obj, getattr(request, "_ropc_new_secret", None), created=True)
@@ -335,7 +337,7 @@ class RealmAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            super().save_model(request, obj, form, change)  # deactivation ends sessions (sessions.py)
+            super().save_model(request, obj, form, change)  # deactivation ends sessions (receivers.py)
             return
         realm = realms.create_realm(
             slug=obj.slug,
@@ -479,7 +481,7 @@ class RealmAccountAdmin(admin.ModelAdmin):
             raise PermissionDenied
         form = AdminPasswordChangeForm(account.user, request.POST or None)
         if request.method == "POST" and form.is_valid():
-            form.save()  # set_password + save: the cutoff moves (sessions.py)
+            form.save()  # set_password + save: the cutoff moves (receivers.py)
             self.log_change(request, account, "Changed the password.")
             self.message_user(request, f"Password of {account.login_name} changed; its sessions ended.")
             return self.response_post_save_change(request, account)
@@ -510,6 +512,5 @@ class RealmAccountAdmin(admin.ModelAdmin):
     @confirm_first(title="Deactivate accounts", question="They can no longer sign in; their sessions end now.")
     def deactivate(self, request, queryset):
         for account in queryset.select_related("user"):
-            account.user.is_active = False
-            account.user.save(update_fields=["is_active"])  # ends the sessions (sessions.py)
+            accounts.set_account_active(account, False)
         self.message_user(request, f"Deactivated {queryset.count()} account(s).")

@@ -53,17 +53,8 @@ def register_client(
     ``realms`` are slugs; without any the client signs in the project's own users. With one realm
     it is the default; with several, token requests must name one unless ``default_realm`` is set.
     """
-    name = (name or "").strip()
-    if not name:
-        raise InvalidInput("A client needs a name.")
-    if len(name) > 255:
-        raise InvalidInput("A client name is at most 255 characters.")
+    name, scopes = _checked_details(name, scopes, access_token_lifetime, refresh_token_lifetime)
     check_policy(confidential=confidential, resource_server=resource_server, may_forward_user_ip=may_forward_user_ip)
-    for label, value in (("access", access_token_lifetime), ("refresh", refresh_token_lifetime)):
-        if value is not None and value <= 0:
-            raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
-    scopes = list(dict.fromkeys(scopes))
-    _check_scopes(scopes)
     realm_objects, default = realms_of(
         [get_realm(slug) for slug in realms],
         default_realm,
@@ -98,6 +89,62 @@ def register_client(
         )
         policy.realms.set(realm_objects)
     return RegisteredClient(application=application, client_secret=secret)
+
+
+def _checked_details(name, scopes, access_token_lifetime, refresh_token_lifetime):
+    """A client's name and scopes as stored, after the rules on them and on its lifetimes."""
+    name = (name or "").strip()
+    if not name:
+        raise InvalidInput("A client needs a name.")
+    if len(name) > 255:
+        raise InvalidInput("A client name is at most 255 characters.")
+    for label, value in (("access", access_token_lifetime), ("refresh", refresh_token_lifetime)):
+        if value is not None and value <= 0:
+            raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
+    scopes = list(dict.fromkeys(scopes))
+    _check_scopes(scopes)
+    return name, scopes
+
+
+def update_client(
+    policy,
+    *,
+    name,
+    scopes,
+    realms,
+    default_realm,
+    access_token_lifetime,
+    refresh_token_lifetime,
+    issue_refresh_tokens,
+    refresh_grace_seconds,
+    may_forward_user_ip,
+):
+    """Change a client's policy by the rules ``register_client`` follows (its kind stays).
+    ``realms``: Realm objects or slugs. A realm taken away ends the client's sessions in it (the
+    receiver of the realms relation)."""
+    name, scopes = _checked_details(name, scopes, access_token_lifetime, refresh_token_lifetime)
+    application = policy.application
+    check_policy(
+        confidential=is_confidential(application),
+        resource_server=policy.may_introspect,
+        may_forward_user_ip=may_forward_user_ip,
+    )
+    realm_objects = [get_realm(realm) if isinstance(realm, str) else realm for realm in realms]
+    realm_objects, default = realms_of(realm_objects, default_realm, resource_server=policy.may_introspect)
+    with transaction.atomic():
+        policy.allowed_scopes = " ".join(scopes)
+        policy.access_token_lifetime = access_token_lifetime
+        policy.refresh_token_lifetime = refresh_token_lifetime
+        policy.issue_refresh_tokens = issue_refresh_tokens
+        policy.refresh_grace_seconds = refresh_grace_seconds or 0
+        policy.may_forward_user_ip = may_forward_user_ip
+        policy.default_realm = default
+        policy.save()
+        policy.realms.set(realm_objects)
+        if application.name != name:
+            application.name = name
+            application.save(update_fields=["name"])
+    return policy
 
 
 def check_policy(*, confidential, resource_server=False, may_forward_user_ip=False):

@@ -1,4 +1,5 @@
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -88,12 +89,14 @@ class ClientPolicy(models.Model):
         _("access token lifetime (seconds)"),
         null=True,
         blank=True,
+        validators=[MinValueValidator(1)],
         help_text=_("Blank uses ROPC_PROVIDER['ACCESS_TOKEN_LIFETIME']."),
     )
     refresh_token_lifetime = models.PositiveIntegerField(
         _("refresh token lifetime (seconds)"),
         null=True,
         blank=True,
+        validators=[MinValueValidator(1)],
         help_text=_("Blank uses ROPC_PROVIDER['REFRESH_TOKEN_LIFETIME']."),
     )
     issue_refresh_tokens = models.BooleanField(_("issue refresh tokens"), default=True)
@@ -138,6 +141,13 @@ class ClientPolicy(models.Model):
     class Meta:
         verbose_name = _("password-grant client")
         verbose_name_plural = _("password-grant clients")
+        # The database agrees with clients.register_client: a lifetime is blank or positive.
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__gte": 1}), name=f"ropc_{field}_positive"
+            )
+            for field in ("access_token_lifetime", "refresh_token_lifetime")
+        ]
 
     def __str__(self):
         return f"Policy of {self.application}"

@@ -80,7 +80,7 @@ def set_email_login(realm, enabled):
 
 def set_realm_active(realm, active):
     """Activate or deactivate a realm; deactivating ends every session in it at once (the
-    post_save receiver in sessions.py)."""
+    post_save receiver in receivers.py)."""
     realm.is_active = active
     realm.save(update_fields=["is_active"])
 

@@ -63,3 +63,38 @@ def test_a_default_realm_outside_the_clients_realms_is_refused_by_name(db):
     out = io.StringIO()
     call_command("ropc_client", "list", stdout=out)
     assert json.loads(out.getvalue())["clients"] == []  # nothing written
+
+
+def test_editing_a_client_in_the_admin_goes_through_the_service(db, monkeypatch, api):
+    from django.test import Client
+
+    realms.create_realm(slug="staff")
+    realms.create_realm(slug="shop")
+    policy = clients.register_client(name="App", confidential=False, realms=["staff", "shop"]).application.ropc_policy
+    updated, rule = [], clients.update_client
+    monkeypatch.setattr(clients, "update_client", lambda *args, **kw: updated.append(kw) or rule(*args, **kw))
+    operator = Client()
+    operator.force_login(UserFactory(username="operator", is_staff=True, is_superuser=True))
+    form = {"name": "Renamed", "client_type": "public", "realms": [realms.get_realm("staff").pk],
+            "refresh_grace_seconds": 0, "issue_refresh_tokens": "on"}  # fmt: skip
+    response = operator.post(reverse("admin:ropc_provider_clientpolicy_change", args=[policy.pk]), form)
+    assert response.status_code == 302, response.content[-1500:]
+    policy.refresh_from_db()
+    assert updated and policy.application.name == "Renamed"
+    assert [realm.slug for realm in policy.realms.all()] == ["staff"] and policy.default_realm.slug == "staff"
+
+
+@pytest.mark.parametrize("lifetime", [0, -5])
+def test_a_lifetime_is_positive_whichever_face_writes_it(db, lifetime):
+    from django.db import IntegrityError, transaction
+
+    with pytest.raises(InvalidInput, match="positive number of seconds"):
+        clients.register_client(name="App", confidential=False, access_token_lifetime=lifetime)
+    policy = clients.register_client(name="App", confidential=False).application.ropc_policy
+    with pytest.raises(InvalidInput, match="positive number of seconds"):
+        clients.update_client(policy, name="App", scopes=[], realms=[], default_realm=None,
+                              access_token_lifetime=None, refresh_token_lifetime=lifetime, issue_refresh_tokens=True,
+                              refresh_grace_seconds=0, may_forward_user_ip=False)  # fmt: skip
+    if lifetime == 0:  # the database agrees (a negative one is refused by the column type already)
+        with pytest.raises(IntegrityError), transaction.atomic():
+            ClientPolicy.objects.filter(pk=policy.pk).update(access_token_lifetime=0)
