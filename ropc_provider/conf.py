@@ -1,8 +1,14 @@
 """Settings of ropc_provider, read through one object: ``ropc_settings``.
 
 A project sets ``ROPC_PROVIDER = {...}`` in its Django settings; every key is optional.
-Values named in ``IMPORT_STRINGS`` are dotted paths imported on first use.
+Durations (``DURATIONS``) are seconds, or a ``datetime.timedelta``. Values named in
+``IMPORT_STRINGS`` are dotted paths (or the callables themselves), imported on first use.
+``problems()`` says what is wrong with the configured values; ``manage.py check`` reports it
+(``ropc_provider.E008``), so a bad value is found at startup, not at the first request.
 """
+
+from datetime import timedelta
+from numbers import Real
 
 from django.conf import settings
 from django.core.signals import setting_changed
@@ -82,6 +88,91 @@ DEFAULTS = {
 
 IMPORT_STRINGS = {"TOKEN_GENERATOR", "CLAIMS_HOOK", "PROJECT_LOCKOUT_KEY"}
 
+# Seconds or a timedelta; read back as seconds. (smallest allowed value)
+DURATIONS = {
+    "ACCESS_TOKEN_LIFETIME": 1,
+    "REFRESH_TOKEN_LIFETIME": 1,
+    "REFRESH_TOKEN_REUSE_TOLERANCE": 0,
+    "LOCKOUT_SECONDS": 1,
+    "LOCKOUT_MAX_SECONDS": 1,
+    "LOCKOUT_RESET_AFTER": 1,
+    "KNOWN_ADDRESS_LIFETIME": 0,
+    "IP_FAILURE_WINDOW": 1,
+}
+# Whole seconds where they become a token's expires_in.
+WHOLE_SECONDS = {"ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME"}
+# Whole numbers: (smallest, largest or None).
+COUNTS = {
+    "MAX_PARAMETER_LENGTH": (1, None),
+    "LOCKOUT_THRESHOLD": (1, None),
+    "IP_FAILURE_LIMIT": (1, None),
+    "IPV6_PREFIX_LENGTH": (0, 128),
+    "TRUSTED_PROXY_COUNT": (0, None),
+}
+FLAGS = {"REFRESH_TOKEN_REUSE_PROTECTION", "UPDATE_LAST_LOGIN", "PROTECTION_FAIL_CLOSED"}
+TEXTS = {"FORWARDED_USER_IP_HEADER": False, "PROTECTION_CACHE": False, "CLIENT_IP_HEADER": True, "ISSUER": True}
+
+
+def _seconds(value):
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+def _import(name, value):
+    try:
+        return import_string(value)
+    except ImportError as error:
+        # As DRF does: the message names the setting, not just the path.
+        raise ImportError(f"Could not import {value!r} for ROPC_PROVIDER[{name!r}]: {error}") from error
+
+
+def _problem(name, value):
+    """What is wrong with one setting's value, or None."""
+    if name in DURATIONS:
+        seconds = _seconds(value)
+        if isinstance(seconds, bool) or not isinstance(seconds, Real) or seconds < DURATIONS[name]:
+            at_least = "more than 0" if DURATIONS[name] else "0 or more"
+            return f"must be {at_least} seconds (a number, or a timedelta), not {value!r}"
+    elif name in COUNTS:
+        low, high = COUNTS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+            return f"must be a whole number from {low}{f' to {high}' if high is not None else ' up'}, not {value!r}"
+    elif name in FLAGS:
+        if not isinstance(value, bool):
+            return f"must be True or False, not {value!r}"
+    elif name == "REQUIRE_HTTPS":
+        if value is not None and not isinstance(value, bool):
+            return f"must be True, False or None, not {value!r}"
+    elif name in TEXTS:
+        if not (isinstance(value, str) and value) and not (TEXTS[name] and value is None):
+            return f"must be a non-empty string{' or None' if TEXTS[name] else ''}, not {value!r}"
+    elif name in IMPORT_STRINGS and value is not None:
+        try:
+            found = _import(name, value) if isinstance(value, str) else value
+        except ImportError as error:
+            return f"cannot be imported: {error.__cause__ or error}"
+        if not callable(found):
+            return f"must be a callable or the dotted path of one, not {value!r}"
+    return None
+
+
+def problems():
+    """Every problem of ``settings.ROPC_PROVIDER``, as ``(key, message)`` pairs."""
+    configured = getattr(settings, "ROPC_PROVIDER", None) or {}
+    if not isinstance(configured, dict):
+        return [(None, f"ROPC_PROVIDER must be a dict, not {type(configured).__name__}.")]
+    found = [(key, f"Unknown ROPC_PROVIDER setting {key!r}.") for key in sorted(set(configured) - set(DEFAULTS))]
+    for key in sorted(set(configured) & set(DEFAULTS)):
+        message = _problem(key, configured[key])
+        if message:
+            found.append((key, f"ROPC_PROVIDER[{key!r}] {message}."))
+    if not found:
+        low, high = (_seconds(configured.get(k, DEFAULTS[k])) for k in ("LOCKOUT_SECONDS", "LOCKOUT_MAX_SECONDS"))
+        if high < low:
+            found.append(
+                ("LOCKOUT_MAX_SECONDS", "ROPC_PROVIDER['LOCKOUT_MAX_SECONDS'] must not be less than LOCKOUT_SECONDS.")
+            )
+    return found
+
 
 class RopcSettings:
     """Lazy view of ``settings.ROPC_PROVIDER`` over ``DEFAULTS``; reloaded when tests change settings."""
@@ -106,7 +197,10 @@ class RopcSettings:
         if name not in self._cached:
             value = self.user_settings.get(name, self.defaults[name])
             if name in IMPORT_STRINGS and isinstance(value, str):
-                value = import_string(value)
+                value = _import(name, value)
+            elif name in DURATIONS:
+                value = _seconds(value)
+                value = int(value) if name in WHOLE_SECONDS else value
             self._cached[name] = value
         return self._cached[name]
 
