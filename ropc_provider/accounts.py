@@ -18,6 +18,18 @@ from .exceptions import InvalidInput
 from .models import Realm, RealmAccount
 from .realms import project_realm
 
+# The API host projects may call (README: "Python API"); the rest may change.
+__all__ = [
+    "Identity",
+    "identity_of",
+    "create_account",
+    "set_account_active",
+    "find_user",
+    "lock_state",
+    "unlock",
+    "normalize_login",
+]
+
 
 @dataclass(frozen=True)
 class Identity:

@@ -8,6 +8,7 @@ class RopcProviderConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # Imported here, as Django requires: models and receivers need the app registry ready.
         from django.contrib.auth import get_user_model
         from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
 

@@ -5,6 +5,9 @@ from django.core.checks import Error, Info, Tags, Warning, register
 from oauth2_provider.settings import oauth2_settings
 
 from . import conf
+from .conf import ropc_settings
+from .metadata import configured_issuer
+from .oidc import enabled
 
 
 @register(Tags.security, deploy=True)
@@ -25,9 +28,6 @@ def password_grant_served_on_purpose(app_configs, **kwargs):
 
 @register(Tags.security, deploy=True)
 def issuer_configured(app_configs, **kwargs):
-    from .metadata import configured_issuer
-    from .oidc import enabled
-
     if not enabled() or configured_issuer():
         return []
     return [
@@ -106,8 +106,6 @@ _NON_ATOMIC_CACHES = ("FileBasedCache", "DatabaseCache")
 
 @register(Tags.security, deploy=True)
 def protection_cache_is_shared_and_atomic(app_configs, **kwargs):
-    from .conf import ropc_settings
-
     alias = ropc_settings.PROTECTION_CACHE
     backend = settings.CACHES.get(alias, {}).get("BACKEND", "")
     name = backend.rsplit(".", 1)[-1]

@@ -12,6 +12,10 @@ from .conf import ropc_settings
 from .exceptions import InvalidInput
 from .models import ClientPolicy
 from .realms import get_realm, project_realm
+from .sessions import revoke_client_tokens
+
+# The API host projects may call (README: "Python API"); the rest may change.
+__all__ = ["RegisteredClient", "register_client", "update_client", "rotate_secret", "set_active", "describe_client"]
 
 
 @dataclass(frozen=True)
@@ -298,7 +302,6 @@ def rotate_secret(application):
 
 def set_active(policy, active):
     """Activate or deactivate a client; deactivating revokes every token it holds."""
-    from .sessions import revoke_client_tokens
 
     with transaction.atomic():
         policy.is_active = active

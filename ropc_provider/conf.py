@@ -11,6 +11,7 @@ from datetime import timedelta
 from numbers import Real
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
@@ -186,8 +187,6 @@ class RopcSettings:
         configured = getattr(settings, "ROPC_PROVIDER", {}) or {}
         unknown = set(configured) - set(self.defaults)
         if unknown:
-            from django.core.exceptions import ImproperlyConfigured
-
             raise ImproperlyConfigured(f"Unknown ROPC_PROVIDER setting(s): {', '.join(sorted(unknown))}")
         return configured
 

@@ -1,3 +1,5 @@
+import secrets
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -187,8 +189,6 @@ class SessionCutoff(models.Model):
 
 
 def _new_subject():
-    import secrets
-
     return secrets.token_urlsafe(24)
 
 

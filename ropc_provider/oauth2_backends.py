@@ -89,6 +89,13 @@ def read_form(request):
     return known
 
 
+def claims_hook_failure(what):
+    """The answer when the project's claims hook is broken: said in the log, a JSON 500 to the
+    client, nothing stored. Returns ``(headers, body, status)``."""
+    log.exception("%s could not be built", what)
+    return {}, errors.ServerError(description=f"{what} could not be built; see the server log.").json, 500
+
+
 class OAuthLibCore(DOTOAuthLibCore):
     """DOT's Django-to-oauthlib adapter with strict parsing; every answer is a JSON one."""
 
@@ -111,10 +118,7 @@ class OAuthLibCore(DOTOAuthLibCore):
         except errors.OAuth2Error as error:
             return None, error.headers, error.json, error.status_code
         except ClaimsHookError:
-            # The project's claims hook is broken: say so in the log, nothing was stored.
-            log.exception("The ID token could not be built")
-            failure = errors.ServerError(description="The ID token could not be built; see the server log.")
-            return None, {}, failure.json, 500
+            return None, *claims_hook_failure("The ID token")
         return None, headers, body, status
 
     def create_revocation_response(self, request):

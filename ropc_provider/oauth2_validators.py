@@ -169,9 +169,6 @@ class RopcValidator(OAuth2Validator):
     def get_original_scopes(self, refresh_token, request, *args, **kwargs):
         return request.refresh_token_instance.access_token.scope
 
-    def is_within_original_scope(self, request_scopes, refresh_token, request, *args, **kwargs):
-        return False
-
     # -- storing ----------------------------------------------------------------------------
 
     def save_bearer_token(self, token, request, *args, **kwargs):

@@ -14,6 +14,9 @@ from django.db.models import Count, Q
 from .exceptions import InvalidInput
 from .models import Realm, RealmAccount
 
+# The API host projects may call (README: "Python API"); the rest may change.
+__all__ = ["create_realm", "get_realm", "set_realm_active", "set_email_login", "project_realm"]
+
 PROJECT_REALM_SLUG = "project"
 
 

@@ -9,11 +9,14 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
 
 from . import signals
 from .accounts import identity_of
 from .models import SessionCutoff
+
+# The API host projects may call (README: "Python API"); the rest may change.
+__all__ = ["revoke_sessions"]
 
 # Stable texts a client can rely on to tell "sign in again" from plain expiry.
 SESSION_ENDED = "The session was ended; sign in again."
@@ -71,8 +74,6 @@ def live_token_count(**owner):
 def revoke_realm_tokens(realm, *, application=None):
     """End every session in ``realm`` issued by our password grant (of one client, if given):
     the realm was deactivated, or the client may no longer use it."""
-    from oauth2_provider.models import get_application_model
-
     if realm.is_directory:
         users = Q(user__realm_account__realm=realm)
     else:

@@ -1,5 +1,8 @@
 from django.dispatch import Signal
 
+# The API host projects may call (README: "Python API"); the rest may change.
+__all__ = ["sign_in_succeeded", "sign_in_failed", "sessions_revoked", "locked_out", "throttled"]
+
 # Never carries a password. ``login`` is the normalised login name as sent.
 # A password grant succeeded: ``user``, ``realm``, ``login``, ``request`` (the Django request).
 sign_in_succeeded = Signal()

@@ -96,9 +96,8 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
     try:
         if realm.is_directory:
             if account is None or not account.user.is_active or not account.user.has_usable_password():
-                # Hash all the same, so the time taken does not tell: check_password() returns at
-                # once for an unusable password (Django's CVE-2024-39329), and for an inactive
-                # account it would upgrade an old hash on a right password, a second hash.
+                # One hash, as a wrong password costs: for an inactive account check_password()
+                # would also upgrade an old hash on a right password, a second hash that tells.
                 _burn_a_hash(password)
             elif account.user.check_password(password):
                 user, login_name = account.user, account.login_name

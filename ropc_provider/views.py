@@ -20,7 +20,7 @@ from .claims import user_claims
 from .conf import ropc_settings
 from .exceptions import ClaimsHookError
 from .models import SessionCutoff
-from .oauth2_backends import OAuthLibCore
+from .oauth2_backends import OAuthLibCore, claims_hook_failure
 from .oauth2_validators import RopcValidator
 from .server import Server
 
@@ -228,8 +228,7 @@ class UserInfoView(OAuthEndpoint):
                 request=request,
             )
         except ClaimsHookError:
-            log.exception("The userinfo claims could not be built")
-            return json_error(request, 500, "server_error", "The claims could not be built; see the server log.")
+            return oauth_response(request, *claims_hook_failure("The claims"))
         return oauth_response(request, {}, json.dumps(claims), 200)
 
     post = get

@@ -129,3 +129,15 @@ def test_the_command_line_table_lists_every_argument_of_every_command():
                 shown = action.option_strings[0] if action.option_strings else action.dest
                 assert f"`{shown}" in table[row] or f"`{shown} " in table[row], (row, shown)
     assert documented == set(table), set(table) - documented
+
+
+def test_the_python_api_table_is_what_the_modules_export():
+    import importlib
+
+    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    for module_name, names in re.findall(r"^\| `(ropc_provider[\w.]*)` \| (.*) \|$", section, re.M):
+        module = importlib.import_module(module_name)
+        listed = re.findall(r"`(\w+)`", names)
+        assert all(hasattr(module, name) for name in listed), (module_name, listed)
+        if hasattr(module, "__all__"):
+            assert set(listed) == set(module.__all__), (module_name, set(listed) ^ set(module.__all__))

@@ -10,6 +10,9 @@ imports happen inside them, so merely installing the package never touches a pro
 
 import pytest
 
+# Imports inside the fixtures: pytest loads this plugin in every project that installs the
+# package, before Django is configured, so nothing here may import models at load time.
+
 
 @pytest.fixture
 def ropc_realm(db):
