@@ -53,6 +53,7 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check ropc_provider example_project tests benchmarks noxfile.py
+	$(BIN)/ruff format --check ropc_provider example_project tests benchmarks noxfile.py
 	$(BIN)/mypy
 	@# bandit logs a warning for each line of a multi-line statement its `# nosec` covers: shown on failure only.
 	$(BIN)/bandit -q -c pyproject.toml -r ropc_provider example_project 2> .bandit.log || (cat .bandit.log; exit 1)

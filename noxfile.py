@@ -19,7 +19,6 @@ nox.options.error_on_missing_interpreters = True
 nox.options.download_python = "never"  # the interpreters are this machine's (pyenv's)
 
 
-
 def python(version):
     """python3.X from PATH, else pyenv's build (pyenv's shims answer only for its global version)."""
     builds = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))

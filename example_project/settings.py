@@ -152,7 +152,6 @@ REST_FRAMEWORK = {
 }
 
 
-
 def _proxy_count(value):
     try:
         count = int(value or 0)

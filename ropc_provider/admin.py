@@ -291,9 +291,9 @@ class RealmForm(forms.ModelForm):
                 # Deactivating ends every session in the realm: only the "Deactivate" action does
                 # it, after showing what it ends. Reactivating here is harmless.
                 self.fields["is_active"].disabled = True
-                self.fields["is_active"].help_text = (
-                    "To deactivate, use the list's “Deactivate” action: it shows what ends first."
-                )
+                self.fields[
+                    "is_active"
+                ].help_text = "To deactivate, use the list's “Deactivate” action: it shows what ends first."
 
     def clean(self):
         data = super().clean()

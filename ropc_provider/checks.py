@@ -125,8 +125,7 @@ def protection_cache_is_shared_and_atomic(app_configs, **kwargs):
     if name in _NON_ATOMIC_CACHES:
         return [
             Warning(
-                f"{where} does not increment atomically across processes: concurrent guesses can "
-                "be under-counted.",
+                f"{where} does not increment atomically across processes: concurrent guesses can be under-counted.",
                 hint=hint,
                 id="ropc_provider.W004",
             )

@@ -210,4 +210,3 @@ class GraceRetry(models.Model):
         oauth2_settings.REFRESH_TOKEN_MODEL, on_delete=models.CASCADE, related_name="+"
     )
     retried = models.DateTimeField(auto_now_add=True)
-

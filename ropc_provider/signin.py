@@ -216,9 +216,7 @@ def announce_sign_in(sign_in, login, *, request=None):
     )
 
 
-def complete(
-    sign_in, *, application, scope, access_token, expires_in, refresh_token, started_at=None, request=None
-):
+def complete(sign_in, *, application, scope, access_token, expires_in, refresh_token, started_at=None, request=None):
     """Finish a sign-in: store its token pair, or refuse it when it no longer stands
     (``record_sign_in``); settles its counted attempt either way. Returns whether the tokens were
     issued."""

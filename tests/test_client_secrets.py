@@ -64,9 +64,7 @@ def test_a_dot_client_using_our_endpoints_keeps_its_secret(api, user, db, hashed
     stored = dot_client.client_secret
     issued = _dot_client_credentials(api, dot_client.client_id, secret)
     assert issued.status_code == 200
-    revoked = api.post(
-        "/o/revoke_token/", {"token": issued.data["access_token"]}, basic=(dot_client.client_id, secret)
-    )
+    revoked = api.post("/o/revoke_token/", {"token": issued.data["access_token"]}, basic=(dot_client.client_id, secret))
     assert revoked.status_code == 200
     dot_client.refresh_from_db()
     assert dot_client.client_secret == stored

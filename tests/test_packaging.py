@@ -76,6 +76,7 @@ def test_the_wheel_declares_what_the_matrix_tests(wheel):
     noxfile = (ROOT / "noxfile.py").read_text()
     tested_django = {"5.2", *re.findall(r'"Django>=(\d+\.\d+),', noxfile)}
     tested_python = {"3.11", *re.findall(r'python\("(3\.\d+)"\)', noxfile)}
+
     def declared(prefix):
         return {c.rsplit(" ", 1)[1] for c in classifiers if re.match(prefix + r"\d+\.\d+$", c)}
 

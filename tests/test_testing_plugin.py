@@ -18,8 +18,12 @@ def test_the_api_client_calls_a_protected_api_as_the_account(ropc_api_client, ro
 
 def test_the_fixture_account_signs_in_at_the_real_token_endpoint(api, ropc_account, ropc_client):
     issued = api.token(
-        {"grant_type": "password", "username": "alice", "password": ropc_account.password,
-         "client_id": ropc_client.application.client_id}  # fmt: skip
+        {
+            "grant_type": "password",
+            "username": "alice",
+            "password": ropc_account.password,
+            "client_id": ropc_client.application.client_id,
+        }  # fmt: skip
     )
     assert issued.status_code == 200, issued.data
     assert accounts.identity_of(ropc_account.user).login_name == "alice"
@@ -57,12 +61,12 @@ def test_factories_obey_the_services_rules(db):
         ClientFactory(realms=[realm], scopes=["launch-missiles"])
 
 
-HOST_TEST = '''
+HOST_TEST = """
 def test_me(ropc_api_client):
     response = ropc_api_client.get("/api/me/")
     assert response.status_code == 200
     assert response.json()["username"] == "alice"
-'''
+"""
 
 
 def test_a_host_projects_api_test_in_five_lines(pytester, monkeypatch):

@@ -25,9 +25,7 @@ class Command(BaseCommand):
 
     @transaction.atomic
     def handle(self, *args, base_url, **options):
-        realm = Realm.objects.filter(slug=DEMO_REALM).first() or realms.create_realm(
-            slug=DEMO_REALM, name="Demo realm"
-        )
+        realm = Realm.objects.filter(slug=DEMO_REALM).first() or realms.create_realm(slug=DEMO_REALM, name="Demo realm")
         account = RealmAccount.objects.filter(realm=realm, login_key=DEMO_USERNAME).first()
         if account is None:
             accounts.create_account(realm, DEMO_USERNAME, DEMO_PASSWORD)
