@@ -56,7 +56,7 @@ def test_dots_token_has_scope_guards_a_view_by_scope(api, db):
 def test_the_readmes_scope_example_is_the_view_tested_above():
     from pathlib import Path
 
-    from tests.test_docs import readme_block
+    from tests.helpers import readme_block
 
     tested = (Path(__file__).parent / "urls.py").read_text()
     shown = readme_block("from oauth2_provider.contrib.rest_framework import TokenHasScope")

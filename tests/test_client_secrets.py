@@ -5,7 +5,7 @@ import pytest
 from oauth2_provider.models import get_application_model
 
 from ropc_provider import client_secrets, clients
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 
 DOT_TOKEN = "/dot/token/"
 

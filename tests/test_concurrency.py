@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import Client
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from tests.conftest import Api, RacingHasher, assert_error
+from tests.helpers import Api, RacingHasher, assert_error
 
 ROUNDS = 5
 

@@ -1,21 +1,8 @@
 """The README is a promise: its code blocks and its settings table are checked against the code."""
 
-import pathlib
 import re
 
-README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
-FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
-
-
-def readme_blocks(language=None):
-    return [body.strip() for lang, body in FENCE.findall(README.read_text()) if language in (None, lang)]
-
-
-def readme_block(first_line):
-    """The README's code block that starts with ``first_line``."""
-    found = [block for block in readme_blocks() if block.startswith(first_line)]
-    assert len(found) == 1, f"{len(found)} README blocks start with {first_line!r}"
-    return found[0]
+from tests.helpers import README, readme_block, readme_blocks
 
 
 def test_settings_table_lists_every_setting_with_its_default():

@@ -1,7 +1,7 @@
 import pytest
 
-from tests.conftest import TOKEN_URL, assert_error
 from tests.factories import PASSWORD
+from tests.helpers import TOKEN_URL, assert_error
 
 
 @pytest.fixture

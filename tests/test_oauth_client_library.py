@@ -99,7 +99,7 @@ def openid_client(tmp_path_factory):
     import shutil
     import subprocess
 
-    from tests.conftest import require_program
+    from tests.helpers import require_program
 
     require_program("npm")
     directory = tmp_path_factory.mktemp("openid-client")

@@ -9,7 +9,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 
 from example_project.keys import generate_rsa_key
 from ropc_provider import accounts, clients, realms
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 
 SECRET = "pass phrase for oidc 1"
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.helpers import readme_block
 from tests.servers import free_port, wait_for_port
-from tests.test_admin_browser import browser_page  # noqa: F401 (a fixture)
-from tests.test_docs import readme_block
 
 pytestmark = pytest.mark.packaging
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,7 +87,7 @@ def test_the_wheel_declares_what_the_matrix_tests(wheel):
     assert "License-File: LICENSE" in metadata and "Typing :: Typed" in classifiers
 
 
-def test_a_new_project_adopts_the_wheel_as_the_readme_says(wheel, tmp_path, browser_page):  # noqa: F811
+def test_a_new_project_adopts_the_wheel_as_the_readme_says(wheel, tmp_path, browser_page):
     """Install the wheel into a fresh virtual environment, `django-admin startproject`, apply the
     README's blocks exactly, then: a first token from the README's curl line, a DRF view of the
     host's protected by our class, and a confidential client registered in the admin, in Chromium."""

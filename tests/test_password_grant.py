@@ -3,8 +3,8 @@ from django.test import override_settings
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import clients
-from tests.conftest import assert_error, assert_no_store
 from tests.factories import PASSWORD, UserFactory
+from tests.helpers import assert_error, assert_no_store
 
 
 def assert_token_response(response, scope="read", refresh=True):

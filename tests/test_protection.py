@@ -13,8 +13,8 @@ from django.utils import timezone
 from freezegun import freeze_time
 
 from ropc_provider import accounts, clients, realms, signals
-from tests.conftest import assert_error
 from tests.factories import PASSWORD
+from tests.helpers import assert_error
 from tests.test_realms import CountingHasher  # noqa: F401  (the hasher the settings name)
 
 WRONG = "not the password"
@@ -433,7 +433,7 @@ def test_a_crash_on_the_threshold_attempt_still_locks(api, app, monkeypatch):
     from django.contrib.auth import get_user_model
     from django.test import Client
 
-    from tests.conftest import Api
+    from tests.helpers import Api
 
     fail(api, app, 9)
 

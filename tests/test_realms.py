@@ -6,7 +6,7 @@ from oauth2_provider.models import AccessToken
 from ropc_provider import accounts, clients, realms, signals
 from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import Realm, RealmAccount
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 
 EMPLOYEE_PASSWORD = "employee pass phrase 1"
 CUSTOMER_PASSWORD = "customer pass phrase 2"

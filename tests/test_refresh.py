@@ -6,7 +6,7 @@ from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import clients
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_failed_rotation_leaves_no_partial_write(transactional_db, api, public_a
     from django.test import Client
 
     from ropc_provider import tokens
-    from tests.conftest import Api
+    from tests.helpers import Api
 
     def crash(**kwargs):
         raise RuntimeError("disk full")

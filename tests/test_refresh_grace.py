@@ -9,7 +9,7 @@ from freezegun import freeze_time
 from oauth2_provider.models import RefreshToken
 
 from ropc_provider import clients
-from tests.conftest import assert_error
+from tests.helpers import assert_error
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import base64
 import pytest
 from oauth2_provider.models import AccessToken
 
-from tests.conftest import TOKEN_URL, assert_error
 from tests.factories import PASSWORD
+from tests.helpers import TOKEN_URL, assert_error
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from ropc_provider import accounts, client_secrets, clients, realms, signin, tokens
 from ropc_provider.exceptions import RefreshTokenAlreadyUsed
 from ropc_provider.models import SessionCutoff
-from tests.conftest import Api, RacingHasher, assert_error
 from tests.factories import PASSWORD
+from tests.helpers import Api, RacingHasher, assert_error
 
 INTROSPECT = "/o/introspect/"
 

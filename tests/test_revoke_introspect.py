@@ -7,7 +7,7 @@ from freezegun import freeze_time
 
 from ropc_provider import clients
 from ropc_provider.claims import subject_of
-from tests.conftest import assert_error, assert_no_store
+from tests.helpers import assert_error, assert_no_store
 
 REVOKE = "/o/revoke_token/"
 INTROSPECT = "/o/introspect/"

@@ -108,8 +108,8 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
 
     from ropc_provider import clients, realms, signals, signin
     from ropc_provider.models import ClientPolicy, RealmAccount
-    from tests.conftest import Api
     from tests.factories import UserFactory
+    from tests.helpers import Api
 
     caplog.set_level(logging.DEBUG)
     heard, reports = [], []

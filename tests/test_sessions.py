@@ -14,8 +14,8 @@ from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import accounts, clients, realms, sessions, signals
 from ropc_provider.models import SessionCutoff
-from tests.conftest import assert_error
 from tests.factories import PASSWORD
+from tests.helpers import assert_error
 
 NEW_PASSWORD = "a brand new pass phrase 7"
 

@@ -74,7 +74,7 @@ def test_a_host_projects_api_test_in_five_lines(pytester, monkeypatch):
     settings, as a host project runs it: the plugin comes from the installed entry point."""
     import pathlib
 
-    from tests.test_docs import readme_block
+    from tests.helpers import readme_block
 
     assert readme_block("def test_me(ropc_api_client):") == textwrap.dedent(HOST_TEST).strip()
     root = pathlib.Path(__file__).resolve().parent.parent

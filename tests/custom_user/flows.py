@@ -7,7 +7,7 @@ from django.contrib.auth import get_user_model
 
 from ropc_provider import accounts, clients, realms, sessions
 from ropc_provider.models import SessionCutoff
-from tests.conftest import Api, assert_error
+from tests.helpers import Api, assert_error
 
 PASSWORD = "custom user pass phrase 1"
 
