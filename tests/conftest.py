@@ -1,8 +1,8 @@
 import pytest
 from oauth2_provider.models import get_application_model
 
-from ropc_provider import clients
-from tests.factories import UserFactory
+from ropc_provider import accounts, clients, realms
+from tests.factories import PASSWORD, UserFactory
 from tests.helpers import Api, require_program
 
 
@@ -124,3 +124,11 @@ def browser_page(monkeypatch):
         page.set_default_timeout(15_000)
         yield page
         browser.close()
+
+
+@pytest.fixture
+def employees_app(db):
+    realm = realms.create_realm(slug="employees")
+    accounts.create_account(realm, "alice", PASSWORD)
+    app = clients.register_client(name="Staff", confidential=False, realms=["employees"]).application
+    return realm, app

@@ -106,3 +106,11 @@ def readme_block(first_line):
     found = [block for block in readme_blocks() if block.startswith(first_line)]
     assert len(found) == 1, f"{len(found)} README blocks start with {first_line!r}"
     return found[0]
+
+
+INTROSPECT = "/o/introspect/"
+
+
+def me(api, body):
+    """The example API, called with the access token of a token response's body."""
+    return api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")

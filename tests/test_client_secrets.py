@@ -90,3 +90,14 @@ def test_empty_values_never_match():
 def test_public_clients_never_verify_a_secret(public_app):
     assert clients.verify_client_secret(public_app, "") is False
     assert clients.verify_client_secret(public_app, "anything") is False
+
+
+def test_secret_matched_by_a_retired_key_is_restored_under_the_current_one(api, user, confidential, settings):
+    application, secret = confidential
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "the-new-secret-key-the-new-secret-key-0123456789"
+    assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200
+    application.ropc_policy.refresh_from_db()
+    assert application.ropc_policy.client_secret_verifier == client_secrets.make_verifier(secret)
+    settings.SECRET_KEY_FALLBACKS = []
+    assert api.password_grant(application, "alice", secret=secret, basic=True).status_code == 200

@@ -12,6 +12,7 @@ from ropc_provider import clients, realms
 from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import ClientPolicy
 from tests.factories import UserFactory
+from tests.helpers import assert_error
 
 
 def through_code(name, realm_slugs):
@@ -98,3 +99,13 @@ def test_a_lifetime_is_positive_whichever_face_writes_it(db, lifetime):
     if lifetime == 0:  # the database agrees (a negative one is refused by the column type already)
         with pytest.raises(IntegrityError), transaction.atomic():
             ClientPolicy.objects.filter(pk=policy.pk).update(access_token_lifetime=0)
+
+
+def test_deleting_a_clients_policy_deletes_the_client(api, employees_app):
+    from oauth2_provider.models import get_application_model
+
+    _realm, app = employees_app
+    clients.set_active(app.ropc_policy, False)
+    app.ropc_policy.delete()
+    assert not get_application_model().objects.filter(pk=app.pk).exists()
+    assert_error(api.password_grant(app, "alice"), 401, "invalid_client")

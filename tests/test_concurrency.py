@@ -6,8 +6,12 @@ import threading
 import pytest
 from django.db import connection
 from django.test import Client
+from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken
 
+from ropc_provider import tokens
+from ropc_provider.exceptions import RefreshTokenAlreadyUsed
+from ropc_provider.models import SessionCutoff
 from tests.helpers import Api, RacingHasher, assert_error
 
 ROUNDS = 5
@@ -118,3 +122,36 @@ def test_a_change_while_the_tokens_are_written_ends_them(transactional_db, user,
     assert answers and answers[0].status_code in (200, 400)
     assert not AccessToken.objects.filter(application=public_app).exists()
     assert not RefreshToken.objects.filter(application=public_app, revoked__isnull=True).exists()
+
+
+def _change_password(user_id):
+    from django.contrib.auth import get_user_model
+
+    other = get_user_model().objects.get(pk=user_id)
+    other.set_password("changed meanwhile 1")
+    other.save()
+
+
+def _deactivate(user_id):
+    from django.contrib.auth import get_user_model
+
+    other = get_user_model().objects.get(pk=user_id)
+    other.is_active = False
+    other.save()
+
+
+@pytest.mark.parametrize("change", [_change_password, _deactivate])
+def test_a_change_committed_during_the_hash_wins_over_the_sign_in(api, racing, public_app, change):
+    RacingHasher.during_verify = lambda: change(racing.pk)
+    assert_error(api.password_grant(public_app, "racer"), 400, "invalid_grant")
+    assert not AccessToken.objects.exists() and not RefreshToken.objects.exists()
+
+
+def test_rotation_refused_when_a_cutoff_lands_after_validation(api, user, public_app):
+    issued = api.password_grant(public_app, "alice").data
+    found = tokens.find_refresh_token(issued["refresh_token"])
+    SessionCutoff.objects.create(user=user, refresh_tokens_valid_from=timezone.now(), reason="operator")
+    with pytest.raises(RefreshTokenAlreadyUsed):
+        tokens.rotate(
+            found, application=public_app, scope="read", access_token="a" * 30, expires_in=60, refresh_token="r" * 30
+        )

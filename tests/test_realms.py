@@ -6,7 +6,7 @@ from oauth2_provider.models import AccessToken
 from ropc_provider import accounts, clients, realms, signals
 from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import Realm, RealmAccount
-from tests.helpers import assert_error
+from tests.helpers import INTROSPECT, assert_error, me
 
 EMPLOYEE_PASSWORD = "employee pass phrase 1"
 CUSTOMER_PASSWORD = "customer pass phrase 2"
@@ -42,7 +42,7 @@ def sign_in(api, app, login, password, realm=None):
     return api.password_grant(app, login, password=password, **fields)
 
 
-def me(api, response):
+def who(api, response):
     return api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {response.data['access_token']}").json()
 
 
@@ -53,8 +53,8 @@ def test_same_login_name_in_two_realms_are_two_identities(api, two_alices, both_
     employee = sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees")
     customer = sign_in(api, both_realms_app, "alice", CUSTOMER_PASSWORD, "customers")
     assert employee.status_code == customer.status_code == 200
-    assert me(api, employee) == {"username": "alice", "realm": "employees", "scopes": ["read"]}
-    assert me(api, customer) == {"username": "alice", "realm": "customers", "scopes": ["read"]}
+    assert who(api, employee) == {"username": "alice", "realm": "employees", "scopes": ["read"]}
+    assert who(api, customer) == {"username": "alice", "realm": "customers", "scopes": ["read"]}
     assert two_alices[0].user != two_alices[1].user
     assert AccessToken.objects.filter(user=two_alices[0].user).count() == 1
     assert AccessToken.objects.filter(user=two_alices[1].user).count() == 1
@@ -73,7 +73,7 @@ def test_each_password_works_only_in_its_own_realm(api, two_alices, both_realms_
 def test_case_and_unicode_variants_find_the_same_account(api, two_alices, both_realms_app, variant):
     response = sign_in(api, both_realms_app, variant, EMPLOYEE_PASSWORD, "employees")
     assert response.status_code == 200, response.content
-    assert me(api, response)["username"] == "alice"
+    assert who(api, response)["username"] == "alice"
 
 
 def test_compatibility_forms_are_one_name(employees):
@@ -92,7 +92,7 @@ def test_duplicate_variant_cannot_be_created(two_alices, employees, variant):
 def test_email_login_where_the_realm_allows_it(api, two_alices, both_realms_app):
     by_email = sign_in(api, both_realms_app, "alice@EXAMPLE.com", CUSTOMER_PASSWORD, "customers")
     assert by_email.status_code == 200, by_email.content
-    assert me(api, by_email)["username"] == "alice"
+    assert who(api, by_email)["username"] == "alice"
 
 
 def test_no_email_login_where_the_realm_does_not(api, employees, both_realms_app):
@@ -137,15 +137,15 @@ def test_single_realm_client_uses_it_by_default(api, two_alices, employees):
     app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
     response = sign_in(api, app, "alice", EMPLOYEE_PASSWORD)
     assert response.status_code == 200
-    assert me(api, response)["realm"] == "employees"
+    assert who(api, response)["realm"] == "employees"
 
 
 def test_default_realm_among_several(api, two_alices, employees, customers):
     app = clients.register_client(
         name="Shop", confidential=False, realms=["employees", "customers"], default_realm="customers"
     ).application
-    assert me(api, sign_in(api, app, "alice", CUSTOMER_PASSWORD))["realm"] == "customers"
-    assert me(api, sign_in(api, app, "alice", EMPLOYEE_PASSWORD, "employees"))["realm"] == "employees"
+    assert who(api, sign_in(api, app, "alice", CUSTOMER_PASSWORD))["realm"] == "customers"
+    assert who(api, sign_in(api, app, "alice", EMPLOYEE_PASSWORD, "employees"))["realm"] == "employees"
 
 
 def test_several_realms_and_no_default_requires_the_parameter(api, two_alices, both_realms_app):
@@ -229,7 +229,7 @@ def test_project_realm_signs_in_existing_users_without_extra_rows(api, db):
     for login, password in (("root", "root pass phrase 4"), ("dora", "dora pass phrase 5")):
         response = sign_in(api, app, login, password)
         assert response.status_code == 200, response.content
-        assert me(api, response)["realm"] == "project"
+        assert who(api, response)["realm"] == "project"
     assert not RealmAccount.objects.exists()
 
 
@@ -330,3 +330,55 @@ def test_default_realm_password_grant_queries(api, two_alices, django_assert_num
     app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
     with django_assert_num_queries(5):
         assert sign_in(api, app, "alice", EMPLOYEE_PASSWORD).status_code == 200
+
+
+def test_realm_deactivation_ends_live_access_tokens(api, employees_app, resource_server):
+    realm, app = employees_app
+    issued = api.password_grant(app, "alice").data
+    realm.is_active = False
+    realm.save()
+    assert me(api, issued).status_code == 401
+    rs, secret = resource_server
+    body = api.post(INTROSPECT, {"token": issued["refresh_token"]}, basic=(rs.client_id, secret)).data
+    assert body == {"active": False}
+
+
+def test_taking_a_realm_from_a_client_ends_that_clients_sessions_only(api, employees_app):
+    realm, app = employees_app
+    other = clients.register_client(name="Other", confidential=False, realms=["employees"]).application
+    mine, theirs = api.password_grant(app, "alice").data, api.password_grant(other, "alice").data
+    app.ropc_policy.realms.remove(realm)
+    assert me(api, mine).status_code == 401
+    assert me(api, theirs).status_code == 200
+    other.ropc_policy.realms.clear()
+    assert me(api, theirs).status_code == 401
+
+
+def test_deleting_an_account_deletes_its_user(api, employees_app):
+    from django.contrib.auth import get_user_model
+
+    realm, app = employees_app
+    account = realm.accounts.get()
+    internal, issued = account.user.get_username(), api.password_grant(app, "alice").data
+    account.delete()
+    assert not get_user_model().objects.filter(username=internal).exists()
+    assert me(api, issued).status_code == 401
+    legacy = clients.register_client(name="Legacy", confidential=False).application
+    assert_error(api.password_grant(legacy, internal), 400, "invalid_grant")
+
+
+def test_taking_a_client_from_the_realm_side(api, employees_app):
+    realm, app = employees_app
+    issued = api.password_grant(app, "alice").data
+    realm.client_policies.remove(app.ropc_policy)
+    assert me(api, issued).status_code == 401
+    assert_error(api.password_grant(app, "alice"), 400, "invalid_request")
+
+
+def test_a_removed_default_realm_is_no_longer_used(api, employees_app):
+    realm, app = employees_app
+    app.ropc_policy.realms.remove(realm)
+    app.ropc_policy.refresh_from_db()
+    assert app.ropc_policy.default_realm is None
+    assert_error(api.password_grant(app, "alice"), 400, "invalid_request")
+    assert_error(api.password_grant(app, "alice", realm="employees"), 400, "invalid_request")

@@ -174,3 +174,19 @@ def test_rotation_with_either_token_storage(api, user, public_app, settings, has
     second = api.refresh(public_app, first["refresh_token"])
     assert second.status_code == 200, second.content
     assert_error(api.refresh(public_app, first["refresh_token"]), 400, "invalid_grant")
+
+
+def test_refresh_after_refresh_tokens_are_switched_off(api, user, public_app):
+    issued = api.password_grant(public_app, "alice").data
+    public_app.ropc_policy.issue_refresh_tokens = False
+    public_app.ropc_policy.save()
+    assert_error(api.refresh(public_app, issued["refresh_token"]), 400, "invalid_grant")
+
+
+def test_refresh_follows_the_clients_current_scopes(api, user, public_app):
+    issued = api.password_grant(public_app, "alice", scope="read write").data
+    public_app.ropc_policy.allowed_scopes = "read"
+    public_app.ropc_policy.save()
+    assert_error(api.refresh(public_app, issued["refresh_token"], scope="read write"), 400, "invalid_scope")
+    narrowed = api.refresh(public_app, issued["refresh_token"])
+    assert narrowed.status_code == 200 and narrowed.data["scope"] == "read"

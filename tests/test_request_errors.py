@@ -186,3 +186,18 @@ def test_cors_preflight_is_refused(api):
     )
     assert response.status_code == 405 and response["Allow"] == "POST"
     assert not [name for name in response.headers if name.lower().startswith("access-control-")]
+
+
+@pytest.mark.parametrize("field", ["client", "user", "scopes", "_ropc_basic", "django_request", "headers"])
+def test_body_fields_named_like_request_attributes_are_ignored(api, user, confidential, field):
+    application, secret = confidential
+    response = api.password_grant(application, "alice", secret=secret, basic=True, **{field: "x"})
+    assert response.status_code == 200, response.content
+    assert response.data["scope"] == "read"
+
+
+@pytest.mark.parametrize("client_id", ["ab\x00c", "abc%00"])
+def test_nul_in_basic_credentials_is_invalid_client(api, user, confidential, client_id):
+    _application, secret = confidential
+    data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
+    assert_error(api.token(data, basic=(client_id, secret)), 401, "invalid_client")

@@ -7,10 +7,9 @@ from freezegun import freeze_time
 
 from ropc_provider import clients
 from ropc_provider.claims import subject_of
-from tests.helpers import assert_error, assert_no_store
+from tests.helpers import INTROSPECT, assert_error, assert_no_store, me
 
 REVOKE = "/o/revoke_token/"
-INTROSPECT = "/o/introspect/"
 
 
 @pytest.fixture
@@ -133,3 +132,12 @@ def test_another_clients_token_is_left_alone_and_the_answer_does_not_tell(api, t
     unknown = api.post(REVOKE, {"token": "no-such-token", "client_id": other.client_id})
     assert theirs.status_code == unknown.status_code == 200 and theirs.content == unknown.content == b""
     assert api.refresh(public_app, tokens["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/o/revoke_token/", INTROSPECT])
+def test_repeated_parameters_at_revoke_and_introspect(api, user, public_app, resource_server, path):
+    issued = api.password_grant(public_app, "alice").data
+    rs, secret = resource_server
+    pairs = [("token", issued["access_token"]), ("token", issued["refresh_token"])]
+    assert_error(api.post(path, pairs, basic=(rs.client_id, secret)), 400, "invalid_request")
+    assert me(api, issued).status_code == 200

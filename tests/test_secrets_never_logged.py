@@ -3,8 +3,11 @@
 import logging
 
 import pytest
+from django.test import Client
 
+from ropc_provider import signin
 from tests.factories import PASSWORD
+from tests.helpers import Api
 
 
 @pytest.fixture
@@ -195,3 +198,36 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
     everything = "\n".join(logged + heard + history + reports)
     for value in secrets:
         assert value not in everything
+
+
+def test_error_reports_do_not_show_passwords_or_secrets(user, confidential, monkeypatch):
+    """What Django mails to ADMINS (and shows any reporter) after a crash mid-grant, with
+    DEBUG off as in production."""
+    import sys
+
+    from django.core.signals import got_request_exception
+    from django.views.debug import ExceptionReporter
+
+    application, secret = confidential
+
+    def broken(request, **credentials):
+        raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(signin, "django_authenticate", broken)
+    reports = []
+
+    def report(sender, request, **kwargs):
+        reporter = ExceptionReporter(request, *sys.exc_info())
+        reports.append(reporter.get_traceback_html() + reporter.get_traceback_text())
+
+    got_request_exception.connect(report)
+    try:
+        api = Api(Client(raise_request_exception=False))
+        response = api.password_grant(application, "nobody", password="my-secret-password-42", secret=secret)
+    finally:
+        got_request_exception.disconnect(report)
+    assert response.status_code == 500
+    (page,) = reports
+    assert "backend exploded" in page and "Local vars" in page  # the report with every frame
+    assert "my-secret-password-42" not in page
+    assert secret not in page

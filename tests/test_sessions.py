@@ -15,13 +15,9 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from ropc_provider import accounts, clients, realms, sessions, signals
 from ropc_provider.models import SessionCutoff
 from tests.factories import PASSWORD
-from tests.helpers import assert_error
+from tests.helpers import assert_error, me
 
 NEW_PASSWORD = "a brand new pass phrase 7"
-
-
-def me(api, tokens):
-    return api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
 
 
 def assert_session_ended(api, app, old):
@@ -288,3 +284,33 @@ def test_sign_out_everywhere_with_a_token_of_no_user(api, token_of_no_user):
     assert_error(response, 401, "invalid_token")
     assert 'error="invalid_token"' in response["WWW-Authenticate"]
     assert "issued to a user" in response.json()["error_description"]
+
+
+def test_unusable_password_ends_sessions(api, user, public_app):
+    issued = api.password_grant(public_app, "alice").data
+    user.set_unusable_password()
+    user.save()
+    assert me(api, issued).status_code == 401
+    assert_error(api.refresh(public_app, issued["refresh_token"]), 400, "invalid_grant")
+
+
+def test_saving_an_unchanged_user_without_a_usable_password_ends_nothing(api, db, authorization_code_app):
+    from oauth2_provider.models import AccessToken
+
+    from tests.factories import UserFactory
+
+    sso = UserFactory(username="sso-user")
+    sso.set_unusable_password()
+    sso.save()
+    token = AccessToken.objects.create(
+        user=sso,
+        application=authorization_code_app,
+        token="t" * 30,
+        expires=timezone.now() + timezone.timedelta(hours=1),
+    )
+    cutoff = SessionCutoff.objects.get(user=sso).refresh_tokens_valid_from  # from disabling the password
+    sso = type(sso).objects.get(pk=sso.pk)  # loaded afresh, as a profile view would
+    sso.first_name = "Sam"
+    sso.save()
+    assert AccessToken.objects.filter(pk=token.pk).exists()
+    assert SessionCutoff.objects.get(user=sso).refresh_tokens_valid_from == cutoff
