@@ -1,5 +1,8 @@
 import pytest
+from django.conf import settings
+from django.core.cache import caches
 from oauth2_provider.models import get_application_model
+from playwright.sync_api import sync_playwright
 
 from ropc_provider import accounts, clients, realms
 from tests.factories import PASSWORD, UserFactory
@@ -7,7 +10,6 @@ from tests.helpers import Api, require_program
 
 
 def pytest_collection_modifyitems(config, items):
-    from django.conf import settings
 
     if getattr(settings, "POSTGRESQL_MISSING", False):
         skip = pytest.mark.skip(reason="ROPC_TEST_DATABASE=postgresql, but PostgreSQL is not installed")
@@ -16,7 +18,6 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_report_header(config):
-    from django.conf import settings
 
     return f"database: {settings.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}"
 
@@ -24,7 +25,6 @@ def pytest_report_header(config):
 @pytest.fixture(autouse=True)
 def fresh_cache():
     """Attack-protection counters live in the cache: no test inherits another's failures."""
-    from django.core.cache import caches
 
     for alias in caches:
         caches[alias].clear()
@@ -93,7 +93,6 @@ def token_of_no_user(api, db):
 @pytest.fixture
 def racing(settings, db):
     settings.PASSWORD_HASHERS = ["tests.helpers.RacingHasher"]
-    from tests.factories import UserFactory
 
     return UserFactory(username="racer")
 
@@ -113,7 +112,6 @@ FLAGS = [
 @pytest.fixture
 def browser_page(monkeypatch):
     require_program(CHROMIUM)
-    from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the test's own ORM calls are still
     # synchronous code, as Django's checks cannot tell.

@@ -4,6 +4,7 @@ stopped after: PostgreSQL (Debian's server programs), Redis, and gunicorn runnin
 Without a program a test skips with the reason on a laptop, and fails under CI=true.
 """
 
+import atexit
 import glob
 import os
 import pwd
@@ -12,10 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +63,6 @@ class PostgreSQL:
     the server runs as the unprivileged ``postgres`` (or ``nobody``) user."""
 
     def __init__(self):
-        import tempfile
 
         self.bin = require("PostgreSQL server programs (Debian: postgresql)", _postgres_bin())
         # Directly under the system's temporary directory: the server's user must reach it.
@@ -99,7 +101,6 @@ class PostgreSQL:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop", check=False)
 
     def create_database(self, name):
-        import psycopg
 
         with psycopg.connect(self.url("postgres"), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
@@ -262,7 +263,6 @@ def start_test_postgresql():
     """For ROPC_TEST_DATABASE=postgresql: one server for the whole test run, its URL exported so
     that child processes (CLI tests) use it too, stopped when the run ends. Returns None when the
     server programs are missing (the run is then skipped, or failed under CI)."""
-    import atexit
 
     if _postgres_bin() is None:
         if os.environ.get("CI") == "true":

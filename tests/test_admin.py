@@ -6,6 +6,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from ropc_provider import accounts, clients, realms
+from ropc_provider.admin import RealmAccountAdmin
 from ropc_provider.models import ClientPolicy, Realm, RealmAccount, SessionCutoff
 from tests.factories import UserFactory
 
@@ -172,7 +173,6 @@ def test_unlock_from_the_admin(operator, realm, api):
 
 
 def test_confirmed_actions_keep_select_all_across_pages(operator, realm, settings, monkeypatch):
-    from ropc_provider.admin import RealmAccountAdmin
 
     monkeypatch.setattr(RealmAccountAdmin, "list_per_page", 2)
     for n in range(4):

@@ -1,7 +1,10 @@
 """Protecting a project's own API with our bearer tokens (DRF), as example_project's /api/me/ does."""
 
+from pathlib import Path
+
 from ropc_provider import accounts, clients, realms
 from tests.factories import PASSWORD
+from tests.helpers import readme_block
 
 ME = "/api/me/"
 
@@ -54,9 +57,6 @@ def test_dots_token_has_scope_guards_a_view_by_scope(api, db):
 
 
 def test_the_readmes_scope_example_is_the_view_tested_above():
-    from pathlib import Path
-
-    from tests.helpers import readme_block
 
     tested = (Path(__file__).parent / "urls.py").read_text()
     shown = readme_block("from oauth2_provider.contrib.rest_framework import TokenHasScope")

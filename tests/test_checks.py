@@ -1,7 +1,7 @@
 import pytest
 from django.core import checks
 
-from ropc_provider.checks import required_apps_installed
+from ropc_provider.checks import database_is_supported, required_apps_installed
 
 
 def _ids(deploy=True):
@@ -94,7 +94,6 @@ def test_openid_connect_without_a_key_is_an_error(settings):
 
 
 def test_an_untested_database_backend_is_refused():
-    from ropc_provider.checks import database_is_supported
 
     assert database_is_supported(None) == []  # the suite's own: SQLite, or PostgreSQL in its second pass
     legacy = {"legacy": {"ENGINE": "django.db.backends.mysql", "NAME": "x"}}

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from django.core.management import call_command
+from django.core.management import call_command, load_command_class
 from django.core.management.base import CommandError
 from oauth2_provider.models import get_application_model
 
@@ -77,7 +77,6 @@ def test_command_line_errors_exit_non_zero():
     ("command", "action"), [("ropc_client", "list"), ("ropc_realm", "list"), ("ropc_user", "create")]
 )
 def test_djangos_options_are_taken_after_the_sub_command_too(command, action):
-    from django.core.management import load_command_class
 
     parser = load_command_class("ropc_provider", command).create_parser("manage.py", command)
     args = [action] + (["--realm", "staff", "alice", "--password-stdin"] if action == "create" else [])

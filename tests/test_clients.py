@@ -6,7 +6,10 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.db import IntegrityError, transaction
+from django.test import Client
 from django.urls import reverse
+from oauth2_provider.models import get_application_model
 
 from ropc_provider import clients, realms
 from ropc_provider.exceptions import InvalidInput
@@ -25,7 +28,6 @@ def through_the_cli(name, realm_slugs):
 
 
 def through_the_admin(name, realm_slugs):
-    from django.test import Client
 
     operator = Client()
     operator.force_login(UserFactory(username="operator", is_staff=True, is_superuser=True))
@@ -67,7 +69,6 @@ def test_a_default_realm_outside_the_clients_realms_is_refused_by_name(db):
 
 
 def test_editing_a_client_in_the_admin_goes_through_the_service(db, monkeypatch, api):
-    from django.test import Client
 
     realms.create_realm(slug="staff")
     realms.create_realm(slug="shop")
@@ -87,7 +88,6 @@ def test_editing_a_client_in_the_admin_goes_through_the_service(db, monkeypatch,
 
 @pytest.mark.parametrize("lifetime", [0, -5])
 def test_a_lifetime_is_positive_whichever_face_writes_it(db, lifetime):
-    from django.db import IntegrityError, transaction
 
     with pytest.raises(InvalidInput, match="positive number of seconds"):
         clients.register_client(name="App", confidential=False, access_token_lifetime=lifetime)
@@ -102,7 +102,6 @@ def test_a_lifetime_is_positive_whichever_face_writes_it(db, lifetime):
 
 
 def test_deleting_a_clients_policy_deletes_the_client(api, employees_app):
-    from oauth2_provider.models import get_application_model
 
     _realm, app = employees_app
     clients.set_active(app.ropc_policy, False)

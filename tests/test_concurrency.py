@@ -2,14 +2,16 @@
 a 500 and never two live token pairs."""
 
 import threading
+import time
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from ropc_provider import tokens
+from ropc_provider import clients, realms, tokens
 from ropc_provider.exceptions import RefreshTokenAlreadyUsed
 from ropc_provider.models import SessionCutoff
 from tests.helpers import Api, RacingHasher, assert_error
@@ -62,19 +64,16 @@ def test_concurrent_refreshes_have_one_winner(transactional_db, settings, user, 
 
 
 def _deactivate_client(application):
-    from ropc_provider import clients
 
     clients.set_active(application.ropc_policy, False)
 
 
 def _deactivate_realm(application):
-    from ropc_provider import realms
 
     realms.set_realm_active(realms.project_realm(), False)
 
 
 def _take_the_realm_away(application):
-    from ropc_provider import realms
 
     application.ropc_policy.realms.remove(realms.project_realm())
 
@@ -93,9 +92,6 @@ def test_a_change_during_the_password_check_refuses_the_sign_in(api, racing, pub
 def test_a_change_while_the_tokens_are_written_ends_them(transactional_db, user, public_app, monkeypatch, change):
     """The operator acts after the sign-in's checks passed and before its tokens are committed:
     either the operator waits for the tokens and ends them, or the sign-in is refused."""
-    import time
-
-    from ropc_provider import tokens
 
     written, real_issue = threading.Event(), tokens.issue
 
@@ -125,7 +121,6 @@ def test_a_change_while_the_tokens_are_written_ends_them(transactional_db, user,
 
 
 def _change_password(user_id):
-    from django.contrib.auth import get_user_model
 
     other = get_user_model().objects.get(pk=user_id)
     other.set_password("changed meanwhile 1")
@@ -133,7 +128,6 @@ def _change_password(user_id):
 
 
 def _deactivate(user_id):
-    from django.contrib.auth import get_user_model
 
     other = get_user_model().objects.get(pk=user_id)
     other.is_active = False

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import require_program
+from tests.helpers import readme_block, require_program
 from tests.servers import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -132,7 +132,6 @@ def assert_the_cli_unlocks_what_the_server_locked(port, curl_line, env):
 def follow_the_readme_walkthrough(port, curl_line):
     """The README's walkthrough as written, its placeholders filled in as a reader would: each
     command's answer has the keys (and, where the README shows them, the values) it promises."""
-    from tests.helpers import readme_block
 
     client_id = dict(part.split("=", 1) for part in shlex.split(curl_line) if "=" in part)["client_id"]
     known = {"CLIENT_ID": client_id}

@@ -1,12 +1,21 @@
 """The README is a promise: its code blocks and its settings table are checked against the code."""
 
+import argparse
+import importlib
+import io
+import json
 import re
+import shlex
 
+from django.core.management import call_command, load_command_class
+
+from ropc_provider.conf import DEFAULTS
+from ropc_provider.management.commands._base import DJANGO_OPTIONS
+from tests.factories import UserFactory
 from tests.helpers import README, readme_block, readme_blocks
 
 
 def test_settings_table_lists_every_setting_with_its_default():
-    from ropc_provider.conf import DEFAULTS
 
     rows = {}
     for line in README.read_text().splitlines():
@@ -26,11 +35,6 @@ def test_settings_table_lists_every_setting_with_its_default():
 def run_manage_py_lines(block, password="a long pass phrase 42"):
     """Each `manage.py …` line of a README block through call_command, as a shell would run it
     (a `printf … | ` feeding the password on stdin); each prints one JSON object."""
-    import io
-    import json
-    import shlex
-
-    from django.core.management import call_command
 
     printed = []
     for line in block.splitlines():
@@ -66,7 +70,6 @@ def test_the_readmes_other_clients_run_as_written(db):
 
 
 def test_the_readmes_sign_out_code_runs_as_written(db, api, public_app):
-    from tests.factories import UserFactory
 
     user = UserFactory(username="alice")
     refresh_token = api.password_grant(public_app, "alice").data["refresh_token"]
@@ -90,11 +93,6 @@ def test_every_readme_block_is_run_by_a_test():
 
 
 def test_the_command_line_table_lists_every_argument_of_every_command():
-    import argparse
-
-    from django.core.management import load_command_class
-
-    from ropc_provider.management.commands._base import DJANGO_OPTIONS
 
     django_options = {flag for flags, _ in DJANGO_OPTIONS for flag in flags} | {"-h", "--help", "--version"}
     table = {}
@@ -119,7 +117,6 @@ def test_the_command_line_table_lists_every_argument_of_every_command():
 
 
 def test_the_python_api_table_is_what_the_modules_export():
-    import importlib
 
     section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
     for module_name, names in re.findall(r"^\| `(ropc_provider[\w.]*)` \| (.*) \|$", section, re.M):

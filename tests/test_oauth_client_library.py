@@ -2,6 +2,10 @@
 LegacyApplicationClient (the password grant) obtains, refreshes and revokes tokens, and Node's
 certified openid-client discovers us and validates our ID tokens."""
 
+import json
+import shutil
+import subprocess
+
 import jwt
 import pytest
 import requests
@@ -9,6 +13,7 @@ from oauthlib.oauth2 import LegacyApplicationClient
 from requests_oauthlib import OAuth2Session
 
 from ropc_provider import accounts, clients, realms
+from tests.helpers import require_program
 
 PASSWORD = "library pass phrase 1"
 
@@ -96,10 +101,6 @@ const { Issuer } = require('openid-client');
 def openid_client(tmp_path_factory):
     """Node's certified openid-client (5.x), installed from the npm registry into a temporary
     directory (node and npm come with this kind of machine; CI installs them where missing)."""
-    import shutil
-    import subprocess
-
-    from tests.helpers import require_program
 
     require_program("npm")
     directory = tmp_path_factory.mktemp("openid-client")
@@ -110,8 +111,6 @@ def openid_client(tmp_path_factory):
 
 
 def test_nodes_openid_client_discovers_signs_in_validates_refreshes_and_revokes(live, openid_client):
-    import json
-    import subprocess
 
     base, app = live
     node, script = openid_client

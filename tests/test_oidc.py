@@ -1,14 +1,22 @@
 import base64
 import hashlib
 import json
+from datetime import timedelta
 
 import jwt
 import pytest
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from authlib.oidc.discovery import OpenIDProviderMetadata
+from django.contrib.auth import get_user_model
 from django.core import checks
+from django.core.management import call_command
+from django.utils import timezone
+from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from example_project.keys import generate_rsa_key
 from ropc_provider import accounts, clients, realms
+from tests.factories import UserFactory
 from tests.helpers import assert_error
 
 SECRET = "pass phrase for oidc 1"
@@ -91,7 +99,6 @@ def test_refresh_gives_a_new_id_token_for_the_same_subject(api, user, oidc_app, 
 
 
 def test_profile_and_email_scopes_add_standard_claims(api, oidc_app, jwks, db):
-    from tests.factories import UserFactory
 
     UserFactory(username="bea", first_name="Bea", last_name="Smith", email="bea@example.com")
     token = api.password_grant(oidc_app, "bea", scope="openid profile email").data["id_token"]
@@ -230,11 +237,6 @@ def test_userinfo_with_a_token_of_no_user(api, token_of_no_user):
 def test_auth_time_survives_cleartokens(api, user, oidc_app, jwks, settings):
     """A daily refresh, and cleartokens deleting rotated-away tokens after 14 days, as the README
     recommends: auth_time stays the moment of the password check."""
-    from datetime import timedelta
-
-    from django.core.management import call_command
-    from django.utils import timezone
-    from freezegun import freeze_time
 
     settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_EXPIRE_SECONDS": 14 * 24 * 3600}
     with freeze_time(timezone.now()) as clock:
@@ -262,9 +264,6 @@ def test_one_issuer_whatever_the_host_header(api, user, oidc_app, jwks):
 
 
 def test_email_verified_only_when_the_user_model_can_say(api, oidc_app, jwks, db, monkeypatch):
-    from django.contrib.auth import get_user_model
-
-    from tests.factories import UserFactory
 
     UserFactory(username="bea", email="bea@example.com")
 
@@ -313,8 +312,6 @@ def test_discovery_is_the_metadata_and_more(api):
 def test_metadata_validates_under_authlib(api, settings):
     """What a client library checks, with an https issuer as production has: both documents pass
     Authlib's validation of every field RFC 8414 and OpenID Connect Discovery define."""
-    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
-    from authlib.oidc.discovery import OpenIDProviderMetadata
 
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "ISSUER": "https://id.example.com/o"}
     metadata = api.client.get(f"{METADATA}/o").json()

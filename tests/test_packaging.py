@@ -7,9 +7,12 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
+import jwt
 import pytest
 import requests
 
@@ -50,7 +53,6 @@ def test_the_wheel_carries_the_app_whole_and_nothing_else(wheel):
 
 
 def test_the_sdist_carries_what_a_rebuild_needs(wheel):
-    import tarfile
 
     source = wheel.parent / "source"
     subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(wheel.parent), str(source)],
@@ -67,7 +69,6 @@ def test_the_sdist_carries_what_a_rebuild_needs(wheel):
 def test_the_wheel_declares_what_the_matrix_tests(wheel):
     """Classifiers name exactly the Django and Python versions noxfile.py and .venv test, and the
     oldest django-oauth-toolkit the matrix installs is the floor pyproject.toml declares."""
-    import tomllib
 
     metadata = zipfile.ZipFile(wheel).read(next(n for n in zipfile.ZipFile(wheel).namelist()
                                                 if n.endswith(".dist-info/METADATA"))).decode()  # fmt: skip
@@ -154,8 +155,6 @@ urlpatterns += [path("api/whoami/", whoami)]
 
 
 def an_id_token_validates_against_discovery(base, project, env):
-    import jwt
-
     made = run(["python", "manage.py", "ropc_client", "create", "--name", "OIDC app", "--public", "--realm", "staff",
                 "--scope", "openid", "--scope", "profile"], cwd=project, env=env)  # fmt: skip
     client_id = json.loads(made.stdout)["client_id"]

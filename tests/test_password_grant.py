@@ -1,6 +1,8 @@
+import unicodedata
+
 import pytest
 from django.test import override_settings
-from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.models import AccessToken, RefreshToken, get_application_model
 
 from ropc_provider import clients
 from tests.factories import PASSWORD, UserFactory
@@ -105,7 +107,6 @@ def test_our_endpoint_emits_no_dot_deprecation_warning(api, user, public_app, se
 
 
 def test_existing_dot_password_client_without_policy_is_served(api, user, db):
-    from oauth2_provider.models import get_application_model
 
     Application = get_application_model()
     app = Application.objects.create(
@@ -119,9 +120,6 @@ def test_existing_dot_password_client_without_policy_is_served(api, user, db):
 def test_passwords_are_compared_exactly_as_django_stores_them(api, public_app, db):
     """Documented policy (checklist row 19): no Unicode normalisation of passwords, as Django's
     hashers do none; a password set in NFC does not match its NFD spelling."""
-    import unicodedata
-
-    from tests.factories import UserFactory
 
     nfc = unicodedata.normalize("NFC", "café crème brûlée")
     UserFactory(username="zoe", password=nfc)
@@ -133,7 +131,6 @@ def test_passwords_are_compared_exactly_as_django_stores_them(api, public_app, d
 def test_moving_from_dots_endpoint_keeps_clients_and_sessions(api, user, db, settings, recwarn):
     """The README's migration guide: a client of DOT's stock password grant points at our token
     endpoint and keeps its client_id, and the sessions DOT's endpoint began refresh at ours."""
-    from oauth2_provider.models import get_application_model
 
     Application = get_application_model()
     legacy = Application.objects.create(

@@ -2,9 +2,11 @@
 client is known to be allowed the password grant; and refusals cost the same work, whatever the
 reason."""
 
-from django.contrib.auth.hashers import MD5PasswordHasher
+from django.contrib.auth.hashers import MD5PasswordHasher, make_password
+from django.test import override_settings
 from oauth2_provider.models import get_application_model
 
+from ropc_provider import accounts, clients, realms
 from tests.factories import PASSWORD
 
 
@@ -31,7 +33,6 @@ def test_resource_server_client_gets_identical_answers(api, user, resource_serve
 
 
 def test_scope_refusal_does_not_depend_on_the_password(api, user, db):
-    from ropc_provider import clients
 
     app = clients.register_client(name="Reader", confidential=False, scopes=["read"]).application
     right = api.password_grant(app, "alice", password=PASSWORD, scope="write")
@@ -42,7 +43,6 @@ def test_scope_refusal_does_not_depend_on_the_password(api, user, db):
 
 def test_dot_stock_endpoint_is_an_oracle(api, user, authorization_code_app, settings, recwarn):
     """The reason for the above: DOT's own endpoint, same client, tells the two apart."""
-    from django.test import override_settings
 
     gate_off = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
     data = {"grant_type": "password", "username": "alice", "client_id": authorization_code_app.client_id}
@@ -73,9 +73,6 @@ class LegacyHasher(RecordedHasher):
 
 
 def test_an_inactive_account_with_an_old_hash_costs_what_any_refusal_costs(api, db, settings):
-    from django.contrib.auth.hashers import make_password
-
-    from ropc_provider import accounts, clients, realms
 
     settings.PASSWORD_HASHERS = ["tests.test_password_oracle.RecordedHasher", "tests.test_password_oracle.LegacyHasher"]
     realm = realms.create_realm(slug="staff")

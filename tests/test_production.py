@@ -6,9 +6,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 import requests
 
+from benchmarks.load import run_load
 from tests.servers import manage, production_stack
 
 PASSWORD = "production pass phrase 1"
@@ -34,7 +36,6 @@ def password_grant(stack, base, login="alice", password=PASSWORD):
 
 
 def sql(stack, query, *params):
-    import psycopg
 
     with psycopg.connect(stack.pg.url()) as connection:
         return connection.execute(query, params).fetchall()
@@ -144,7 +145,6 @@ def test_redis_killed_and_restarted(stack):
 
 
 def test_load_run_has_no_server_errors(stack):
-    from benchmarks.load import run_load
 
     report = run_load(stack.instances, stack.client_id, ["alice"], PASSWORD, seconds=5, concurrency=16)
     assert report["requests"] > 50

@@ -8,13 +8,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 
-from ropc_provider import accounts, clients, realms, signals
-from tests.factories import PASSWORD
-from tests.helpers import assert_error
+from ropc_provider import accounts, clients, protection, realms, signals
+from ropc_provider.exceptions import InvalidInput
+from tests.factories import PASSWORD, UserFactory
+from tests.helpers import Api, assert_error
 from tests.test_realms import CountingHasher  # noqa: F401  (the hasher the settings name)
 
 WRONG = "not the password"
@@ -164,7 +167,6 @@ def test_forwarded_user_ip_only_from_a_flagged_confidential_client(api, employee
 
 
 def test_public_clients_cannot_forward_user_ips(db):
-    from ropc_provider.exceptions import InvalidInput
 
     with pytest.raises(InvalidInput, match="confidential"):
         clients.register_client(name="App", confidential=False, may_forward_user_ip=True)
@@ -310,7 +312,6 @@ def test_unlock_command_lifts_an_accounts_locks_by_its_email(api, shop):
 
 
 def test_project_realm_counts_each_username_apart(api, db, settings):
-    from tests.factories import UserFactory
 
     UserFactory(username="bob")
     UserFactory(username="ＢＯＢ")  # fullwidth: another user, as far as ModelBackend goes
@@ -321,7 +322,6 @@ def test_project_realm_counts_each_username_apart(api, db, settings):
 
 
 def test_project_lockout_key_for_case_insensitive_backends(api, db, settings):
-    from tests.factories import UserFactory
 
     settings.ROPC_PROVIDER = {
         **settings.ROPC_PROVIDER,
@@ -413,7 +413,6 @@ def test_known_addresses_can_be_switched_off(api, app, settings):
 
 
 def test_forwarded_for_without_a_trusted_proxy_is_reported_once(api, app, caplog, monkeypatch):
-    from ropc_provider import protection
 
     monkeypatch.setattr(protection, "_warned_untrusted_forwarding", False)
     for _ in range(3):
@@ -430,10 +429,6 @@ def test_ipv4_mapped_ipv6_is_the_ipv4_address(api, app, settings):
 
 
 def test_a_crash_on_the_threshold_attempt_still_locks(api, app, monkeypatch):
-    from django.contrib.auth import get_user_model
-    from django.test import Client
-
-    from tests.helpers import Api
 
     fail(api, app, 9)
 

@@ -355,7 +355,6 @@ def test_taking_a_realm_from_a_client_ends_that_clients_sessions_only(api, emplo
 
 
 def test_deleting_an_account_deletes_its_user(api, employees_app):
-    from django.contrib.auth import get_user_model
 
     realm, app = employees_app
     account = realm.accounts.get()

@@ -1,12 +1,13 @@
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from ropc_provider import clients
-from tests.helpers import assert_error
+from ropc_provider import clients, tokens
+from tests.helpers import Api, assert_error
 
 
 @pytest.fixture
@@ -148,10 +149,6 @@ def test_refresh_token_expires_after_its_lifetime(api, user, db):
 
 def test_failed_rotation_leaves_no_partial_write(transactional_db, api, public_app, signed_in, monkeypatch):
     """A crash after the old pair is claimed and the new access token written must undo both."""
-    from django.test import Client
-
-    from ropc_provider import tokens
-    from tests.helpers import Api
 
     def crash(**kwargs):
         raise RuntimeError("disk full")

@@ -2,10 +2,12 @@
 and writes no token."""
 
 import base64
+import json
 
 import pytest
 from oauth2_provider.models import AccessToken
 
+from ropc_provider import client_secrets, clients
 from tests.factories import PASSWORD
 from tests.helpers import TOKEN_URL, assert_error
 
@@ -45,7 +47,6 @@ def test_parameters_in_query_string_are_refused(api, grant):
     ],
 )
 def test_body_must_be_form_encoded_utf8(api, grant, content_type, body):
-    import json
 
     body = json.dumps(grant) if content_type == "application/json" else None
     if content_type.startswith("multipart"):
@@ -163,7 +164,6 @@ def test_public_client_sending_a_secret_is_not_confidential(api, user, public_ap
 
 
 def test_basic_secret_is_form_decoded(api, user, db):
-    from ropc_provider import client_secrets, clients
 
     registered = clients.register_client(name="Odd secret", confidential=True)
     app = registered.application

@@ -1,12 +1,21 @@
 """No password, client secret or token value reaches a log record, even at DEBUG."""
 
+import io
 import logging
+import sys
 
 import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.core.management import call_command
+from django.core.signals import got_request_exception
 from django.test import Client
+from django.urls import reverse
+from django.views.debug import ExceptionReporter
 
-from ropc_provider import signin
-from tests.factories import PASSWORD
+from ropc_provider import clients, realms, signals, signin
+from ropc_provider.models import ClientPolicy, RealmAccount
+from tests.factories import PASSWORD, UserFactory
 from tests.helpers import Api
 
 
@@ -62,9 +71,6 @@ def _everything_in(request):
 
 
 def test_sign_in_signals_and_backends_get_no_credentials(api, user, confidential, db):
-    from django.contrib.auth.signals import user_login_failed
-
-    from ropc_provider import signals
 
     application, secret = confidential
     received = []
@@ -98,21 +104,6 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
     the admin's actions, a crash — with every logger at DEBUG, signal receivers listening, admin
     history written and Django's error report taken with DEBUG off: no password, client secret or
     token value appears in any of them."""
-    import io
-    import sys
-
-    from django.contrib.admin.models import LogEntry
-    from django.contrib.auth.signals import user_logged_in, user_login_failed
-    from django.core.management import call_command
-    from django.core.signals import got_request_exception
-    from django.test import Client
-    from django.urls import reverse
-    from django.views.debug import ExceptionReporter
-
-    from ropc_provider import clients, realms, signals, signin
-    from ropc_provider.models import ClientPolicy, RealmAccount
-    from tests.factories import UserFactory
-    from tests.helpers import Api
 
     caplog.set_level(logging.DEBUG)
     heard, reports = [], []
@@ -203,10 +194,6 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
 def test_error_reports_do_not_show_passwords_or_secrets(user, confidential, monkeypatch):
     """What Django mails to ADMINS (and shows any reporter) after a crash mid-grant, with
     DEBUG off as in production."""
-    import sys
-
-    from django.core.signals import got_request_exception
-    from django.views.debug import ExceptionReporter
 
     application, secret = confidential
 

@@ -6,16 +6,20 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import authenticate
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
+from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import accounts, clients, realms, sessions, signals
 from ropc_provider.models import SessionCutoff
-from tests.factories import PASSWORD
+from tests.factories import PASSWORD, UserFactory
 from tests.helpers import assert_error, me
+from tests.test_query_counts import REFRESH_GRANT_QUERIES
 
 NEW_PASSWORD = "a brand new pass phrase 7"
 
@@ -47,7 +51,6 @@ def change_with_set_password_form(user, api):
 
 
 def change_in_the_admin(user, api):
-    from tests.factories import UserFactory
 
     admin = UserFactory(username="admin", is_staff=True, is_superuser=True)
     api.client.force_login(admin)
@@ -122,7 +125,6 @@ def test_operator_command(api, db):
 
 def test_operator_command_errors(db):
     realms.create_realm(slug="employees")
-    from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match="no account"):
         call_command("ropc_revoke", "--realm", "employees", "--username", "nobody")
@@ -216,14 +218,12 @@ def test_hash_upgrade_on_login_is_not_a_password_change(api, user, public_app, s
 
 
 def change_with_make_password(user, api):
-    from django.contrib.auth.hashers import make_password
 
     user.password = make_password(NEW_PASSWORD)
     user.save()
 
 
 def change_with_make_password_saving_the_field(user, api):
-    from django.contrib.auth.hashers import make_password
 
     user.password = make_password(NEW_PASSWORD)
     user.save(update_fields=["password"])
@@ -238,7 +238,6 @@ def test_a_hash_written_directly_is_a_password_change(api, user, public_app, cha
 
 
 def test_hash_upgrade_through_djangos_own_login_is_not_a_password_change(api, user, public_app, settings):
-    from django.contrib.auth import authenticate
 
     old = api.password_grant(public_app, "alice").data  # while MD5 is the preferred hasher
     settings.PASSWORD_HASHERS = [
@@ -272,7 +271,6 @@ def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_
         user=user, refresh_tokens_valid_from=timezone.now() - timedelta(days=1), reason="operator"
     )
     tokens = api.password_grant(public_app, "alice").data
-    from tests.test_query_counts import REFRESH_GRANT_QUERIES
 
     # The cutoff is read with the refresh token: it costs no query (DOT's refresh takes 13).
     with django_assert_max_num_queries(REFRESH_GRANT_QUERIES):
@@ -295,9 +293,6 @@ def test_unusable_password_ends_sessions(api, user, public_app):
 
 
 def test_saving_an_unchanged_user_without_a_usable_password_ends_nothing(api, db, authorization_code_app):
-    from oauth2_provider.models import AccessToken
-
-    from tests.factories import UserFactory
 
     sso = UserFactory(username="sso-user")
     sso.set_unusable_password()

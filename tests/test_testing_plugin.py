@@ -1,10 +1,15 @@
 """The pytest plugin a host project gets by installing the package: its fixtures, used in our own
 suite as a host would use them, and a host project's test file run by a pytest of its own."""
 
+import pathlib
 import textwrap
 
+import pytest
+
 from ropc_provider import accounts
+from ropc_provider.exceptions import InvalidInput
 from ropc_provider.testing.factories import AccountFactory, ClientFactory, RealmFactory, issue_tokens
+from tests.helpers import readme_block
 
 pytest_plugins = ["pytester"]
 
@@ -49,9 +54,6 @@ def test_tokens_refresh_and_are_what_the_client_may_have(api, db):
 
 
 def test_factories_obey_the_services_rules(db):
-    import pytest
-
-    from ropc_provider.exceptions import InvalidInput
 
     realm = RealmFactory(slug="shop")
     assert RealmFactory(slug="shop") == realm  # looked up by slug
@@ -72,9 +74,6 @@ def test_me(ropc_api_client):
 def test_a_host_projects_api_test_in_five_lines(pytester, monkeypatch):
     """The README's worked example, in a pytest run of its own against the example project's
     settings, as a host project runs it: the plugin comes from the installed entry point."""
-    import pathlib
-
-    from tests.helpers import readme_block
 
     assert readme_block("def test_me(ropc_api_client):") == textwrap.dedent(HOST_TEST).strip()
     root = pathlib.Path(__file__).resolve().parent.parent
