@@ -4,8 +4,7 @@ from django.core.cache import caches
 from oauth2_provider.models import get_application_model
 from playwright.sync_api import sync_playwright
 
-from ropc_provider import accounts, clients, realms
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
 from tests.helpers import Api, require_program
 
 
@@ -42,19 +41,19 @@ def user(db):
 
 @pytest.fixture
 def public_app(db):
-    return clients.register_client(name="Native app", confidential=False, scopes=["read", "write"]).application
+    return ClientFactory(name="Native app", scopes=["read", "write"]).application
 
 
 @pytest.fixture
 def confidential(db):
     """(application, secret) of a confidential password-grant client."""
-    registered = clients.register_client(name="Server app", confidential=True, scopes=["read", "write"])
+    registered = ClientFactory(name="Server app", confidential=True, scopes=["read", "write"])
     return registered.application, registered.client_secret
 
 
 @pytest.fixture
 def resource_server(db):
-    registered = clients.register_client(name="API", confidential=True, resource_server=True)
+    registered = ClientFactory(name="API", confidential=True, resource_server=True)
     return registered.application, registered.client_secret
 
 
@@ -126,7 +125,5 @@ def browser_page(monkeypatch):
 
 @pytest.fixture
 def employees_app(db):
-    realm = realms.create_realm(slug="employees")
-    accounts.create_account(realm, "alice", PASSWORD)
-    app = clients.register_client(name="Staff", confidential=False, realms=["employees"]).application
-    return realm, app
+    alice = AccountFactory(realm=RealmFactory(slug="employees"), login_name="alice", password=PASSWORD)
+    return alice.realm, ClientFactory(name="Staff", realms=[alice.realm]).application

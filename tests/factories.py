@@ -1,6 +1,9 @@
 import factory
 from django.contrib.auth import get_user_model
 
+# The package's own factories (built through our services), which host projects use too.
+from ropc_provider.testing.factories import AccountFactory, ClientFactory, RealmFactory  # noqa: F401
+
 PASSWORD = "correct horse battery staple"
 
 
