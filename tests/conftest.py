@@ -5,7 +5,7 @@ from oauth2_provider.models import get_application_model
 from playwright.sync_api import sync_playwright
 
 from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
-from tests.helpers import Api, require_program
+from tests.helpers import Api, CountingHasher, require_program
 
 
 def pytest_collection_modifyitems(config, items):
@@ -127,3 +127,10 @@ def browser_page(monkeypatch):
 def employees_app(db):
     alice = AccountFactory(realm=RealmFactory(slug="employees"), login_name="alice", password=PASSWORD)
     return alice.realm, ClientFactory(name="Staff", realms=[alice.realm]).application
+
+
+@pytest.fixture
+def counting_hasher(settings):
+    settings.PASSWORD_HASHERS = ["tests.helpers.CountingHasher"]
+    CountingHasher.calls = 0
+    return CountingHasher

@@ -114,3 +114,12 @@ INTROSPECT = "/o/introspect/"
 def me(api, body):
     """The example API, called with the access token of a token response's body."""
     return api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {body['access_token']}")
+
+
+class CountingHasher(MD5PasswordHasher):
+    algorithm = "counting_md5"
+    calls = 0
+
+    def encode(self, password, salt):
+        CountingHasher.calls += 1
+        return super().encode(password, salt)

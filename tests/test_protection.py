@@ -18,16 +18,8 @@ from ropc_provider import accounts, clients, protection, realms, signals
 from ropc_provider.exceptions import InvalidInput
 from tests.factories import PASSWORD, UserFactory
 from tests.helpers import Api, assert_error
-from tests.test_realms import CountingHasher  # noqa: F401  (the hasher the settings name)
 
 WRONG = "not the password"
-
-
-@pytest.fixture
-def counting_hasher(settings):
-    settings.PASSWORD_HASHERS = ["tests.test_realms.CountingHasher"]
-    CountingHasher.calls = 0
-    return CountingHasher
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.hashers import MD5PasswordHasher
 from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, clients, realms, signals
@@ -249,22 +248,6 @@ def test_only_one_project_realm(db):
 
 
 # -- cost and signals ---------------------------------------------------------------------------------
-
-
-class CountingHasher(MD5PasswordHasher):
-    algorithm = "counting_md5"
-    calls = 0
-
-    def encode(self, password, salt):
-        CountingHasher.calls += 1
-        return super().encode(password, salt)
-
-
-@pytest.fixture
-def counting_hasher(settings):
-    settings.PASSWORD_HASHERS = ["tests.test_realms.CountingHasher"]
-    CountingHasher.calls = 0
-    return CountingHasher
 
 
 def test_unknown_account_costs_the_same_hashing_as_a_wrong_password(api, employees, both_realms_app, counting_hasher):
