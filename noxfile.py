@@ -21,7 +21,10 @@ nox.options.download_python = "never"  # the interpreters are this machine's (py
 
 def python(version):
     """python3.X from PATH, else pyenv's build (pyenv's shims answer only for its global version)."""
-    builds = sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")))
+    builds = sorted(
+        glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}")),
+        key=lambda path: [int(part) for part in path.split("/versions/")[1].split("/")[0].split(".") if part.isdigit()],
+    )
     return builds[-1] if builds else shutil.which(f"python{version}") or version
 
 
@@ -39,7 +42,8 @@ NEWEST_DOT = "django-oauth-toolkit>=3.4.1"
     ],
 )
 def tests(session, django, dot):
-    session.install("-e", ".[dev,example]", django, dot)
+    # -U: a reused environment would otherwise keep the DOT it was made with, never the newest.
+    session.install("-U", "-e", ".[dev,example]", django, dot)
     versions = "import django, oauth2_provider as dot; print('Django', django.__version__, 'DOT', dot.__version__)"
     session.run("python", "-c", versions)
     session.run(

@@ -62,15 +62,21 @@ def required_apps_installed(app_configs, **kwargs):
         errors.append(Error("ropc_provider needs 'oauth2_provider' in INSTALLED_APPS.", id="ropc_provider.E001"))
     drf = getattr(settings, "REST_FRAMEWORK", {}) or {}
     ours = "ropc_provider.authentication.BearerAuthentication"
-    if ours in drf.get("DEFAULT_AUTHENTICATION_CLASSES", ()) and "rest_framework" not in settings.INSTALLED_APPS:
-        # DRF's browsable API renders its refusals from rest_framework's templates: without the
-        # app, a browser that meets our 401 gets TemplateDoesNotExist, a 500.
+    browsable = "rest_framework.renderers.BrowsableAPIRenderer"
+    renderers = drf.get("DEFAULT_RENDERER_CLASSES", [browsable])  # DRF's default includes it
+    if (
+        ours in drf.get("DEFAULT_AUTHENTICATION_CLASSES", ())
+        and browsable in renderers
+        and "rest_framework" not in settings.INSTALLED_APPS
+    ):
+        # The browsable API renders every answer, our 401s included, from rest_framework's
+        # templates: without the app, a browser gets TemplateDoesNotExist, a 500.
         errors.append(
-            Error(
-                "REST_FRAMEWORK uses ropc_provider's BearerAuthentication but 'rest_framework' is not in "
-                "INSTALLED_APPS.",
-                hint="Add 'rest_framework' to INSTALLED_APPS.",
-                id="ropc_provider.E007",
+            Warning(
+                "REST_FRAMEWORK protects your API with ropc_provider's BearerAuthentication and renders "
+                "the browsable API, but 'rest_framework' is not in INSTALLED_APPS: browsers get a 500.",
+                hint="Add 'rest_framework' to INSTALLED_APPS (or render JSON only).",
+                id="ropc_provider.W006",
             )
         )
     return errors

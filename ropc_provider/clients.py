@@ -1,6 +1,6 @@
 """Registering password-grant clients and authenticating them: the one place these rules live."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.views.decorators.debug import sensitive_variables
@@ -21,8 +21,9 @@ __all__ = ["RegisteredClient", "register_client", "update_client", "rotate_secre
 @dataclass(frozen=True)
 class RegisteredClient:
     application: AbstractApplication
-    # The plain secret, for the one showing at creation; None for public clients.
-    client_secret: str | None
+    # The plain secret, for the one showing at creation; None for public clients. Out of repr, so
+    # no traceback or log line shows it.
+    client_secret: str | None = field(repr=False)
 
 
 def known_scopes():

@@ -51,8 +51,8 @@ def authorization_server(django_request):
         "revocation_endpoint": endpoint_url(django_request, "revoke-token"),
         "introspection_endpoint": endpoint_url(django_request, "introspect"),
         "grant_types_supported": ["password", "refresh_token"],
-        # Both are required (RFC 8414 §2, OpenID Connect Discovery §3), and what is true here is
-        # that no browser signs in: the authorization endpoint answers every request with an
+        # OpenID Connect Discovery §3 requires both (RFC 8414 §2 only response_types_supported),
+        # and what is true here is that no browser signs in: the authorization endpoint answers every request with an
         # error, and "none" is the registered response type that returns no code and no token.
         "authorization_endpoint": endpoint_url(django_request, "authorize"),
         "response_types_supported": ["none"],

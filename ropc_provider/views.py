@@ -173,16 +173,18 @@ class AuthorizationView(View):
     every request is refused, and never by a redirect, since no redirect URI is ever checked here
     (redirecting to one would make this an open redirector)."""
 
-    http_method_names = ["get", "post"]
+    http_method_names = ["get", "head", "post"]
 
     def http_method_not_allowed(self, request, *args, **kwargs):
         return method_not_allowed(request, self._allowed_methods())
 
     def get(self, request, *args, **kwargs):
         try:
-            response_type = (request.GET if request.method == "GET" else request.POST).get("response_type")
+            sent = (request.POST if request.method == "POST" else request.GET).getlist("response_type")
         except (BadRequest, SuspiciousOperation, MultiPartParserError, UnicodeDecodeError):
-            response_type = None  # a body Django cannot read (a charset, a size): still our JSON
+            sent = []  # a body Django cannot read (a charset, a size): still our JSON
+        # Sent twice, it is no one value (RFC 6749 §3.1), whichever of them is "none".
+        response_type = sent[0] if len(sent) == 1 else None
         if not response_type:
             error = "invalid_request"
         elif response_type != "none":

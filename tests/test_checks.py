@@ -31,12 +31,15 @@ def test_missing_dot_is_an_error(settings):
     assert [m.id for m in required_apps_installed(None)] == ["ropc_provider.E001"]
 
 
-def test_our_drf_authentication_without_drf_installed_is_an_error(settings):
+def test_our_drf_authentication_with_the_browsable_api_but_no_drf_app_is_flagged(settings):
     ours = "ropc_provider.authentication.BearerAuthentication"
     settings.REST_FRAMEWORK = {"DEFAULT_AUTHENTICATION_CLASSES": [ours]}
     assert required_apps_installed(None) == []
     settings.INSTALLED_APPS = [app for app in settings.INSTALLED_APPS if app != "rest_framework"]
-    assert [m.id for m in required_apps_installed(None)] == ["ropc_provider.E007"]
+    assert [m.id for m in required_apps_installed(None)] == ["ropc_provider.W006"]
+    json_only = ["rest_framework.renderers.JSONRenderer"]  # renders no template: no 500
+    settings.REST_FRAMEWORK = {"DEFAULT_AUTHENTICATION_CLASSES": [ours], "DEFAULT_RENDERER_CLASSES": json_only}
+    assert required_apps_installed(None) == []
     settings.REST_FRAMEWORK = {}  # a project that does not use it needs no DRF app
     assert required_apps_installed(None) == []
 

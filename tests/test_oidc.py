@@ -346,3 +346,9 @@ def test_authorization_endpoint_refuses_everyone_and_never_redirects(api, query,
     response = getattr(api.client, method)("/o/authorize/", params)  # GET: the query; POST: a form
     assert_error(response, 400, error)
     assert "Location" not in response and "token endpoint" in response.json()["error_description"]
+
+
+def test_authorization_endpoint_takes_a_repeated_response_type_as_none_given(api):
+    response = api.client.get("/o/authorize/?response_type=code&response_type=none")
+    assert_error(response, 400, "invalid_request")
+    assert api.client.head("/o/authorize/?response_type=code").status_code == 400  # HEAD is GET's

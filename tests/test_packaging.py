@@ -50,6 +50,8 @@ def test_the_wheel_carries_the_app_whole_and_nothing_else(wheel):
     assert migrations == {"ropc_provider/migrations/0001_initial.py"}  # squashed before the first release
     assert any(name.endswith("licenses/LICENSE") for name in names)
     assert not [name for name in names if name.startswith(("example_project/", "tests/", "benchmarks/"))]
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt")))
+    assert b"[pytest11]" in entry_points and b"ropc_provider.testing.plugin" in entry_points  # the plugin ships
 
 
 def test_the_sdist_carries_what_a_rebuild_needs(wheel):

@@ -82,3 +82,26 @@ def test_a_host_projects_api_test_in_five_lines(pytester, monkeypatch):
     pytester.makepyfile(test_host_api=HOST_TEST)
     result = pytester.runpytest_subprocess("--ds=example_project.settings", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_tokens_are_refused_where_the_grant_would_refuse_them(db):
+    from ropc_provider import accounts
+    from ropc_provider.exceptions import InvalidInput
+
+    shop, staff = RealmFactory(slug="shop"), RealmFactory(slug="staff")
+    account = AccountFactory(realm=shop, login_name="bob")
+    with pytest.raises(InvalidInput, match="realm"):
+        issue_tokens(account, ClientFactory(realms=[staff]))
+    with pytest.raises(InvalidInput, match="password grant"):
+        issue_tokens(account, ClientFactory(confidential=True, resource_server=True))
+    accounts.set_account_active(account, False)
+    with pytest.raises(InvalidInput, match="inactive"):
+        issue_tokens(account, ClientFactory(realms=[shop]))
+
+
+def test_nothing_secret_is_in_what_a_failing_test_prints(db):
+    shop = RealmFactory(slug="shop")
+    confidential = ClientFactory(confidential=True, realms=[shop])
+    pair = issue_tokens(AccountFactory(realm=shop), confidential)
+    assert confidential.client_secret not in repr(confidential)
+    assert pair.access_token not in repr(pair) and pair.refresh_token not in repr(pair)

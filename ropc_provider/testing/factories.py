@@ -1,12 +1,13 @@
 """factory-boy factories that build realms, accounts, clients and tokens through the app's own
 services, so what they make obeys the same rules as what the CLI and the admin make."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import factory
 from oauthlib.common import generate_token
 
 from .. import accounts, clients, realms, tokens
+from ..exceptions import InvalidInput
 from ..models import Realm, RealmAccount
 
 # Long enough for Django's password validators; tests read it from the account, not from here.
@@ -71,8 +72,9 @@ class ClientFactory(factory.Factory):
 
 @dataclass(frozen=True)
 class TokenPair:
-    access_token: str
-    refresh_token: str | None
+    # Out of repr: a failing test's output or a log line must not show a working token.
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(repr=False)
     scope: str
 
     @property
@@ -88,6 +90,14 @@ def issue_tokens(user, client, scope=None):
     the client may have."""
     user = getattr(user, "user", user)
     application = getattr(client, "application", client)
+    # What the password grant would refuse, refused here too, so a test cannot pass on a state
+    # production never reaches.
+    if not user.is_active:
+        raise InvalidInput("An inactive user gets no tokens.")
+    if not clients.may_use_password_grant(application) or not clients.policy_of(application).is_active:
+        raise InvalidInput("This client cannot use the password grant.")
+    if realms.realm_for_refresh(clients.policy_of(application), user) is None:
+        raise InvalidInput("This client may not sign in users of this user's realm.")
     if scope is None:
         scope = " ".join(sorted(clients.allowed_scopes(application)))
     access_token = generate_token()
