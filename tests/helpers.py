@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import shutil
 from urllib.parse import quote_plus, urlencode
 
@@ -123,3 +124,8 @@ class CountingHasher(MD5PasswordHasher):
     def encode(self, password, salt):
         CountingHasher.calls += 1
         return super().encode(password, salt)
+
+
+def prefixed_token(request, refresh_token=False):
+    """A TOKEN_GENERATOR of a project with its own token format."""
+    return "test-" + secrets.token_urlsafe(24)

@@ -108,11 +108,16 @@ def test_the_command_line_table_lists_every_argument_of_every_command():
             row = f"{command} {name}" if name else command
             assert row in table, f"no row for {row}"
             documented.add(row)
-            for action in sub._actions:
-                if isinstance(action, argparse._SubParsersAction) or set(action.option_strings) & django_options:
-                    continue
-                shown = action.option_strings[0] if action.option_strings else action.dest
-                assert f"`{shown}" in table[row] or f"`{shown} " in table[row], (row, shown)
+            # Both ways, name for name: every argument is in the row, and the row names no other.
+            in_row = set(re.findall(r"`(--[\w-]+|[a-z]\w*)[ `]", table[row]))
+            arguments = {
+                action.option_strings[0] if action.option_strings else action.dest
+                for action in sub._actions
+                if not isinstance(action, argparse._SubParsersAction)
+                and not set(action.option_strings) & django_options
+            }
+            options_in_row = {name for name in in_row if name.startswith("--") or name in arguments}
+            assert options_in_row == arguments, (row, options_in_row ^ arguments)
     assert documented == set(table), set(table) - documented
 
 

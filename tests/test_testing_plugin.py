@@ -105,3 +105,15 @@ def test_nothing_secret_is_in_what_a_failing_test_prints(db):
     pair = issue_tokens(AccountFactory(realm=shop), confidential)
     assert confidential.client_secret not in repr(confidential)
     assert pair.access_token not in repr(pair) and pair.refresh_token not in repr(pair)
+
+
+def test_tokens_come_from_the_projects_generator(db, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "TOKEN_GENERATOR": "tests.helpers.prefixed_token"}
+    shop = RealmFactory(slug="shop")
+    pair = issue_tokens(AccountFactory(realm=shop), ClientFactory(realms=[shop]))
+    assert pair.access_token.startswith("test-") and pair.refresh_token.startswith("test-")
+
+
+def test_a_client_is_only_ever_created_registered(db):
+    with pytest.raises(NotImplementedError, match="registered"):
+        ClientFactory.build()
