@@ -23,14 +23,14 @@ WRONG = "not the password"
 
 
 @pytest.fixture
-def employees(db):
+def employees_with_alice(db):
     realm = realms.create_realm(slug="employees")
     accounts.create_account(realm, "alice", PASSWORD)
     return realm
 
 
 @pytest.fixture
-def app(employees):
+def app(employees_with_alice):
     realms.create_realm(slug="customers")
     accounts.create_account(realms.get_realm("customers"), "alice", PASSWORD)
     return clients.register_client(
@@ -137,7 +137,7 @@ def test_trusted_proxy_count_reads_the_proxy_seen_address(api, app, settings):
     assert attempt(api, app, password=PASSWORD, HTTP_X_FORWARDED_FOR="203.0.113.11").status_code == 200
 
 
-def test_forwarded_user_ip_only_from_a_flagged_confidential_client(api, employees, settings):
+def test_forwarded_user_ip_only_from_a_flagged_confidential_client(api, employees_with_alice, settings):
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3}
     flagged = clients.register_client(name="BFF", confidential=True, realms=["employees"], may_forward_user_ip=True)
     plain = clients.register_client(name="Other backend", confidential=True, realms=["employees"])
@@ -232,7 +232,7 @@ def test_counting_is_exact_under_concurrency(live_server, transactional_db, sett
     assert counting_hasher.calls == 10
 
 
-def test_guessing_client_secrets_is_throttled_per_address(api, employees, settings):
+def test_guessing_client_secrets_is_throttled_per_address(api, employees_with_alice, settings):
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 5}
     registered = clients.register_client(name="Backend", confidential=True, realms=["employees"])
     data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
@@ -246,7 +246,7 @@ def test_guessing_client_secrets_is_throttled_per_address(api, employees, settin
     assert elsewhere.status_code == 200
 
 
-def test_right_client_secrets_do_not_use_up_the_limit(api, employees, settings):
+def test_right_client_secrets_do_not_use_up_the_limit(api, employees_with_alice, settings):
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 3}
     registered = clients.register_client(name="Backend", confidential=True, realms=["employees"])
     data = {"grant_type": "password", "username": "alice", "password": PASSWORD}
@@ -255,7 +255,7 @@ def test_right_client_secrets_do_not_use_up_the_limit(api, employees, settings):
         assert response.status_code == 200
 
 
-def test_a_right_password_through_the_wrong_door_counts_as_a_failure(api, employees, db):
+def test_a_right_password_through_the_wrong_door_counts_as_a_failure(api, employees_with_alice, db):
     """A directory account's Django user signing in through the project realm is refused; its
     right password must not reset the failures either (that would tell the attacker)."""
     internal = realms.get_realm("employees").accounts.get().user.get_username()
