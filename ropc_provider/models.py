@@ -204,7 +204,7 @@ class Subject(models.Model):
 
 
 class GraceRetry(models.Model):
-    """A refresh token already honoured once by its client's grace period (see tokens.py)."""
+    """A refresh token already honoured once by its client's grace period (see refresh.py)."""
 
     refresh_token = models.OneToOneField(
         oauth2_settings.REFRESH_TOKEN_MODEL, on_delete=models.CASCADE, related_name="+"

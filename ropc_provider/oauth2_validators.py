@@ -41,7 +41,7 @@ class RopcValidator(OAuth2Validator):
     # -- clients ----------------------------------------------------------------------------
 
     def _basic_credentials(self, request):
-        # Cached on the oauthlib request; no body parameter can shadow it (http.PARAMETERS).
+        # Cached on the oauthlib request; no body parameter can shadow it (oauth2_backends.PARAMETERS).
         if "_ropc_basic" not in vars(request):
             header = request.headers.get("HTTP_AUTHORIZATION", "")
             request._ropc_basic = _parse_basic_auth(header) if header else None
