@@ -83,6 +83,14 @@ DEFAULTS = {
     # of every URL that discovery publishes, whatever Host header a request carries. None: DOT's
     # OIDC_ISS_ENDPOINT, else built from each request (development only; check --deploy says so).
     "ISSUER": None,
+    # -- two-step sign-in (see mfa.py and challenges.py) --
+    # The project realm's policy: "enrolled" (accounts with a second factor must use it) or
+    # "required" (every account must; one without a factor enrols inside the sign-in).
+    "PROJECT_REALM_MFA": "enrolled",
+    # Seconds an auth_session (password right, second factor due) stays usable.
+    "AUTH_SESSION_LIFETIME": 300,
+    # Seconds a code from the authorization challenge endpoint stays redeemable.
+    "AUTHORIZATION_CODE_LIFETIME": 60,
     # Generator of access and refresh token values: a callable taking the oauthlib request.
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }
@@ -99,9 +107,11 @@ DURATIONS = {
     "LOCKOUT_RESET_AFTER": 1,
     "KNOWN_ADDRESS_LIFETIME": 0,
     "IP_FAILURE_WINDOW": 1,
+    "AUTH_SESSION_LIFETIME": 1,
+    "AUTHORIZATION_CODE_LIFETIME": 1,
 }
 # Whole seconds where they become a token's expires_in.
-WHOLE_SECONDS = {"ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME"}
+WHOLE_SECONDS = {"ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "AUTH_SESSION_LIFETIME"}
 # Whole numbers: (smallest, largest or None).
 COUNTS = {
     "MAX_PARAMETER_LENGTH": (1, None),
@@ -140,6 +150,9 @@ def _problem(name, value):
     elif name in FLAGS:
         if not isinstance(value, bool):
             return f"must be True or False, not {value!r}"
+    elif name == "PROJECT_REALM_MFA":
+        if value not in ("enrolled", "required"):
+            return f"must be 'enrolled' or 'required', not {value!r}"
     elif name == "REQUIRE_HTTPS":
         if value is not None and not isinstance(value, bool):
             return f"must be True, False or None, not {value!r}"

@@ -44,6 +44,28 @@ class RefreshRefused(Exception):
         self.description = description
 
 
+class SecondFactorDue(RopcError):
+    """The password was right, but the account has a second factor to verify first."""
+
+
+class ChallengeRefused(RopcError):
+    """A step of the first-party sign-in (challenges.py) that cannot go on; the message is safe to
+    show the client."""
+
+
+class InvalidSession(ChallengeRefused):
+    """The auth_session is unknown, expired, used, another client's, or its sign-in no longer stands."""
+
+
+class WrongFactor(ChallengeRefused):
+    """The second-factor code was refused; the auth_session stays usable until a lockout."""
+
+
+class CodeRefused(ChallengeRefused):
+    """An authorization code that cannot be redeemed (unknown, expired, used, another client's, or
+    a PKCE verifier that does not match)."""
+
+
 class TooManyAttempts(RopcError):
     def __init__(self, retry_after):
         super().__init__("Too many failed attempts; try again later.")
@@ -71,3 +93,19 @@ class TooManyAttemptsError(errors.OAuth2Error):
     @property
     def headers(self):
         return {"Retry-After": str(self.retry_after)}
+
+
+class InsufficientAuthorizationError(errors.OAuth2Error):
+    """The password was right and a second factor is due (draft-ietf-oauth-first-party-apps):
+    ``403`` at the token endpoint, ``400`` at the challenge endpoint, with the ``auth_session`` to
+    continue with and what the client may send next (``details``)."""
+
+    error = "insufficient_authorization"
+
+    def __init__(self, *, details, status_code=403, **kwargs):
+        super().__init__(status_code=status_code, **kwargs)
+        self.details = details
+
+    @property
+    def twotuples(self):
+        return super().twotuples + list(self.details.items())

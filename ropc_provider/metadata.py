@@ -50,7 +50,9 @@ def authorization_server(django_request):
         "token_endpoint": endpoint_url(django_request, "token"),
         "revocation_endpoint": endpoint_url(django_request, "revoke-token"),
         "introspection_endpoint": endpoint_url(django_request, "introspect"),
-        "grant_types_supported": ["password", "refresh_token"],
+        "authorization_challenge_endpoint": endpoint_url(django_request, "authorize-challenge"),
+        "grant_types_supported": ["password", "refresh_token", "authorization_code"],
+        "code_challenge_methods_supported": ["S256"],
         # OpenID Connect Discovery §3 requires both (RFC 8414 §2 only response_types_supported),
         # and what is true here is that no browser signs in: the authorization endpoint answers every request with an
         # error, and "none" is the registered response type that returns no code and no token.

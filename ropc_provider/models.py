@@ -27,6 +27,19 @@ class Realm(models.Model):
         default=False,
         help_text=_("Accounts may sign in with their email address as well as their login name."),
     )
+    MFA_ENROLLED = "enrolled"
+    MFA_REQUIRED = "required"
+    MFA_POLICIES = [
+        (MFA_ENROLLED, _("accounts with a second factor must use it")),
+        (MFA_REQUIRED, _("every account must use a second factor")),
+    ]
+    mfa = models.CharField(
+        _("two-step sign-in"),
+        max_length=20,
+        choices=MFA_POLICIES,
+        default=MFA_ENROLLED,
+        help_text=_("The project realm follows ROPC_PROVIDER['PROJECT_REALM_MFA'] instead."),
+    )
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -167,11 +180,15 @@ class SessionCutoff(models.Model):
     SIGNED_OUT = "signed_out"
     OPERATOR = "operator"
     ACCOUNT_DEACTIVATED = "account_deactivated"
+    SECOND_FACTOR_REMOVED = "second_factor_removed"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     REASONS = [
         (PASSWORD_CHANGED, _("password changed")),
         (SIGNED_OUT, _("user signed out everywhere")),
         (OPERATOR, _("revoked by an operator")),
         (ACCOUNT_DEACTIVATED, _("account deactivated")),
+        (SECOND_FACTOR_REMOVED, _("second factor removed")),
+        (RECOVERY_CODES_REGENERATED, _("recovery codes regenerated")),
     ]
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="session_cutoff")
@@ -210,3 +227,81 @@ class GraceRetry(models.Model):
         oauth2_settings.REFRESH_TOKEN_MODEL, on_delete=models.CASCADE, related_name="+"
     )
     retried = models.DateTimeField(auto_now_add=True)
+
+
+# -- second factors (mfa.py) and the first-party sign-in challenge (challenges.py) ---------------
+
+
+class Authenticator(models.Model):
+    """A user's TOTP authenticator (RFC 6238). Active once confirmed; until then an enrolment in
+    progress, which a new enrolment replaces."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="authenticator")
+    # Base32, as authenticator apps take it. Stored as is: TOTP needs the secret itself to compute
+    # codes (unlike a password, it cannot be hashed); the database's protection is its protection.
+    secret = models.CharField(max_length=64, editable=False)
+    confirmed_at = models.DateTimeField(_("active since"), null=True, blank=True)
+    # The time step of the last code accepted: a code is accepted at most once (RFC 6238 §5.2).
+    last_used_step = models.BigIntegerField(null=True, blank=True, editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("authenticator")
+
+    def __str__(self):
+        return f"Authenticator of {self.user}"
+
+
+class RecoveryCode(models.Model):
+    """One single-use recovery code, stored as a keyed hash only."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="recovery_codes")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("recovery code")
+
+
+class AuthSession(models.Model):
+    """A sign-in whose password was right and whose second factor is due (the draft's
+    ``auth_session``). Known by the SHA-256 of its value only; bound to client, realm and account."""
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+")
+    realm = models.ForeignKey(Realm, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    login_name = models.CharField(max_length=254)
+    # What attack protection counted the password under, so wrong codes count there too.
+    login_key = models.CharField(max_length=254)
+    account_key = models.CharField(max_length=100, blank=True)
+    scope = models.TextField(blank=True)
+    code_challenge = models.CharField(max_length=128, blank=True)
+    # When the password was checked: the ID token's auth_time.
+    auth_time = models.DateTimeField()
+    expires = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+
+class AuthorizationCode(models.Model):
+    """A code the challenge endpoint minted, redeemed once at the token endpoint. Not DOT's Grant:
+    the host's own DOT token endpoint would redeem that."""
+
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    application = models.ForeignKey(oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="+")
+    realm = models.ForeignKey(Realm, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    login_name = models.CharField(max_length=254)
+    scope = models.TextField(blank=True)
+    code_challenge = models.CharField(max_length=128, blank=True)
+    auth_time = models.DateTimeField()
+    # Authentication methods (space-separated amr values), e.g. "pwd otp".
+    methods = models.CharField(max_length=100)
+    expires = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    # What its first use issued, which a second use revokes (RFC 6749 §4.1.2): the token family,
+    # and the access token for a client that gets no refresh tokens.
+    token_family = models.UUIDField(null=True, blank=True)
+    # A checksum, not a foreign key: a relation to access tokens would cost every refresh's delete
+    # of its old access token a collector pass (tokens._plain_access_token_delete).
+    access_token_checksum = models.CharField(max_length=64, blank=True)

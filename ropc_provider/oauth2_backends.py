@@ -39,6 +39,15 @@ PARAMETERS = frozenset(
         "client_secret",
         "token",
         "token_type_hint",
+        # the authorization challenge (draft-ietf-oauth-first-party-apps) and its code
+        "response_type",
+        "auth_session",
+        "otp",
+        "recovery_code",
+        "code_challenge",
+        "code_challenge_method",
+        "code",
+        "code_verifier",
     }
 )
 
@@ -121,6 +130,17 @@ class OAuthLibCore(DOTOAuthLibCore):
             return None, *claims_hook_failure("The ID token")
         return None, headers, body, status
 
+    @method_decorator(sensitive_variables())
+    def create_authorization_challenge_response(self, request):
+        try:
+            uri, method, body, headers = self._extract_params(request)
+            headers, body, status = self.server.create_authorization_challenge_response(
+                uri, method, body, headers, django_request=request
+            )
+        except errors.OAuth2Error as error:
+            return None, error.headers, error.json, error.status_code
+        return None, headers, body, status
+
     def create_revocation_response(self, request):
         try:
             return super().create_revocation_response(request)
@@ -146,7 +166,7 @@ class OAuthLibCore(DOTOAuthLibCore):
 
 # What a request shown to signal receivers and authentication backends keeps of the body: nothing
 # that authenticates anyone.
-SHAREABLE_PARAMETERS = ("grant_type", "username", "realm", "scope", "client_id")
+SHAREABLE_PARAMETERS = ("grant_type", "response_type", "username", "realm", "scope", "client_id")
 _SECRET_HEADER_WORDS = ("AUTH", "COOKIE", "TOKEN", "SECRET", "PASSWORD", "KEY", "SESSION")
 
 

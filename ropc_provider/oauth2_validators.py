@@ -4,12 +4,13 @@ import base64
 import binascii
 from urllib.parse import unquote_plus
 
+from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import accounts, clients, exceptions, introspection, oidc, protection, refresh, signin, tokens
+from . import accounts, challenges, clients, exceptions, introspection, mfa, oidc, protection, refresh, signin, tokens
 from .oauth2_backends import without_credentials
 
 
@@ -94,7 +95,8 @@ class RopcValidator(OAuth2Validator):
         return application is not None and not clients.is_confidential(application)
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):
-        # Both of our grants belong to password-grant clients. Unlike DOT's, this does not consult
+        # All our grants (the code grant redeems our challenge endpoint's codes, no browser's)
+        # belong to password-grant clients. Unlike DOT's, this does not consult
         # COMPLIANT_BCP_RFC9700_PASSWORD_GRANT: serving the grant is this endpoint's purpose.
         return clients.may_use_password_grant(client)
 
@@ -138,7 +140,115 @@ class RopcValidator(OAuth2Validator):
         if sign_in is None:
             return False
         request.user = sign_in.user
-        request.sign_in = sign_in
+        request.sign_in = None if self._at_challenge_endpoint(request) else signin.with_factor_checked_on_record(sign_in)
+        if request.sign_in is None:
+            request.sign_in = sign_in
+            if signin.second_factor_due(sign_in):
+                raise self._second_factor_due(request)
+        return True
+
+    def _second_factor_due(self, request):
+        challenge = challenges.open_session(
+            request.sign_in,
+            application=request.client,
+            scope=" ".join(request.scopes or ()),
+            code_challenge=request.code_challenge or "",
+            request=self._shareable_request(request),
+        )
+        return self._insufficient_authorization(request, challenge)
+
+    def _at_challenge_endpoint(self, request):
+        return getattr(request, "at_challenge_endpoint", False)
+
+    def _insufficient_authorization(self, request, challenge, description=None):
+        details = {
+            "auth_session": challenge.auth_session,
+            "expires_in": challenge.expires_in,
+            "accepted_factors": list(challenge.factors),
+        }
+        if challenge.enrolment is not None:
+            details.update(
+                enrollment_required=True,
+                totp_secret=challenge.enrolment.secret,
+                provisioning_uri=challenge.enrolment.provisioning_uri,
+            )
+        if description is None:
+            description = (
+                "This account must enrol an authenticator: add the secret to an app, then send its code."
+                if challenge.enrolment is not None
+                else "A second factor is required: send a code with the auth_session."
+            )
+        return exceptions.InsufficientAuthorizationError(
+            details=details,
+            description=description,
+            # The draft's token-endpoint error is a 403; the challenge endpoint answers 400.
+            status_code=400 if self._at_challenge_endpoint(request) else 403,
+            request=request,
+        )
+
+    # -- the authorization challenge (first-party apps) -------------------------------------
+
+    def validate_auth_session(self, request):
+        try:
+            request.auth_session_record = challenges.find_session(request.auth_session, request.client)
+        except exceptions.InvalidSession as refusal:
+            raise errors.CustomOAuth2Error("invalid_session", description=str(refusal), request=request) from None
+        session = request.auth_session_record
+        if request.code_challenge and session.code_challenge and request.code_challenge != session.code_challenge:
+            raise errors.InvalidRequestError(
+                description="This auth_session is bound to another code_challenge.", request=request
+            )
+
+    @method_decorator(sensitive_variables())
+    def verify_second_factor(self, request):
+        session = request.auth_session_record
+        otp, recovery_code = getattr(request, "otp", None), getattr(request, "recovery_code", None)
+        if otp is None and recovery_code is None:
+            raise errors.InvalidRequestError(description="Send otp or recovery_code.", request=request)
+        ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(request.client))
+        try:
+            method, recovery_codes = challenges.verify_second_factor(
+                session, otp=otp, recovery_code=recovery_code, ip=ip, request=self._shareable_request(request)
+            )
+            code = challenges.code_for_session(session, method=method, code_challenge=request.code_challenge)
+        except exceptions.TooManyAttempts as error:
+            raise exceptions.TooManyAttemptsError(error, request=request) from None
+        except exceptions.ProtectionUnavailable as error:
+            raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
+        except exceptions.InvalidSession as refusal:
+            raise errors.CustomOAuth2Error("invalid_session", description=str(refusal), request=request) from None
+        except exceptions.WrongFactor as refusal:
+            # The same auth_session goes on: the draft lets a client retry a factor with it.
+            remaining = max(1, int((session.expires - timezone.now()).total_seconds()))
+            due = mfa.ENROL if mfa.active_authenticator(session.user) is None else mfa.VERIFY
+            challenge = challenges.Challenge(
+                auth_session=request.auth_session, expires_in=remaining, factors=tuple(challenges.FACTORS[due])
+            )
+            raise self._insufficient_authorization(request, challenge, str(refusal)) from None
+        body = {"authorization_code": code}
+        if recovery_codes:
+            body["recovery_codes"] = list(recovery_codes)
+        return body
+
+    def code_for_sign_in(self, request):
+        return {
+            "authorization_code": challenges.code_for_sign_in(
+                request.sign_in,
+                application=request.client,
+                scope=" ".join(request.scopes or ()),
+                code_challenge=request.code_challenge,
+                auth_time=request.received_at,
+            )
+        }
+
+    @method_decorator(sensitive_variables())
+    def validate_code(self, client_id, code, client, request, *args, **kwargs):
+        try:
+            found = challenges.redeem_code(code, client, code_verifier=request.code_verifier)
+        except exceptions.CodeRefused as refusal:
+            raise errors.InvalidGrantError(description=str(refusal), request=request) from None
+        request.user, request.authorization_code = found.user, found
+        request.scopes = found.scope.split()
         return True
 
     # -- refresh tokens ---------------------------------------------------------------------
@@ -186,17 +296,33 @@ class RopcValidator(OAuth2Validator):
                 )
             except exceptions.RefreshTokenAlreadyUsed:
                 raise errors.InvalidGrantError(request=request) from None
-        else:
-            issued = signin.complete(
-                request.sign_in,
+        elif request.grant_type == "authorization_code":
+            issued = challenges.complete(
+                request.authorization_code,
                 application=request.client,
+                policy=clients.policy_of(request.client),
                 scope=token["scope"],
                 access_token=token["access_token"],
                 expires_in=token["expires_in"],
                 refresh_token=token.get("refresh_token"),
-                started_at=request.received_at,
                 request=self._shareable_request(request),
             )
+            if not issued:
+                raise errors.InvalidGrantError(challenges.CODE_REFUSED, request=request)
+        else:
+            try:
+                issued = signin.complete(
+                    request.sign_in,
+                    application=request.client,
+                    scope=token["scope"],
+                    access_token=token["access_token"],
+                    expires_in=token["expires_in"],
+                    refresh_token=token.get("refresh_token"),
+                    started_at=request.received_at,
+                    request=self._shareable_request(request),
+                )
+            except exceptions.SecondFactorDue:
+                raise self._second_factor_due(request) from None
             if not issued:
                 raise errors.InvalidGrantError(INVALID_CREDENTIALS, request=request)
 
@@ -205,8 +331,13 @@ class RopcValidator(OAuth2Validator):
     def id_token_for(self, token, request):
         if not oidc.enabled() or "openid" not in (request.scopes or ()):
             return None
+        methods = ["pwd"]
         if request.grant_type == "password":
             identity, auth_time = request.sign_in.identity, request.received_at
+        elif request.grant_type == "authorization_code":
+            code = request.authorization_code
+            identity = accounts.Identity(realm=code.realm, login_name=code.login_name)
+            auth_time, methods = code.auth_time, code.methods.split()
         else:
             identity = accounts.identity_of(request.user)
             auth_time = tokens.family_started(request.refresh_token_instance)
@@ -218,6 +349,7 @@ class RopcValidator(OAuth2Validator):
             access_token=token["access_token"],
             expires_in=token["expires_in"],
             auth_time=auth_time,
+            methods=methods,
             django_request=request.django_request,
         )
 

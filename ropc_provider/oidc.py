@@ -30,7 +30,7 @@ def at_hash(access_token):
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
-def id_token(*, user, identity, client, scopes, access_token, expires_in, auth_time, django_request):
+def id_token(*, user, identity, client, scopes, access_token, expires_in, auth_time, django_request, methods=("pwd",)):
     key = jwk_from_pem(oauth2_settings.OIDC_RSA_PRIVATE_KEY)
     now = int(time.time())
     claims = user_claims(user=user, identity=identity, client=client, scopes=scopes, request=django_request)
@@ -42,7 +42,7 @@ def id_token(*, user, identity, client, scopes, access_token, expires_in, auth_t
             "exp": now + expires_in,
             "auth_time": int(auth_time.timestamp()),
             "at_hash": at_hash(access_token),
-            "amr": ["pwd"],
+            "amr": list(methods),
         }
     )
     token = jwt.JWT(header={"alg": ALGORITHM, "typ": "JWT", "kid": key.thumbprint()}, claims=json.dumps(claims))

@@ -270,6 +270,16 @@ class Attempt:
 
         self._settle(forget)
 
+    def second_factor_due(self):
+        """The password was right, and the sign-in waits for a second factor: the check is over, and
+        no failure of the address, but the identity's failures stand until the factor is verified
+        (its codes count on them), and the address is not yet known to the account."""
+
+        def release():
+            _take_back(self.window_key)
+
+        self._settle(release)
+
     def _announce_lock(self, login, seconds):
         signals.locked_out.send(sender=begin, realm_slug=self.realm_slug, login=login, seconds=seconds)
 
@@ -296,6 +306,9 @@ class _Uncounted:
         pass
 
     def failed(self):
+        pass
+
+    def second_factor_due(self):
         pass
 
 

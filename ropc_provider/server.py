@@ -1,6 +1,7 @@
-"""The oauthlib server behind our endpoints: the password and refresh-token grants, revocation
-(RFC 7009) and introspection (RFC 7662). Nothing else is served here; the host project's own DOT
-endpoints keep their own server."""
+"""The oauthlib server behind our endpoints: the password, refresh-token and authorization-code
+grants, the authorization challenge of first-party apps, revocation (RFC 7009) and introspection
+(RFC 7662). Nothing else is served here; the host project's own DOT endpoints keep their own
+server."""
 
 from django.utils import timezone
 from oauthlib.common import Request
@@ -15,7 +16,7 @@ from oauthlib.oauth2.rfc6749.tokens import BearerToken
 
 from . import clients
 from .conf import ropc_settings
-from .grants import PasswordGrant, RefreshTokenGrant
+from .grants import AuthorizationChallenge, AuthorizationCodeGrant, PasswordGrant, RefreshTokenGrant
 
 
 def access_token_lifetime(request):
@@ -31,7 +32,9 @@ class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndp
         grants = {
             "password": PasswordGrant(request_validator),
             "refresh_token": RefreshTokenGrant(request_validator),
+            "authorization_code": AuthorizationCodeGrant(request_validator),
         }
+        self.challenge = AuthorizationChallenge(request_validator)
         TokenEndpoint.__init__(self, "password", self.bearer, grants)
         RevocationEndpoint.__init__(self, request_validator)
         IntrospectEndpoint.__init__(self, request_validator)
@@ -52,6 +55,15 @@ class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndp
         if request.scope is not None and not request.scope.strip():
             request.scope = None
         return grant.create_token_response(request, self.bearer)
+
+    def create_authorization_challenge_response(self, uri, http_method="POST", body=None, headers=None, django_request=None):
+        request = Request(uri, http_method=http_method, body=body, headers=headers)
+        request.received_at = timezone.now()
+        request.django_request = django_request
+        request.at_challenge_endpoint = True
+        if request.scope is not None and not request.scope.strip():
+            request.scope = None
+        return self.challenge.create_challenge_response(request)
 
     def validate_introspect_request(self, request):
         super().validate_introspect_request(request)

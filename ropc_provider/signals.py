@@ -1,7 +1,18 @@
 from django.dispatch import Signal
 
 # The API host projects may call (README: "Python API"); the rest may change.
-__all__ = ["sign_in_succeeded", "sign_in_failed", "sessions_revoked", "locked_out", "throttled"]
+__all__ = [
+    "sign_in_succeeded",
+    "sign_in_failed",
+    "sessions_revoked",
+    "locked_out",
+    "throttled",
+    "second_factor_enrolled",
+    "second_factor_removed",
+    "challenge_issued",
+    "factor_verified",
+    "factor_failed",
+]
 
 # Never carries a password. ``login`` is the normalised login name as sent.
 # A password grant succeeded: ``user``, ``realm``, ``login``, ``request`` (the Django request).
@@ -14,3 +25,16 @@ sessions_revoked = Signal()
 locked_out = Signal()
 # A client address went over its failure limit: ``ip``.
 throttled = Signal()
+
+# Never carry a secret, a code or an auth_session.
+# A TOTP authenticator became active (with new recovery codes): ``user``.
+second_factor_enrolled = Signal()
+# A user's authenticator and recovery codes were removed (their sessions ended): ``user``.
+second_factor_removed = Signal()
+# A password was right and a second factor is due: ``user``, ``realm``, ``enrol`` (True when the
+# account must enrol one first), ``request``.
+challenge_issued = Signal()
+# A second factor was verified: ``user``, ``realm``, ``method`` ("otp" or "recovery_code"), ``request``.
+factor_verified = Signal()
+# A second-factor code was refused: ``user``, ``realm``, ``request``.
+factor_failed = Signal()

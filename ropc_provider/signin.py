@@ -1,4 +1,5 @@
-"""Signing in: the one service every door calls (the password grant's validator today).
+"""Signing in: the one service both doors call (the password grant, and the challenge endpoint of
+first-party apps).
 
 It settles the realm before any password is touched, checks the password at the same cost
 whatever the outcome, records the sign-in in the same transaction as its tokens, settles the
@@ -6,7 +7,7 @@ attempt attack protection counted, and announces the result.
 """
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.contrib.auth import authenticate as django_authenticate
 from django.contrib.auth import get_user_model
@@ -16,11 +17,12 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import get_access_token_model
 
-from . import protection, signals, tokens
+from . import mfa, protection, signals, tokens
 from .accounts import Identity, account_by_login, normalize_login, project_lockout_key
 from .conf import ropc_settings
 from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired
-from .models import ClientPolicy, Realm, RealmAccount
+from .exceptions import SecondFactorDue
+from .models import Authenticator, ClientPolicy, Realm, RealmAccount
 from .realms import allowed_realms, default_realm
 
 AccessToken = get_access_token_model()
@@ -34,6 +36,12 @@ class SignIn:
     attempt: object = None
     # The client's policy; an unsaved one for a DOT client registered without us.
     policy: object = None
+    # What attack protection counted this sign-in under: the name as typed, and its account's key.
+    lockout_key: str = ""
+    account_key: str = ""
+    # Whether the account has a second factor is asked by record_sign_in's statement, not before
+    # (see second_factor_due).
+    factor_checked_on_record: bool = False
 
     @property
     def identity(self):
@@ -85,12 +93,9 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         raise RealmInactive("Sign-in to this realm is disabled.")
     if realm.is_directory and not looked_up:
         account = account_by_login(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
-    attempt = protection.begin(
-        realm_slug=realm.slug,
-        login_key=login_key if realm.is_directory else project_lockout_key(login),
-        account_key=account.login_key if account else None,
-        ip=ip,
-    )
+    lockout_key = login_key if realm.is_directory else project_lockout_key(login)
+    account_key = account.login_key if account else None
+    attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key, ip=ip)
 
     user, login_name = None, login
     try:
@@ -118,7 +123,15 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         attempt.failed()
         announce_failure(realm, login, request=request)
         return None
-    return SignIn(user=user, realm=realm, login_name=login_name, attempt=attempt, policy=policy)
+    return SignIn(
+        user=user,
+        realm=realm,
+        login_name=login_name,
+        attempt=attempt,
+        policy=policy,
+        lockout_key=lockout_key,
+        account_key=account_key or "",
+    )
 
 
 def record_sign_in(sign_in):
@@ -139,6 +152,7 @@ def record_sign_in(sign_in):
         project_realm=not sign_in.realm.is_directory,
         write_last_login=ropc_settings.UPDATE_LAST_LOGIN,
         has_policy=has_policy,
+        without_factor=sign_in.factor_checked_on_record,
     )
     connection = connections[router.db_for_write(type(user))]
     now = timezone.now()
@@ -165,7 +179,7 @@ def _user_columns():
 
 
 @functools.cache
-def _sign_in_statement(*, project_realm, write_last_login, has_policy):
+def _sign_in_statement(*, project_realm, write_last_login, has_policy, without_factor=False):
     # Written out once per process: building this through the ORM (a filtered UPDATE with
     # subqueries) cost more CPU than the rest of a password grant's queries together.
     # Only quoted identifiers from model metadata go into the text; every value is a parameter.
@@ -198,6 +212,13 @@ def _sign_in_statement(*, project_realm, write_last_login, has_policy):
         accounts = quote(RealmAccount._meta.db_table)
         account_user = quote(RealmAccount._meta.get_field("user").column)
         where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    if without_factor:
+        factors = quote(Authenticator._meta.db_table)
+        factor_user, confirmed = column(Authenticator, "user"), column(Authenticator, "confirmed_at")
+        where += (
+            f" AND NOT EXISTS (SELECT 1 FROM {factors} WHERE {factors}.{factor_user} = {table}.{pk}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+            f" AND {factors}.{confirmed} IS NOT NULL)"
+        )
     if write_last_login:
         return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
     # Without the write, lock the row as the UPDATE would: a password change waits for this
@@ -216,15 +237,44 @@ def announce_sign_in(sign_in, login, *, request=None):
     )
 
 
-def complete(sign_in, *, application, scope, access_token, expires_in, refresh_token, started_at=None, request=None):
+def second_factor_due(sign_in):
+    """What the sign-in needs before tokens: ``mfa.VERIFY``, ``mfa.ENROL``, or None."""
+    return mfa.second_factor_due(sign_in.user, sign_in.realm)
+
+
+def with_factor_checked_on_record(sign_in):
+    """The sign-in with "has the account a second factor" asked by ``record_sign_in``'s statement,
+    when that spares the password grant a query; else None (ask ``second_factor_due``).
+
+    A directory account's authenticator came with it (``account_by_login``); a project user comes
+    from the project's backends without it. Under the ``enrolled`` policy such a sign-in goes on,
+    and ``complete`` raises ``SecondFactorDue`` if the statement finds a factor."""
+    if "authenticator" in sign_in.user._state.fields_cache or mfa.policy_of(sign_in.realm) != Realm.MFA_ENROLLED:
+        return None
+    return replace(sign_in, factor_checked_on_record=True)
+
+
+def complete(
+    sign_in,
+    *,
+    application,
+    scope,
+    access_token,
+    expires_in,
+    refresh_token,
+    started_at=None,
+    family=None,
+    request=None,
+    during=None,
+):
     """Finish a sign-in: store its token pair, or refuse it when it no longer stands
-    (``record_sign_in``); settles its counted attempt either way. Returns whether the tokens were
-    issued."""
+    (``record_sign_in``); settles its counted attempt, if any, either way. Returns the access token
+    issued, or None. ``during(access)`` runs in the same transaction, after the tokens are written."""
     # One transaction, one commit: the sign-in and the token pair are written together.
+    access = None
     with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
-        signed_in = record_sign_in(sign_in)
-        if signed_in:
-            tokens.issue(
+        if record_sign_in(sign_in):
+            access = tokens.issue(
                 user=sign_in.user,
                 application=application,
                 scope=scope,
@@ -232,11 +282,18 @@ def complete(sign_in, *, application, scope, access_token, expires_in, refresh_t
                 expires_in=expires_in,
                 refresh_token=refresh_token,
                 started_at=started_at,
+                family=family,
             )
-    if signed_in:
-        sign_in.attempt.succeeded()
+            if during is not None:
+                during(access)
+    if access is not None:
+        if sign_in.attempt is not None:
+            sign_in.attempt.succeeded()
         announce_sign_in(sign_in, sign_in.login_name, request=request)
+    elif sign_in.factor_checked_on_record and mfa.has_active_factor(sign_in.user):
+        raise SecondFactorDue()  # the attempt is the caller's to settle, through challenges.open_session
     else:
-        sign_in.attempt.failed()
+        if sign_in.attempt is not None:
+            sign_in.attempt.failed()
         announce_failure(sign_in.realm, sign_in.login_name, request=request)
-    return signed_in
+    return access

@@ -93,8 +93,8 @@ def _new_refresh_token(*, user, application, access_token, value, family):
     return token
 
 
-def issue(*, user, application, scope, access_token, expires_in, refresh_token=None, started_at=None):
-    """Store a new token pair (a new family, begun at ``started_at``) for a password grant."""
+def issue(*, user, application, scope, access_token, expires_in, refresh_token=None, started_at=None, family=None):
+    """Store a new token pair for a sign-in: a new family (``family``, or one begun at ``started_at``)."""
     now = timezone.now()
     expires = now + timedelta(seconds=expires_in)
     # savepoint=False: a token pair is written whole or not at all, without costing a SAVEPOINT
@@ -107,7 +107,7 @@ def issue(*, user, application, scope, access_token, expires_in, refresh_token=N
                 application=application,
                 access_token=access,
                 value=refresh_token,
-                family=new_family(started_at or now),
+                family=family or new_family(started_at or now),
             )
     return access
 

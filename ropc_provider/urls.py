@@ -7,6 +7,7 @@ app_name = "ropc_provider"
 urlpatterns = [
     path("authorize/", views.AuthorizationView.as_view(), name="authorize"),
     path("token/", views.TokenView.as_view(), name="token"),
+    path("authorize-challenge/", views.AuthorizationChallengeView.as_view(), name="authorize-challenge"),
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
     path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
     path("revoke_sessions/", views.RevokeSessionsView.as_view(), name="revoke-sessions"),

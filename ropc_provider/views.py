@@ -27,7 +27,17 @@ from .server import Server
 log = logging.getLogger("ropc_provider")
 
 # Hidden from Django's error reports, whatever the endpoint.
-SENSITIVE_PARAMETERS = ("password", "client_secret", "refresh_token", "token", "mfa_token", "otp")
+SENSITIVE_PARAMETERS = (
+    "password",
+    "client_secret",
+    "refresh_token",
+    "token",
+    "otp",
+    "recovery_code",
+    "auth_session",
+    "code",
+    "code_verifier",
+)
 
 
 def _https_required():
@@ -93,10 +103,18 @@ class OAuthEndpoint(OAuthLibMixin, View):
 
 
 class TokenView(OAuthEndpoint):
-    """RFC 6749 token endpoint: ``grant_type=password`` and ``grant_type=refresh_token``."""
+    """RFC 6749 token endpoint: ``grant_type=password``, ``refresh_token`` and ``authorization_code``."""
 
     def post(self, request, *args, **kwargs):
         return self.respond(request, self.get_oauthlib_core().create_token_response)
+
+
+class AuthorizationChallengeView(OAuthEndpoint):
+    """The Authorization Challenge Endpoint of first-party apps (draft-ietf-oauth-first-party-apps):
+    a password, then a second factor when due, in exchange for an authorization code."""
+
+    def post(self, request, *args, **kwargs):
+        return self.respond(request, self.get_oauthlib_core().create_authorization_challenge_response)
 
 
 class RevokeTokenView(OAuthEndpoint):

@@ -187,7 +187,9 @@ def test_discovery_document(client):
     assert doc["token_endpoint"] == "http://testserver/o/token/"
     assert doc["userinfo_endpoint"] == "http://testserver/o/userinfo/"
     assert doc["jwks_uri"] == "http://testserver/o/.well-known/jwks.json"
-    assert doc["grant_types_supported"] == ["password", "refresh_token"]
+    assert doc["grant_types_supported"] == ["password", "refresh_token", "authorization_code"]
+    assert doc["authorization_challenge_endpoint"] == "http://testserver/o/authorize-challenge/"
+    assert doc["code_challenge_methods_supported"] == ["S256"]
     assert doc["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "client_secret_post", "none"]
     assert "openid" in doc["scopes_supported"]
     assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
@@ -293,7 +295,9 @@ def test_authorization_server_metadata(api, path, settings):
     assert doc["token_endpoint"] == "http://testserver/o/token/"
     assert doc["revocation_endpoint"] == "http://testserver/o/revoke_token/"
     assert doc["introspection_endpoint"] == "http://testserver/o/introspect/"
-    assert doc["grant_types_supported"] == ["password", "refresh_token"]
+    assert doc["grant_types_supported"] == ["password", "refresh_token", "authorization_code"]
+    assert doc["authorization_challenge_endpoint"] == "http://testserver/o/authorize-challenge/"
+    assert doc["code_challenge_methods_supported"] == ["S256"]
     assert "none" in doc["token_endpoint_auth_methods_supported"]
     assert {"read", "openid"} <= set(doc["scopes_supported"])
 

@@ -73,9 +73,14 @@ def test_unknown_grant_type(api, grant):
     assert_error(api.token({**grant, "grant_type": "foo"}), 400, "unsupported_grant_type")
 
 
-@pytest.mark.parametrize("grant_type", ["client_credentials", "authorization_code", "implicit"])
+@pytest.mark.parametrize("grant_type", ["client_credentials", "implicit"])
 def test_grants_we_do_not_serve(api, grant, grant_type):
     assert_error(api.token({**grant, "grant_type": grant_type}), 400, "unsupported_grant_type")
+
+
+def test_authorization_code_grant_needs_a_code(api, grant):
+    # Served for the challenge endpoint's codes only (test_authorization_challenge.py).
+    assert_error(api.token({**grant, "grant_type": "authorization_code"}), 400, "invalid_request")
 
 
 @pytest.mark.parametrize("field", ["username", "password"])

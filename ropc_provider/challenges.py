@@ -1,0 +1,270 @@
+"""The first-party sign-in (draft-ietf-oauth-first-party-apps): auth sessions that wait for a
+second factor, and the single-use authorization codes the challenge endpoint mints.
+
+An ``auth_session`` and a code are random values of 256 bits, stored only as their SHA-256, and
+bound to the client, the realm and the account they were issued for. Neither outlives the sign-in
+it continues: a password change, deactivation, or anything else that moves the user's session
+cutoff after the password was checked ends them.
+"""
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+from . import mfa, protection, signals, signin, tokens
+from .conf import ropc_settings
+from .exceptions import CodeRefused, InvalidSession, WrongFactor
+from .models import AuthorizationCode, AuthSession, SessionCutoff
+
+PASSWORD = "pwd"  # RFC 8176
+# What a client may send to verify each kind of factor.
+FACTORS = {mfa.VERIFY: [mfa.OTP, mfa.RECOVERY_CODE], mfa.ENROL: [mfa.OTP]}
+# RFC 7636 §4.1: 43 to 128 characters of the unreserved set, for verifiers and S256 challenges.
+_PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+
+SESSION_ENDED = "The auth_session is unknown, expired or already used; sign in again."
+CODE_REFUSED = "The authorization code is unknown, expired or already used."
+
+
+def _new_value():
+    return secrets.token_urlsafe(32)  # 256 bits, as the draft asks of auth_session
+
+
+def _digest(value):
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def _cut_off_since(user, moment):
+    # A password change, deactivation or factor removal after the password check ends the sign-in.
+    try:
+        return user.session_cutoff.refresh_tokens_valid_from > moment
+    except SessionCutoff.DoesNotExist:
+        return False
+
+
+def valid_code_challenge(value):
+    return bool(_PKCE_VALUE.fullmatch(value or ""))
+
+
+@dataclass(frozen=True)
+class Challenge:
+    """A sign-in waiting for its second factor: the ``auth_session`` to continue with, and what
+    the client may send (``enrolment`` when the account must first enrol the secret it carries)."""
+
+    auth_session: str = ""
+    expires_in: int = 0
+    factors: tuple = ()
+    enrolment: mfa.Enrolment | None = None
+
+
+# -- auth sessions -------------------------------------------------------------------------------
+
+
+def open_session(sign_in, *, application, scope, code_challenge="", request=None):
+    """The password of ``sign_in`` was right and a second factor is due: store an auth session
+    for it and settle its counted attempt as pending. Under a ``required`` policy an account
+    without a factor gets a new pending authenticator to enrol."""
+    due = signin.second_factor_due(sign_in)
+    enrolment = mfa.begin_enrolment(sign_in.user) if due == mfa.ENROL else None
+    value, now = _new_value(), timezone.now()
+    lifetime = ropc_settings.AUTH_SESSION_LIFETIME
+    AuthSession.objects.create(
+        digest=_digest(value),
+        application=application,
+        realm=sign_in.realm,
+        user=sign_in.user,
+        login_name=sign_in.login_name,
+        login_key=sign_in.lockout_key,
+        account_key=sign_in.account_key,
+        scope=scope,
+        code_challenge=code_challenge or "",
+        auth_time=now,
+        expires=now + timedelta(seconds=lifetime),
+    )
+    sign_in.attempt.second_factor_due()
+    signals.challenge_issued.send(
+        sender=open_session, user=sign_in.user, realm=sign_in.realm, enrol=enrolment is not None, request=request
+    )
+    return Challenge(auth_session=value, expires_in=lifetime, factors=tuple(FACTORS[due]), enrolment=enrolment)
+
+
+def find_session(value, application):
+    """The live auth session of this value and client; raises ``InvalidSession`` otherwise, the
+    same for every reason, so a session of another client is not told apart from none."""
+    session = (
+        AuthSession.objects.select_related("realm", "user__authenticator", "user__session_cutoff")
+        .filter(digest=_digest(value or ""))
+        .first()
+    )
+    if (
+        session is None
+        or session.application_id != application.pk
+        or session.used_at is not None
+        or session.expires <= timezone.now()
+        or not session.user.is_active
+        or not session.realm.is_active
+        or _cut_off_since(session.user, session.auth_time)
+    ):
+        raise InvalidSession(SESSION_ENDED)
+    return session
+
+
+@sensitive_variables()
+def verify_second_factor(session, *, otp=None, recovery_code=None, ip, request=None):
+    """Check a code of the session's account under attack protection, as a password is checked:
+    refused before verifying when the identity is locked (``TooManyAttempts``), a wrong code
+    counted toward its lock (``WrongFactor``). Returns ``(method, recovery_codes)``; the codes are
+    new only when this code confirmed an enrolment under a ``required`` policy."""
+    attempt = protection.begin(
+        realm_slug=session.realm.slug, login_key=session.login_key, account_key=session.account_key or None, ip=ip
+    )
+    method, recovery_codes = None, None
+    try:
+        if attempt.account_locked:
+            pass  # locked through another of its names: refused as a wrong code, nothing spent
+        elif mfa.active_authenticator(session.user) is not None:
+            method = mfa.verify(session.user, otp=otp, recovery_code=recovery_code)
+        elif otp is not None and mfa.second_factor_due(session.user, session.realm) == mfa.ENROL:
+            recovery_codes = mfa.confirm_enrolment(session.user, otp)
+            method = mfa.OTP if recovery_codes else None
+    except BaseException:
+        attempt.failed()
+        raise
+    if method is None:
+        attempt.failed()
+        signals.factor_failed.send(sender=verify_second_factor, user=session.user, realm=session.realm, request=request)
+        raise WrongFactor("The code is not right.")
+    attempt.succeeded()
+    signals.factor_verified.send(
+        sender=verify_second_factor, user=session.user, realm=session.realm, method=method, request=request
+    )
+    return method, recovery_codes
+
+
+# -- authorization codes ---------------------------------------------------------------------------
+
+
+def code_for_session(session, *, method, code_challenge=""):
+    """The code that ends an auth session whose second factor was verified. The session is claimed
+    by a conditional UPDATE, so two concurrent requests cannot both turn it into a code."""
+    with transaction.atomic():
+        claimed = AuthSession.objects.filter(pk=session.pk, used_at__isnull=True).update(used_at=timezone.now())
+        if not claimed:
+            raise InvalidSession(SESSION_ENDED)
+        return _mint(
+            application_id=session.application_id,
+            user=session.user,
+            realm=session.realm,
+            login_name=session.login_name,
+            scope=session.scope,
+            code_challenge=code_challenge or session.code_challenge,
+            auth_time=session.auth_time,
+            methods=[PASSWORD, method],
+        )
+
+
+def code_for_sign_in(sign_in, *, application, scope, code_challenge="", auth_time):
+    """The code for a sign-in that needs no second factor (the password alone)."""
+    return _mint(
+        application_id=application.pk,
+        user=sign_in.user,
+        realm=sign_in.realm,
+        login_name=sign_in.login_name,
+        scope=scope,
+        code_challenge=code_challenge,
+        auth_time=auth_time,
+        methods=[PASSWORD],
+    )
+
+
+def _mint(*, application_id, user, realm, login_name, scope, code_challenge, auth_time, methods):
+    value, now = _new_value(), timezone.now()
+    AuthorizationCode.objects.create(
+        digest=_digest(value),
+        application_id=application_id,
+        user=user,
+        realm=realm,
+        login_name=login_name,
+        scope=scope,
+        code_challenge=code_challenge or "",
+        auth_time=auth_time,
+        methods=" ".join(methods),
+        expires=now + timedelta(seconds=ropc_settings.AUTHORIZATION_CODE_LIFETIME),
+    )
+    return value
+
+
+def _pkce_matches(code, verifier):
+    if not code.code_challenge:
+        return verifier is None  # a verifier for a code minted without a challenge is a mix-up
+    if verifier is None or not _PKCE_VALUE.fullmatch(verifier):
+        return False
+    computed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(b"=").decode()
+    return hmac.compare_digest(computed, code.code_challenge)
+
+
+@sensitive_variables()
+def redeem_code(value, application, *, code_verifier=None):
+    """Claim a code for this client, once. A second use of a code is refused and revokes what its
+    first use issued (RFC 6749 §4.1.2); a wrong PKCE verifier spends the code, so verifiers cannot
+    be guessed one after the other. Raises ``CodeRefused``."""
+    code = (
+        AuthorizationCode.objects.select_related("realm", "user__session_cutoff")
+        .filter(digest=_digest(value or ""))
+        .first()
+    )
+    if code is None or code.application_id != application.pk:
+        raise CodeRefused(CODE_REFUSED)
+    claimed = AuthorizationCode.objects.filter(pk=code.pk, used_at__isnull=True).update(used_at=timezone.now())
+    if not claimed:
+        _revoke_first_use(code)
+        raise CodeRefused(CODE_REFUSED)
+    if code.expires <= timezone.now() or _cut_off_since(code.user, code.auth_time):
+        raise CodeRefused(CODE_REFUSED)
+    if not _pkce_matches(code, code_verifier):
+        raise CodeRefused("The code_verifier does not match the code_challenge.")
+    return code
+
+
+def _revoke_first_use(code):
+    code.refresh_from_db(fields=["token_family", "access_token_checksum"])
+    with transaction.atomic():
+        if code.token_family:
+            get_refresh_token_model().revoke_family(code.token_family)
+        if code.access_token_checksum:
+            get_access_token_model().objects.filter(token_checksum=code.access_token_checksum).delete()
+
+
+def complete(code, *, application, policy, scope, access_token, expires_in, refresh_token, request=None):
+    """Issue the token pair of a redeemed code, as a sign-in (``signin.complete``) whose
+    authentication happened at the code's ``auth_time``; remember what was issued, for a replay to
+    revoke. Returns the access token, or None when the sign-in no longer stands."""
+    sign_in = signin.SignIn(user=code.user, realm=code.realm, login_name=code.login_name, policy=policy)
+    family = tokens.new_family(code.auth_time)
+
+    def remember(access):
+        AuthorizationCode.objects.filter(pk=code.pk).update(
+            token_family=family, access_token_checksum=access.token_checksum
+        )
+
+    return signin.complete(
+        sign_in,
+        application=application,
+        scope=scope,
+        access_token=access_token,
+        expires_in=expires_in,
+        refresh_token=refresh_token,
+        started_at=code.auth_time,
+        family=family,
+        request=request,
+        during=remember,
+    )

@@ -1,0 +1,238 @@
+"""Second factors: a TOTP authenticator (RFC 6238, computed by pyotp) and single-use recovery
+codes, per user; and the realm policy that says when one is due.
+
+Enrolling through an operator (CLI, admin) is active at once. Enrolling oneself (the API, or inside
+the sign-in under a ``required`` policy) is pending until a first valid code confirms it. Removing
+the factor or regenerating the codes ends every session of the user.
+"""
+
+import secrets
+import time
+from dataclasses import dataclass
+
+import pyotp
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+from django.views.decorators.debug import sensitive_variables
+
+from . import sessions, signals
+from .accounts import identity_of
+from .conf import ropc_settings
+from .exceptions import InvalidInput
+from .models import Authenticator, RecoveryCode, Realm, SessionCutoff
+
+# The API host projects may call (README: "Python API"); the rest may change.
+__all__ = ["enroll", "remove", "regenerate_recovery_codes", "status", "second_factor_due"]
+
+# RFC 6238 as authenticator apps implement it: 6 digits, 30-second steps, SHA-1.
+DIGITS, INTERVAL = 6, 30
+# A code of the step before or after the server's is accepted too (clock drift, typing time).
+VALID_WINDOW = 1
+RECOVERY_CODE_COUNT = 10
+# OpenID Connect amr values (RFC 8176 registers "otp"; recovery codes have no registered value).
+OTP, RECOVERY_CODE = "otp", "recovery_code"
+# What a sign-in needs next: a code of the user's factor, or to enrol one first.
+VERIFY, ENROL = "verify", "enrol"
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    secret: str
+    provisioning_uri: str
+    recovery_codes: tuple = ()
+
+
+def _totp(secret):
+    return pyotp.TOTP(secret, digits=DIGITS, interval=INTERVAL)
+
+
+def provisioning_uri(secret, realm, login_name):
+    """An ``otpauth://totp/`` URI naming the realm as issuer, for a QR code or an app's "add key"."""
+    return _totp(secret).provisioning_uri(name=login_name, issuer_name=realm.name)
+
+
+def policy_of(realm):
+    """``enrolled`` or ``required``: the realm's own, or for the project realm the setting's."""
+    return realm.mfa if realm.is_directory else ropc_settings.PROJECT_REALM_MFA
+
+
+def active_authenticator(user):
+    """The user's confirmed authenticator, or None. Reads ``user.authenticator`` (select_related
+    spares the query)."""
+    try:
+        authenticator = user.authenticator
+    except Authenticator.DoesNotExist:
+        return None
+    return authenticator if authenticator.confirmed_at else None
+
+
+def second_factor_due(user, realm):
+    """``VERIFY`` when the user has a factor, ``ENROL`` when the realm requires one they lack,
+    else None: the password alone signs them in."""
+    if active_authenticator(user) is not None:
+        return VERIFY
+    return ENROL if policy_of(realm) == Realm.MFA_REQUIRED else None
+
+
+# -- recovery codes ----------------------------------------------------------------------------
+
+_RECOVERY_ALPHABET = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i to misread
+
+
+def _normalize_recovery_code(code):
+    return "".join(code.split()).replace("-", "").lower()
+
+
+@sensitive_variables()
+def _recovery_digest(user, code):
+    # Keyed with SECRET_KEY and bound to the user: a leaked table gives neither codes nor a way to
+    # test guesses offline, and one user's code is no other's.
+    message = f"{user.pk}:{_normalize_recovery_code(code)}"
+    return salted_hmac("ropc_provider.mfa.recovery_code", message, algorithm="sha256").hexdigest()
+
+
+def _new_recovery_codes(user):
+    """Replace the user's recovery codes; returns the new ones in clear, to be shown once."""
+    codes = []
+    for _ in range(RECOVERY_CODE_COUNT):
+        raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(10))  # ~49 bits each
+        codes.append(f"{raw[:5]}-{raw[5:]}")
+    RecoveryCode.objects.filter(user=user).delete()
+    RecoveryCode.objects.bulk_create(RecoveryCode(user=user, digest=_recovery_digest(user, code)) for code in codes)
+    return tuple(codes)
+
+
+# -- enrolment -----------------------------------------------------------------------------------
+
+
+def has_active_factor(user):
+    """Asked of the database (in the caller's transaction): a cached ``user.authenticator`` may be stale."""
+    return Authenticator.objects.filter(user=user, confirmed_at__isnull=False).exists()
+
+
+def _new_secret(user, *, confirmed):
+    secret = pyotp.random_base32()  # 160 bits, as RFC 4226 §4 recommends
+    user.authenticator, _ = Authenticator.objects.update_or_create(
+        user=user,
+        defaults={"secret": secret, "confirmed_at": timezone.now() if confirmed else None, "last_used_step": None},
+    )
+    identity = identity_of(user)
+    return secret, provisioning_uri(secret, identity.realm, identity.login_name)
+
+
+def enroll(user):
+    """An operator's enrolment: a new authenticator, active at once, and new recovery codes.
+    Refused (``InvalidInput``) when the user has one already: remove it first."""
+    with transaction.atomic():
+        if has_active_factor(user):
+            raise InvalidInput("This account has an authenticator already; remove it first.")
+        secret, uri = _new_secret(user, confirmed=True)
+        codes = _new_recovery_codes(user)
+    signals.second_factor_enrolled.send(sender=enroll, user=user)
+    return Enrolment(secret=secret, provisioning_uri=uri, recovery_codes=codes)
+
+
+def begin_enrolment(user):
+    """Self-service: a new pending authenticator (replacing any pending one), active only once
+    ``confirm_enrolment`` sees a code of it."""
+    with transaction.atomic():
+        if has_active_factor(user):
+            raise InvalidInput("This account has an authenticator already; remove it first.")
+        secret, uri = _new_secret(user, confirmed=False)
+    return Enrolment(secret=secret, provisioning_uri=uri)
+
+
+@sensitive_variables()
+def confirm_enrolment(user, otp):
+    """Activate the pending authenticator with a first valid code; returns the new recovery codes
+    (shown once), or None for a wrong code or no pending enrolment."""
+    with transaction.atomic():
+        pending = Authenticator.objects.select_for_update().filter(user=user, confirmed_at__isnull=True).first()
+        step = _matching_step(pending.secret, otp) if pending else None
+        if step is None:
+            return None
+        pending.confirmed_at, pending.last_used_step = timezone.now(), step
+        pending.save(update_fields=["confirmed_at", "last_used_step"])
+        user.authenticator = pending
+        codes = _new_recovery_codes(user)
+    signals.second_factor_enrolled.send(sender=enroll, user=user)
+    return codes
+
+
+def remove(user):
+    """Remove the user's authenticator and recovery codes, and end every session of theirs: whoever
+    removed it may not be the person those sessions belong to. Returns whether there was one."""
+    with transaction.atomic():
+        deleted, _ = Authenticator.objects.filter(user=user).delete()
+        RecoveryCode.objects.filter(user=user).delete()
+        if deleted:
+            sessions.revoke_sessions(user, reason=SessionCutoff.SECOND_FACTOR_REMOVED)
+    user._state.fields_cache.pop("authenticator", None)
+    if deleted:
+        signals.second_factor_removed.send(sender=remove, user=user)
+    return bool(deleted)
+
+
+def regenerate_recovery_codes(user):
+    """New recovery codes for a user with an active authenticator (the old ones stop working), and
+    every session of theirs ends, as a new password would. Returns the codes, to be shown once."""
+    with transaction.atomic():
+        if not has_active_factor(user):
+            raise InvalidInput("This account has no active authenticator.")
+        codes = _new_recovery_codes(user)
+        sessions.revoke_sessions(user, reason=SessionCutoff.RECOVERY_CODES_REGENERATED)
+    return codes
+
+
+def status(user):
+    """What an operator or the user sees: never a secret or a code."""
+    authenticator = Authenticator.objects.filter(user=user).first()
+    active = authenticator is not None and authenticator.confirmed_at is not None
+    return {
+        "totp": active,
+        "enrolment_pending": authenticator is not None and not active,
+        "active_since": authenticator.confirmed_at.isoformat() if active else None,
+        "recovery_codes_left": RecoveryCode.objects.filter(user=user, used_at__isnull=True).count() if active else 0,
+    }
+
+
+# -- verification --------------------------------------------------------------------------------
+
+
+@sensitive_variables()
+def _matching_step(secret, otp):
+    otp = (otp or "").strip()
+    if len(otp) != DIGITS or not otp.isdigit():
+        return None
+    try:
+        return _totp(secret).verify_and_get_timecode(otp, for_time=time.time(), valid_window=VALID_WINDOW)
+    except pyotp.exceptions.OTPVerificationError:
+        return None
+
+
+@sensitive_variables()
+def verify(user, *, otp=None, recovery_code=None):
+    """The amr method (``OTP``, ``RECOVERY_CODE``) of a right code of the user's active factor, or
+    None. Either kind works once: a TOTP code's step, and every earlier one, is spent by its use
+    (RFC 6238 §5.2), a recovery code by its. Each claim is a conditional UPDATE, so of two
+    concurrent uses of one code exactly one wins."""
+    authenticator = active_authenticator(user)
+    if authenticator is None:
+        return None
+    if otp is not None:
+        step = _matching_step(authenticator.secret, otp)
+        if step is None:
+            return None
+        spent = Q(last_used_step__isnull=True) | Q(last_used_step__lt=step)
+        claimed = Authenticator.objects.filter(spent, pk=authenticator.pk, confirmed_at__isnull=False).update(
+            last_used_step=step
+        )
+        return OTP if claimed else None
+    if recovery_code:
+        claimed = RecoveryCode.objects.filter(
+            user=user, digest=_recovery_digest(user, recovery_code), used_at__isnull=True
+        ).update(used_at=timezone.now())
+        return RECOVERY_CODE if claimed else None
+    return None
