@@ -198,6 +198,14 @@ def account_by_login(realm_filter, login_key, email_filter):
     return next(iter(found), None)
 
 
+def lockout_keys(user, identity):
+    """What attack protection counts ``user``'s sign-ins under: ``(login_key, account_key)``."""
+    if identity.realm.is_directory:
+        account = user.realm_account
+        return account.login_key, account.login_key
+    return project_lockout_key(identity.login_name), ""
+
+
 def project_lockout_key(username):
     hook = ropc_settings.PROJECT_LOCKOUT_KEY
     return hook(username) if hook else username

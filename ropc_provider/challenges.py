@@ -20,9 +20,9 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
 
-from . import mfa, protection, signals, signin, tokens
+from . import mfa, signals, signin, tokens
 from .conf import ropc_settings
-from .exceptions import CodeRefused, InvalidSession, WrongFactor
+from .exceptions import CodeRefused, InvalidSession
 from .models import AuthorizationCode, AuthSession, SessionCutoff
 
 PASSWORD = "pwd"  # RFC 8176
@@ -118,36 +118,21 @@ def find_session(value, application):
     return session
 
 
-@sensitive_variables()
 def verify_second_factor(session, *, otp=None, recovery_code=None, ip, request=None):
-    """Check a code of the session's account under attack protection, as a password is checked:
-    refused before verifying when the identity is locked (``TooManyAttempts``), a wrong code
-    counted toward its lock (``WrongFactor``). Returns ``(method, recovery_codes)``; the codes are
-    new only when this code confirmed an enrolment under a ``required`` policy."""
-    attempt = protection.begin(
-        realm_slug=session.realm.slug, login_key=session.login_key, account_key=session.account_key or None, ip=ip
+    """Check a code of the session's account as a password is checked (``mfa.check``). Under a
+    ``required`` policy, the first code of an account without a factor confirms the enrolment the
+    session began. Returns ``(method, recovery_codes)``, the codes only when just enrolled."""
+    return mfa.check(
+        session.user,
+        session.realm,
+        lockout_key=session.login_key,
+        account_key=session.account_key,
+        otp=otp,
+        recovery_code=recovery_code,
+        ip=ip,
+        request=request,
+        may_confirm=mfa.second_factor_due(session.user, session.realm) == mfa.ENROL,
     )
-    method, recovery_codes = None, None
-    try:
-        if attempt.account_locked:
-            pass  # locked through another of its names: refused as a wrong code, nothing spent
-        elif mfa.active_authenticator(session.user) is not None:
-            method = mfa.verify(session.user, otp=otp, recovery_code=recovery_code)
-        elif otp is not None and mfa.second_factor_due(session.user, session.realm) == mfa.ENROL:
-            recovery_codes = mfa.confirm_enrolment(session.user, otp)
-            method = mfa.OTP if recovery_codes else None
-    except BaseException:
-        attempt.failed()
-        raise
-    if method is None:
-        attempt.failed()
-        signals.factor_failed.send(sender=verify_second_factor, user=session.user, realm=session.realm, request=request)
-        raise WrongFactor("The code is not right.")
-    attempt.succeeded()
-    signals.factor_verified.send(
-        sender=verify_second_factor, user=session.user, realm=session.realm, method=method, request=request
-    )
-    return method, recovery_codes
 
 
 # -- authorization codes ---------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from . import sessions, signals
-from .accounts import identity_of
+from . import protection, sessions, signals
+from .accounts import identity_of, lockout_keys
 from .conf import ropc_settings
-from .exceptions import InvalidInput
+from .exceptions import InvalidInput, WrongFactor
 from .models import Authenticator, RecoveryCode, Realm, SessionCutoff
 
 # The API host projects may call (README: "Python API"); the rest may change.
@@ -236,3 +236,49 @@ def verify(user, *, otp=None, recovery_code=None):
         ).update(used_at=timezone.now())
         return RECOVERY_CODE if claimed else None
     return None
+
+
+@sensitive_variables()
+def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None, ip, request=None, may_confirm=False):
+    """Verify a code under attack protection, as a password is checked: refused before verifying
+    when the identity is locked (``TooManyAttempts``), a wrong code counted toward its lock and
+    refused (``WrongFactor``), a right one clearing its failures. ``may_confirm``: a code of a
+    pending enrolment activates it. Returns ``(method, recovery_codes)``, the codes only when an
+    enrolment was just confirmed."""
+    attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key or None, ip=ip)
+    method, recovery_codes = None, None
+    try:
+        if attempt.account_locked:
+            pass  # locked through another of its names: refused as a wrong code, nothing spent
+        elif active_authenticator(user) is not None:
+            method = verify(user, otp=otp, recovery_code=recovery_code)
+        elif may_confirm and otp is not None:
+            recovery_codes = confirm_enrolment(user, otp)
+            method = OTP if recovery_codes else None
+    except BaseException:
+        attempt.failed()
+        raise
+    if method is None:
+        attempt.failed()
+        signals.factor_failed.send(sender=check, user=user, realm=realm, request=request)
+        raise WrongFactor("The code is not right.")
+    attempt.succeeded()
+    signals.factor_verified.send(sender=check, user=user, realm=realm, method=method, request=request)
+    return method, recovery_codes
+
+
+def check_own(user, *, otp=None, recovery_code=None, ip, request=None):
+    """``check`` for a signed-in user acting on their own factor (the self-service API): counted
+    where their sign-ins are, so a stolen access token gives no more guesses than the password did."""
+    identity = identity_of(user)
+    lockout_key, account_key = lockout_keys(user, identity)
+    return check(
+        user,
+        identity.realm,
+        lockout_key=lockout_key,
+        account_key=account_key,
+        otp=otp,
+        recovery_code=recovery_code,
+        ip=ip,
+        request=request,
+    )

@@ -14,13 +14,14 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
+from oauthlib.oauth2.rfc6749 import errors
 
-from . import accounts, metadata, oidc, sessions
+from . import accounts, metadata, mfa, oidc, protection, sessions
 from .claims import user_claims
 from .conf import ropc_settings
-from .exceptions import ClaimsHookError
+from .exceptions import ClaimsHookError, InvalidInput, ProtectionUnavailable, TooManyAttempts, WrongFactor
 from .models import SessionCutoff
-from .oauth2_backends import OAuthLibCore, claims_hook_failure
+from .oauth2_backends import OAuthLibCore, claims_hook_failure, read_form, without_credentials
 from .oauth2_validators import RopcValidator
 from .server import Server
 
@@ -142,6 +143,73 @@ class RevokeSessionsView(OAuthEndpoint):
             return bearer_refusal(request, oauth_request, "This endpoint needs a token issued to a user.")
         sessions.revoke_sessions(oauth_request.user, reason=SessionCutoff.SIGNED_OUT)
         return oauth_response(request, {}, "", 204)
+
+
+class OwnFactorView(OAuthEndpoint):
+    """The signed-in user's own second factor (bearer access token): see README, "Multi-factor
+    sign-in". Bodies are form-encoded, read as strictly as the token endpoint's."""
+
+    # Each path one action: GET the status, POST the others (urls.py).
+    action = "status"
+
+    def get(self, request, *args, **kwargs):
+        return self._acting(request, lambda user, form: (200, mfa.status(user)))
+
+    def post(self, request, *args, **kwargs):
+        return self._acting(request, getattr(self, self.action))
+
+    def _acting(self, request, act):
+        valid, oauth_request = self.get_oauthlib_core().verify_request(request, scopes=[])
+        if not valid:
+            return bearer_refusal(request, oauth_request)
+        if oauth_request.user is None:
+            return bearer_refusal(request, oauth_request, "This endpoint needs a token issued to a user.")
+        try:
+            form = dict(read_form(request)) if request.method == "POST" else {}
+            status, body = act(oauth_request.user, form)
+        except errors.OAuth2Error as error:
+            return oauth_response(request, error.headers, error.json, error.status_code)
+        except InvalidInput as refusal:
+            return json_error(request, 400, "invalid_request", str(refusal))
+        except WrongFactor as refusal:
+            return json_error(request, 400, "invalid_request", str(refusal))
+        except TooManyAttempts as refusal:
+            return json_error(
+                request, 429, "too_many_attempts", str(refusal), **{"Retry-After": str(refusal.retry_after)}
+            )
+        except ProtectionUnavailable as refusal:
+            return json_error(request, 503, "temporarily_unavailable", str(refusal))
+        return oauth_response(request, {}, json.dumps(body) if body is not None else "", status)
+
+    def begin(self, user, form):
+        enrolment = mfa.begin_enrolment(user)
+        return 200, {"secret": enrolment.secret, "provisioning_uri": enrolment.provisioning_uri}
+
+    def confirm(self, user, form):
+        codes = mfa.confirm_enrolment(user, form.get("otp", ""))
+        if codes is None:
+            raise WrongFactor("The code is not right, or no enrolment was begun.")
+        return 200, {"recovery_codes": list(codes)}
+
+    def _check(self, user, form, request):
+        if not form.get("otp") and not form.get("recovery_code"):
+            raise InvalidInput("Send otp or recovery_code.")
+        mfa.check_own(
+            user,
+            otp=form.get("otp") or None,
+            recovery_code=form.get("recovery_code") or None,
+            ip=protection.client_ip(request.META),
+            request=without_credentials(request),
+        )
+
+    def remove(self, user, form):
+        self._check(user, form, self.request)
+        mfa.remove(user)
+        return 204, None
+
+    def regenerate(self, user, form):
+        self._check(user, form, self.request)
+        return 200, {"recovery_codes": list(mfa.regenerate_recovery_codes(user))}
 
 
 def method_not_allowed(request, allowed):

@@ -1,3 +1,4 @@
+import jwt
 import pytest
 from django.conf import settings
 from django.core.cache import caches
@@ -87,6 +88,13 @@ def token_of_no_user(api, db):
     )
     assert response.status_code == 200, response.content
     return response.data["access_token"]
+
+
+@pytest.fixture
+def jwks(client):
+    response = client.get("/o/.well-known/jwks.json")
+    assert response.status_code == 200
+    return jwt.PyJWKSet.from_dict(response.json())
 
 
 @pytest.fixture

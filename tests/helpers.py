@@ -10,6 +10,7 @@ import secrets
 import shutil
 from urllib.parse import quote_plus, urlencode
 
+import jwt
 import pytest
 from django.contrib.auth.hashers import MD5PasswordHasher
 
@@ -129,3 +130,17 @@ class CountingHasher(MD5PasswordHasher):
 def prefixed_token(request, refresh_token=False):
     """A TOKEN_GENERATOR of a project with its own token format."""
     return "test-" + secrets.token_urlsafe(24)
+
+
+def verify(id_token, jwks, audience):
+    """The claims of an ID token, verified as a relying party would (``jwks``: the conftest fixture)."""
+    kid = jwt.get_unverified_header(id_token)["kid"]
+    key = next(k for k in jwks.keys if k.key_id == kid)
+    return jwt.decode(
+        id_token,
+        key.key,
+        algorithms=["RS256"],
+        audience=audience,
+        issuer="http://testserver/o",
+        options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time", "at_hash"]},
+    )

@@ -17,7 +17,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from example_project.keys import generate_rsa_key
 from ropc_provider import accounts, clients, realms
 from tests.factories import UserFactory
-from tests.helpers import assert_error
+from tests.helpers import assert_error, verify
 
 SECRET = "pass phrase for oidc 1"
 
@@ -27,26 +27,6 @@ def oidc_app(db):
     return clients.register_client(
         name="App", confidential=False, scopes=["openid", "profile", "email", "read"]
     ).application
-
-
-@pytest.fixture
-def jwks(client):
-    response = client.get("/o/.well-known/jwks.json")
-    assert response.status_code == 200
-    return jwt.PyJWKSet.from_dict(response.json())
-
-
-def verify(id_token, jwks, audience):
-    kid = jwt.get_unverified_header(id_token)["kid"]
-    key = next(k for k in jwks.keys if k.key_id == kid)
-    return jwt.decode(
-        id_token,
-        key.key,
-        algorithms=["RS256"],
-        audience=audience,
-        issuer="http://testserver/o",
-        options={"require": ["iss", "sub", "aud", "exp", "iat", "auth_time", "at_hash"]},
-    )
 
 
 def expected_at_hash(access_token):

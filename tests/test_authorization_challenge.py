@@ -1,0 +1,410 @@
+"""Two-step sign-in through both doors: the password grant's ``insufficient_authorization`` and the
+Authorization Challenge Endpoint of first-party apps (draft-ietf-oauth-first-party-apps), ending
+in a code redeemed at the token endpoint. Codes are computed from the enrolled secret."""
+
+import base64
+import hashlib
+import secrets
+from datetime import timedelta
+
+import pyotp
+import pytest
+from django.utils import timezone
+from freezegun import freeze_time
+from oauth2_provider.models import AccessToken
+
+from ropc_provider import mfa, signals
+from ropc_provider.models import AuthorizationCode, AuthSession, Realm
+from tests.factories import AccountFactory, ClientFactory, RealmFactory
+from tests.helpers import INTROSPECT, assert_error, me, verify
+
+CHALLENGE_URL = "/o/authorize-challenge/"
+
+
+@pytest.fixture
+def staff(db):
+    return RealmFactory(slug="staff", name="Example Staff")
+
+
+@pytest.fixture
+def alice(staff):
+    return AccountFactory(realm=staff, login_name="alice")
+
+
+@pytest.fixture
+def factor(alice):
+    """Alice's authenticator, enrolled by an operator: its secret and recovery codes."""
+    return mfa.enroll(alice.user)
+
+
+@pytest.fixture
+def app(staff):
+    return ClientFactory(realms=[staff], default_realm="staff", scopes=["openid", "read"]).application
+
+
+@pytest.fixture
+def clock():
+    with freeze_time(timezone.now()) as frozen:
+        yield frozen
+
+
+def otp(enrolment):
+    return pyotp.TOTP(enrolment.secret).now()
+
+
+def challenge(api, client, secret=None, **fields):
+    data = {"response_type": "code", **fields}
+    if secret is not None:
+        return api.post(CHALLENGE_URL, data, basic=(client.client_id, secret))
+    return api.post(CHALLENGE_URL, {"client_id": client.client_id, **data})
+
+
+def redeem(api, client, code, secret=None, **fields):
+    data = {"grant_type": "authorization_code", "code": code, **fields}
+    if secret is not None:
+        return api.token(data, basic=(client.client_id, secret))
+    return api.token({"client_id": client.client_id, **data})
+
+
+def pkce_pair():
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def second_factor_asked(api, app, account):
+    """The password grant's answer to a right password when a second factor is due."""
+    response = api.password_grant(app, account.login_name, account.password, scope="openid read")
+    assert_error(response, 403, "insufficient_authorization")
+    return response.data["auth_session"]
+
+
+# -- the whole flow -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_pkce", [False, True], ids=["plain", "pkce"])
+def test_password_grant_then_totp_then_code_then_tokens(api, app, alice, factor, jwks, clock, with_pkce):
+    password_checked = timezone.now()
+    response = api.password_grant(app, "alice", alice.password, scope="openid read")
+    assert_error(response, 403, "insufficient_authorization")
+    assert response.data["accepted_factors"] == ["otp", "recovery_code"]
+    assert response.data["expires_in"] == 300
+    assert "access_token" not in response.data
+    assert len(base64.urlsafe_b64decode(response.data["auth_session"] + "==")) >= 32  # 256 bits
+
+    clock.tick(20)
+    verifier, code_challenge = pkce_pair()
+    pkce = {"code_challenge": code_challenge, "code_challenge_method": "S256"} if with_pkce else {}
+    answer = challenge(api, app, auth_session=response.data["auth_session"], otp=otp(factor), **pkce)
+    assert answer.status_code == 200, answer.content
+    assert answer["Cache-Control"] == "no-store"
+    assert set(answer.data) == {"authorization_code"}
+
+    tokens = redeem(api, app, answer.data["authorization_code"], **({"code_verifier": verifier} if with_pkce else {}))
+    assert tokens.status_code == 200, tokens.content
+    assert me(api, tokens.data).json()["username"] == "alice"
+    claims = verify(tokens.data["id_token"], jwks, app.client_id)
+    assert claims["amr"] == ["pwd", "otp"]
+    assert claims["auth_time"] == int(password_checked.timestamp())
+    assert claims["realm"] == "staff"
+    # A refresh asks for no factor again.
+    assert api.refresh(app, tokens.data["refresh_token"]).status_code == 200
+
+
+def test_a_recovery_code_signs_in_once(api, app, alice, factor, jwks):
+    auth_session = second_factor_asked(api, app, alice)
+    code = challenge(api, app, auth_session=auth_session, recovery_code=factor.recovery_codes[3]).data
+    tokens = redeem(api, app, code["authorization_code"])
+    assert verify(tokens.data["id_token"], jwks, app.client_id)["amr"] == ["pwd", "recovery_code"]
+    assert mfa.status(alice.user)["recovery_codes_left"] == 9
+
+    auth_session = second_factor_asked(api, app, alice)
+    again = challenge(api, app, auth_session=auth_session, recovery_code=factor.recovery_codes[3])
+    assert_error(again, 400, "insufficient_authorization")
+
+
+@pytest.mark.parametrize("confidential", [False, True], ids=["public", "confidential"])
+def test_challenge_endpoint_alone_signs_in(api, staff, alice, factor, confidential):
+    registered = ClientFactory(realms=[staff], default_realm="staff", confidential=confidential, scopes=["read"])
+    client, secret = registered.application, registered.client_secret
+    first = challenge(api, client, secret, username="alice", password=alice.password)
+    assert_error(first, 400, "insufficient_authorization")
+    second = challenge(api, client, secret, auth_session=first.data["auth_session"], otp=otp(factor))
+    assert second.status_code == 200, second.content
+    tokens = redeem(api, client, second.data["authorization_code"], secret)
+    assert tokens.status_code == 200, tokens.content
+    assert tokens.data["scope"] == "read"
+
+
+def test_without_a_factor_the_challenge_endpoint_answers_a_code_at_once(api, app, alice, jwks):
+    answer = challenge(api, app, username="alice", password=alice.password, scope="openid")
+    assert answer.status_code == 200, answer.content
+    tokens = redeem(api, app, answer.data["authorization_code"])
+    assert verify(tokens.data["id_token"], jwks, app.client_id)["amr"] == ["pwd"]
+
+
+def test_project_users_are_asked_too(api, public_app, user, jwks):
+    """Project users come from the project's backends: their factor is found all the same."""
+    enrolment = mfa.enroll(user)
+    response = api.password_grant(public_app, "alice")
+    assert_error(response, 403, "insufficient_authorization")
+    assert not AccessToken.objects.exists()
+    answer = challenge(api, public_app, auth_session=response.data["auth_session"], otp=otp(enrolment))
+    assert redeem(api, public_app, answer.data["authorization_code"]).status_code == 200
+
+
+# -- refusals -------------------------------------------------------------------------------------
+
+
+def test_wrong_password_gets_no_auth_session(api, app, alice, factor):
+    response = api.password_grant(app, "alice", "not the password")
+    assert_error(response, 400, "invalid_grant")
+    assert "auth_session" not in response.data
+    at_challenge = challenge(api, app, username="alice", password="not the password")
+    assert_error(at_challenge, 400, "invalid_grant")
+    assert "auth_session" not in at_challenge.data
+    assert not AuthSession.objects.exists()
+
+
+def test_wrong_code_keeps_the_session_usable(api, app, alice, factor):
+    auth_session = second_factor_asked(api, app, alice)
+    wrong = challenge(api, app, auth_session=auth_session, otp="000000" if otp(factor) != "000000" else "111111")
+    assert_error(wrong, 400, "insufficient_authorization")
+    assert wrong.data["auth_session"] == auth_session
+    assert challenge(api, app, auth_session=auth_session, otp=otp(factor)).status_code == 200
+
+
+def test_a_totp_code_is_accepted_once(api, app, alice, factor):
+    code = otp(factor)
+    first = challenge(api, app, auth_session=second_factor_asked(api, app, alice), otp=code)
+    assert first.status_code == 200
+    replay = challenge(api, app, auth_session=second_factor_asked(api, app, alice), otp=code)
+    assert_error(replay, 400, "insufficient_authorization")
+
+
+def test_codes_of_the_neighbouring_steps_only(api, app, alice, factor, clock):
+    totp = pyotp.TOTP(factor.secret)
+    now = timezone.now().timestamp()
+    for offset, accepted in [(-60, False), (60, False), (-30, True)]:
+        auth_session = second_factor_asked(api, app, alice)
+        answer = challenge(api, app, auth_session=auth_session, otp=totp.at(now + offset))
+        assert (answer.status_code == 200) is accepted, (offset, answer.content)
+
+
+def test_expired_session(api, app, alice, factor, clock):
+    auth_session = second_factor_asked(api, app, alice)
+    clock.tick(301)
+    assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 400, "invalid_session")
+
+
+def test_used_session(api, app, alice, factor, clock):
+    auth_session = second_factor_asked(api, app, alice)
+    assert challenge(api, app, auth_session=auth_session, otp=otp(factor)).status_code == 200
+    clock.tick(30)
+    assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 400, "invalid_session")
+
+
+def test_another_clients_session(api, app, staff, alice, factor):
+    auth_session = second_factor_asked(api, app, alice)
+    other = ClientFactory(realms=[staff], default_realm="staff").application
+    answer = challenge(api, other, auth_session=auth_session, otp=otp(factor))
+    assert_error(answer, 400, "invalid_session")
+    assert "auth_session" not in answer.data
+
+
+def test_unknown_session(api, app, alice, factor):
+    assert_error(challenge(api, app, auth_session="made-up", otp=otp(factor)), 400, "invalid_session")
+
+
+def test_a_password_change_ends_the_pending_sign_in(api, app, alice, factor):
+    auth_session = second_factor_asked(api, app, alice)
+    alice.user.set_password("a brand new pass phrase 9")
+    alice.user.save()
+    assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 400, "invalid_session")
+
+
+def test_a_code_used_twice_revokes_what_its_first_use_issued(api, app, alice, factor):
+    auth_session = second_factor_asked(api, app, alice)
+    code = challenge(api, app, auth_session=auth_session, otp=otp(factor)).data["authorization_code"]
+    first = redeem(api, app, code)
+    assert first.status_code == 200
+    assert_error(redeem(api, app, code), 400, "invalid_grant")
+    assert me(api, first.data).status_code == 401
+    assert_error(api.refresh(app, first.data["refresh_token"]), 400, "invalid_grant")
+
+
+def test_a_code_used_twice_without_refresh_tokens_revokes_the_access_token(api, staff, alice):
+    client = ClientFactory(realms=[staff], default_realm="staff", issue_refresh_tokens=False).application
+    code = challenge(api, client, username="alice", password=alice.password).data["authorization_code"]
+    first = redeem(api, client, code)
+    assert "refresh_token" not in first.data
+    assert_error(redeem(api, client, code), 400, "invalid_grant")
+    assert me(api, first.data).status_code == 401
+
+
+def test_codes_expire_after_a_minute(api, app, alice, clock):
+    code = challenge(api, app, username="alice", password=alice.password).data["authorization_code"]
+    clock.tick(61)
+    assert_error(redeem(api, app, code), 400, "invalid_grant")
+
+
+def test_a_code_is_bound_to_its_client(api, app, staff, alice):
+    code = challenge(api, app, username="alice", password=alice.password).data["authorization_code"]
+    other = ClientFactory(realms=[staff], default_realm="staff").application
+    assert_error(redeem(api, other, code), 400, "invalid_grant")
+    assert redeem(api, app, code).status_code == 200  # the other client's try did not spend it
+
+
+@pytest.mark.parametrize("sent", ["wrong", "missing", "unasked"])
+def test_pkce_verifier_mismatch(api, app, alice, sent):
+    verifier, code_challenge = pkce_pair()
+    pkce = {} if sent == "unasked" else {"code_challenge": code_challenge, "code_challenge_method": "S256"}
+    code = challenge(api, app, username="alice", password=alice.password, **pkce).data["authorization_code"]
+    fields = {"missing": {}}.get(sent, {"code_verifier": pkce_pair()[0] if sent == "wrong" else verifier})
+    assert_error(redeem(api, app, code, **fields), 400, "invalid_grant")
+    assert_error(redeem(api, app, code, code_verifier=verifier), 400, "invalid_grant")  # spent
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"code_challenge": "x" * 43, "code_challenge_method": "plain"},
+        {"code_challenge": "short", "code_challenge_method": "S256"},
+        {"code_challenge_method": "S256"},
+    ],
+    ids=["plain", "malformed", "method-alone"],
+)
+def test_only_s256_pkce(api, app, alice, fields):
+    assert_error(challenge(api, app, username="alice", password=alice.password, **fields), 400, "invalid_request")
+
+
+def test_wrong_codes_end_in_too_many_attempts(api, app, alice, factor, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "LOCKOUT_THRESHOLD": 3}
+    auth_session = second_factor_asked(api, app, alice)
+    wrong = str((int(otp(factor)) + 500000) % 1000000).zfill(6)
+    for _ in range(3):
+        assert_error(challenge(api, app, auth_session=auth_session, otp=wrong), 400, "insufficient_authorization")
+    locked = challenge(api, app, auth_session=auth_session, otp=otp(factor))
+    assert_error(locked, 429, "too_many_attempts")
+    assert int(locked["Retry-After"]) > 0
+    # Refused before verifying: the right code sent while locked was not spent.
+    assert mfa.active_authenticator(type(alice.user).objects.get(pk=alice.user.pk)).last_used_step is None
+    assert_error(api.password_grant(app, "alice", alice.password), 429, "too_many_attempts")
+
+
+def test_wrong_passwords_and_wrong_codes_share_one_count(api, app, alice, factor, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "LOCKOUT_THRESHOLD": 3}
+    assert_error(api.password_grant(app, "alice", "nope"), 400, "invalid_grant")
+    assert_error(api.password_grant(app, "alice", "nope again"), 400, "invalid_grant")
+    auth_session = second_factor_asked(api, app, alice)  # a right password does not forgive them
+    wrong = str((int(otp(factor)) + 500000) % 1000000).zfill(6)
+    assert_error(challenge(api, app, auth_session=auth_session, otp=wrong), 400, "insufficient_authorization")
+    assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 429, "too_many_attempts")
+
+
+def test_required_policy_enrols_inside_the_sign_in(api, app, staff, alice):
+    staff.mfa = Realm.MFA_REQUIRED
+    staff.save()
+    response = api.password_grant(app, "alice", alice.password)
+    assert_error(response, 403, "insufficient_authorization")
+    assert response.data["enrollment_required"] is True
+    assert response.data["accepted_factors"] == ["otp"]
+    assert response.data["provisioning_uri"].startswith("otpauth://totp/Example%20Staff:alice?")
+    assert not AccessToken.objects.exists()
+
+    enrolled = mfa.Enrolment(secret=response.data["totp_secret"], provisioning_uri="")
+    answer = challenge(api, app, auth_session=response.data["auth_session"], otp=otp(enrolled))
+    assert answer.status_code == 200, answer.content
+    assert len(answer.data["recovery_codes"]) == 10
+    assert redeem(api, app, answer.data["authorization_code"]).status_code == 200
+    assert mfa.status(alice.user)["totp"] is True
+    # From now on the enrolled factor is asked, and the codes work.
+    auth_session = second_factor_asked(api, app, alice)
+    code = challenge(api, app, auth_session=auth_session, recovery_code=answer.data["recovery_codes"][0])
+    assert code.status_code == 200
+
+
+def test_project_realm_follows_its_setting(api, public_app, user, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "PROJECT_REALM_MFA": "required"}
+    response = api.password_grant(public_app, "alice")
+    assert_error(response, 403, "insufficient_authorization")
+    assert response.data["enrollment_required"] is True
+
+
+def test_challenge_request_errors(api, app, alice, confidential):
+    assert_error(
+        challenge(api, app, username="alice", password=alice.password, response_type="token"),
+        400,
+        "unsupported_response_type",
+    )
+    no_type = api.post(CHALLENGE_URL, {"client_id": app.client_id, "username": "alice", "password": alice.password})
+    assert_error(no_type, 400, "invalid_request")
+    assert_error(challenge(api, app, username="alice"), 400, "invalid_request")
+    assert_error(challenge(api, app, auth_session="x"), 400, "invalid_session")
+    application, _ = confidential
+    assert_error(challenge(api, application, "not the secret", username="alice", password="x"), 401, "invalid_client")
+    assert api.client.get(CHALLENGE_URL).status_code == 405
+
+
+def test_signals_carry_no_secret(api, app, alice, factor):
+    heard = []
+
+    def listen(**kwargs):
+        heard.append(kwargs)
+
+    for signal in (signals.challenge_issued, signals.factor_verified, signals.factor_failed):
+        signal.connect(listen, weak=False)
+    try:
+        auth_session = second_factor_asked(api, app, alice)
+        challenge(api, app, auth_session=auth_session, otp="123456" if otp(factor) != "123456" else "654321")
+        challenge(api, app, auth_session=auth_session, otp=otp(factor))
+    finally:
+        for signal in (signals.challenge_issued, signals.factor_verified, signals.factor_failed):
+            signal.disconnect(listen)
+    assert [kwargs["signal"] for kwargs in heard] == [
+        signals.challenge_issued,
+        signals.factor_failed,
+        signals.factor_verified,
+    ]
+    assert heard[-1]["method"] == "otp"
+    shown = repr(heard) + "".join(repr(dict(kwargs["request"].POST)) for kwargs in heard)
+    for secret in (auth_session, factor.secret, alice.password, otp(factor)):
+        assert secret not in shown
+
+
+def test_the_stored_rows_hold_no_value(api, app, alice, factor):
+    auth_session = second_factor_asked(api, app, alice)
+    code = challenge(api, app, auth_session=auth_session, otp=otp(factor)).data["authorization_code"]
+    stored = repr(list(AuthSession.objects.values())) + repr(list(AuthorizationCode.objects.values()))
+    assert auth_session not in stored and code not in stored
+
+
+def test_metadata_names_the_challenge_endpoint(client):
+    doc = client.get("/o/.well-known/oauth-authorization-server").json()
+    assert doc["authorization_challenge_endpoint"] == "http://testserver/o/authorize-challenge/"
+    assert "authorization_code" in doc["grant_types_supported"]
+    assert doc["code_challenge_methods_supported"] == ["S256"]
+
+
+def test_a_dot_authorization_code_client_cannot_use_the_challenge(api, authorization_code_app, user):
+    answer = challenge(api, authorization_code_app, username="alice", password="correct horse battery staple")
+    assert_error(answer, 400, "unauthorized_client")
+
+
+def test_deactivated_account_between_the_steps(api, app, alice, factor):
+    auth_session = second_factor_asked(api, app, alice)
+    alice.user.is_active = False
+    alice.user.save()
+    assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 400, "invalid_session")
+
+
+def test_expired_session_rows_are_not_needed_for_introspection(api, app, alice, factor, resource_server):
+    """Tokens from the code flow are ordinary tokens: introspection describes them."""
+    auth_session = second_factor_asked(api, app, alice)
+    code = challenge(api, app, auth_session=auth_session, otp=otp(factor)).data["authorization_code"]
+    tokens = redeem(api, app, code).data
+    AuthSession.objects.all().delete()
+    AuthorizationCode.objects.filter(expires__lt=timezone.now() + timedelta(hours=1)).delete()
+    server, secret = resource_server
+    described = api.post(INTROSPECT, {"token": tokens["access_token"]}, basic=(server.client_id, secret))
+    assert described.data["active"] is True
