@@ -32,7 +32,7 @@ def project_realm():
     return realm
 
 
-def check_new_realm(*, slug, source=Realm.DIRECTORY, allow_email_login=False):
+def check_new_realm(*, slug, source=Realm.DIRECTORY, allow_email_login=False, mfa=Realm.MFA_ENROLLED):
     """Every rule a new realm must pass. Raises ``InvalidInput``."""
     try:
         validate_slug(slug or "")
@@ -49,10 +49,16 @@ def check_new_realm(*, slug, source=Realm.DIRECTORY, allow_email_login=False):
         raise InvalidInput(f"The project's users already form realm {existing!r}; there can be only one.")
     if allow_email_login and source == Realm.PROJECT:
         raise InvalidInput("Email sign-in is for directory realms; the project's backends decide for its users.")
+    if mfa not in (Realm.MFA_ENROLLED, Realm.MFA_REQUIRED):
+        raise InvalidInput(f"Unknown two-step policy {mfa!r}: use 'enrolled' or 'required'.")
+    if mfa != Realm.MFA_ENROLLED and source == Realm.PROJECT:
+        raise InvalidInput("The project realm's two-step policy is ROPC_PROVIDER['PROJECT_REALM_MFA'].")
 
 
-def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=False, is_active=True):
-    check_new_realm(slug=slug, source=source, allow_email_login=allow_email_login)
+def create_realm(
+    *, slug, name=None, source=Realm.DIRECTORY, allow_email_login=False, is_active=True, mfa=Realm.MFA_ENROLLED
+):
+    check_new_realm(slug=slug, source=source, allow_email_login=allow_email_login, mfa=mfa)
     try:
         with transaction.atomic():
             return Realm.objects.create(
@@ -61,6 +67,7 @@ def create_realm(*, slug, name=None, source=Realm.DIRECTORY, allow_email_login=F
                 source=source,
                 allow_email_login=allow_email_login,
                 is_active=is_active,
+                mfa=mfa,
             )
     except IntegrityError:
         raise InvalidInput(f"A realm {slug!r} exists already.") from None

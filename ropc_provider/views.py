@@ -165,7 +165,9 @@ class OwnFactorView(OAuthEndpoint):
         if oauth_request.user is None:
             return bearer_refusal(request, oauth_request, "This endpoint needs a token issued to a user.")
         try:
-            form = dict(read_form(request)) if request.method == "POST" else {}
+            # An empty POST (begin an enrolment) needs no content type; anything sent is read strictly.
+            sent = request.method == "POST" and (request.body or request.META.get("QUERY_STRING"))
+            form = dict(read_form(request)) if sent else {}
             status, body = act(oauth_request.user, form)
         except errors.OAuth2Error as error:
             return oauth_response(request, error.headers, error.json, error.status_code)

@@ -4,7 +4,10 @@ in a code redeemed at the token endpoint. Codes are computed from the enrolled s
 
 import base64
 import hashlib
+import json
 import secrets
+import shlex
+import subprocess
 from datetime import timedelta
 
 import pyotp
@@ -16,7 +19,7 @@ from oauth2_provider.models import AccessToken
 from ropc_provider import mfa, signals
 from ropc_provider.models import AuthorizationCode, AuthSession, Realm
 from tests.factories import AccountFactory, ClientFactory, RealmFactory
-from tests.helpers import INTROSPECT, assert_error, me, verify
+from tests.helpers import INTROSPECT, assert_error, me, readme_block, require_program, verify
 
 CHALLENGE_URL = "/o/authorize-challenge/"
 
@@ -185,7 +188,7 @@ def test_a_totp_code_is_accepted_once(api, app, alice, factor):
 def test_codes_of_the_neighbouring_steps_only(api, app, alice, factor, clock):
     totp = pyotp.TOTP(factor.secret)
     now = timezone.now().timestamp()
-    for offset, accepted in [(-60, False), (60, False), (-30, True)]:
+    for offset, accepted in [(-60, False), (60, False), (-30, True), (30, True)]:
         auth_session = second_factor_asked(api, app, alice)
         answer = challenge(api, app, auth_session=auth_session, otp=totp.at(now + offset))
         assert (answer.status_code == 200) is accepted, (offset, answer.content)
@@ -408,3 +411,45 @@ def test_expired_session_rows_are_not_needed_for_introspection(api, app, alice, 
     server, secret = resource_server
     described = api.post(INTROSPECT, {"token": tokens["access_token"]}, basic=(server.client_id, secret))
     assert described.data["active"] is True
+
+
+def test_the_readmes_password_grant_flow_runs_as_written(live_server):
+    run_curl_lines(live_server, readme_block("# 1. The password is right and a second factor is due"))
+
+
+def test_the_readmes_flow_off_the_password_grant_runs_as_written(live_server):
+    run_curl_lines(live_server, readme_block("# 1. The same login screen, the standards-track endpoint"))
+
+
+def run_curl_lines(live_server, block):
+    """A README block's curl lines against a live server, placeholders filled in as an app would:
+    each answer has the keys (and, where shown, the values) the README promises."""
+    require_program("curl")
+    staff = RealmFactory(slug="staff", name="Example Staff")
+    alice = AccountFactory(realm=staff, login_name="alice")
+    enrolment = mfa.enroll(alice.user)
+    client = ClientFactory(realms=[staff], default_realm="staff", scopes=["read"]).application
+    verifier, code_challenge = pkce_pair()
+    known = {
+        "CLIENT_ID": client.client_id,
+        "PASSWORD": shlex.quote(alice.password),
+        "CODE_CHALLENGE": code_challenge,
+        "CODE_VERIFIER": verifier,
+    }
+    commands, expected = [], {}
+    for line in block.replace("\\\n", " ").splitlines():
+        if line.startswith("# {"):
+            expected[len(commands) - 1] = json.loads(line[2:].replace('"…"', '"..."'))
+        elif line.startswith("curl"):
+            commands.append(line.replace("http://127.0.0.1:8000", live_server.url))
+    assert len(commands) == 3
+    for number, command in enumerate(commands):
+        known["OTP"] = otp(enrolment)
+        for name in sorted(known, key=len, reverse=True):
+            command = command.replace(name, known[name])
+        done = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, check=True)
+        answer = json.loads(done.stdout)
+        for key, value in expected[number].items():
+            assert key in answer and value in ("...", answer[key]), (number, answer)
+        known.update({name.upper(): answer[name] for name in ("auth_session", "authorization_code") if name in answer})
+    assert answer["token_type"] == "Bearer"

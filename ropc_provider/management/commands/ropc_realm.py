@@ -1,4 +1,4 @@
-from ... import realms
+from ... import mfa, realms
 from ...models import Realm
 from ._base import JSONCommand
 
@@ -10,6 +10,7 @@ def describe_realm(realm):
         "source": realm.source,
         "active": realm.is_active,
         "email_login": realm.allow_email_login,
+        "mfa": mfa.policy_of(realm),
     }
 
 
@@ -28,6 +29,12 @@ class Command(JSONCommand):
             help="directory: its own accounts (default); project: the project's users via authenticate().",
         )
         create.add_argument("--email-login", action="store_true", help="Accounts may sign in with their email.")
+        create.add_argument(
+            "--mfa",
+            choices=[Realm.MFA_ENROLLED, Realm.MFA_REQUIRED],
+            default=Realm.MFA_ENROLLED,
+            help="enrolled: accounts with a second factor must use it (default); required: every account must.",
+        )
         actions.add_parser("list", help="List realms.")
 
     def run(self, *, action, **options):
@@ -37,6 +44,7 @@ class Command(JSONCommand):
                 name=options["name"],
                 source=options["source"],
                 allow_email_login=options["email_login"],
+                mfa=options["mfa"],
             )
             return describe_realm(realm)
         return {
