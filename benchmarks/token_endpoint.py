@@ -32,7 +32,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
-from django.contrib.auth.hashers import check_password  # noqa: E402
+from django.contrib.auth.hashers import check_password, make_password  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
@@ -163,6 +163,62 @@ def failure_paths(rounds):
     return rows
 
 
+def second_step(rounds):
+    """What the second step of a two-step sign-in costs: the challenge endpoint checking a TOTP code
+    (no password hash), and the code then redeemed for tokens, each against a refresh."""
+    import pyotp
+
+    from ropc_provider import accounts, mfa, realms
+
+    with override_settings(PASSWORD_HASHERS=CHEAP):
+        realm = realms.create_realm(slug="bench-mfa")
+        app = clients.register_client(
+            name="bench mfa", confidential=False, realms=[realm.slug], default_realm=realm.slug
+        ).application
+        client = Client()
+        pending = []
+        for number in range(rounds + 1):
+            # An account each: a TOTP code is accepted once, and each round needs a fresh one.
+            account = accounts.create_account(realm, f"mfa{number}", PASSWORD)
+            secret = mfa.enroll(account.user).secret
+            data = {"grant_type": "password", "username": account.login_name, "password": PASSWORD}
+            response = form(client, "/o/token/", {**data, "client_id": app.client_id})
+            assert response.status_code == 403, response.content
+            pending.append((response.json()["auth_session"], secret))
+        sessions, codes = iter(pending), []
+
+        def step():
+            auth_session, secret = next(sessions)
+            data = {"response_type": "code", "client_id": app.client_id, "auth_session": auth_session}
+            response = form(client, "/o/authorize-challenge/", {**data, "otp": pyotp.TOTP(secret).now()})
+            assert response.status_code == 200, response.content
+            codes.append(response.json()["authorization_code"])
+
+        def redeem():
+            data = {"grant_type": "authorization_code", "code": codes.pop(), "client_id": app.client_id}
+            response = form(client, "/o/token/", data)
+            assert response.status_code == 200, response.content
+
+        plain = accounts.create_account(realm, "no-factor", PASSWORD)
+        grant = {"grant_type": "password", "username": plain.login_name, "password": PASSWORD}
+        state = {"token": form(client, "/o/token/", {**grant, "client_id": app.client_id}).json()["refresh_token"]}
+
+        def refresh():
+            data = {"grant_type": "refresh_token", "refresh_token": state["token"], "client_id": app.client_id}
+            state["token"] = form(client, "/o/token/", data).json()["refresh_token"]
+
+        step()  # one code in hand, whichever of step and redeem a round runs first
+        medians = race({"refresh": refresh, "step": step, "redeem": redeem}, rounds)
+    with override_settings(PASSWORD_HASHERS=DEFAULT):
+        encoded = make_password(PASSWORD)
+        floor = race({"floor": lambda: check_password(PASSWORD, encoded)}, 5)["floor"]
+    return [
+        ("cheap hasher", "second step: challenge, otp", medians["step"], medians["refresh"], "refresh"),
+        ("cheap hasher", "second step: code for tokens", medians["redeem"], medians["refresh"], "refresh"),
+        ("cheap hasher", "second step: challenge, otp", medians["step"], floor, "floor"),
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=200, help="rounds with the cheap hasher")
@@ -216,6 +272,7 @@ def main():
         ]
 
     rows += failure_paths(args.hash_rounds)
+    rows += second_step(args.rounds)
 
     print(f"{'hasher':<15} {'request':<34} {'median ms':>10} {'vs':>6} {'its ms':>9} {'ratio':>7}")
     results = []

@@ -141,7 +141,7 @@ def verify_second_factor(session, *, otp=None, recovery_code=None, ip, request=N
 def code_for_session(session, *, method, code_challenge=""):
     """The code that ends an auth session whose second factor was verified. The session is claimed
     by a conditional UPDATE, so two concurrent requests cannot both turn it into a code."""
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         claimed = AuthSession.objects.filter(pk=session.pk, used_at__isnull=True).update(used_at=timezone.now())
         if not claimed:
             raise InvalidSession(SESSION_ENDED)
@@ -222,7 +222,7 @@ def redeem_code(value, application, *, code_verifier=None):
 
 def _revoke_first_use(code):
     code.refresh_from_db(fields=["token_family", "access_token_checksum"])
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if code.token_family:
             get_refresh_token_model().revoke_family(code.token_family)
         if code.access_token_checksum:
@@ -234,7 +234,8 @@ def complete(code, *, application, policy, scope, access_token, expires_in, refr
     authentication happened at the code's ``auth_time``; remember what was issued, for a replay to
     revoke. Returns the access token, or None when the sign-in no longer stands."""
     sign_in = signin.SignIn(user=code.user, realm=code.realm, login_name=code.login_name, policy=policy)
-    family = tokens.new_family(code.auth_time)
+    methods = code.methods.split()
+    family = tokens.new_family(code.auth_time, second_factor=methods[1] if len(methods) > 1 else None)
 
     def remember(access):
         AuthorizationCode.objects.filter(pk=code.pk).update(

@@ -341,6 +341,7 @@ class RopcValidator(OAuth2Validator):
         else:
             identity = accounts.identity_of(request.user)
             auth_time = tokens.family_started(request.refresh_token_instance)
+            methods = tokens.family_methods(request.refresh_token_instance)
         return oidc.id_token(
             user=request.user,
             identity=identity,

@@ -47,25 +47,42 @@ def find_refresh_token(value):
     return live or found.order_by("-revoked").first()
 
 
-def new_family(started_at):
+# The second factor a sign-in used, kept in its family id (see new_family); index 0: none.
+SECOND_FACTORS = (None, "otp", "recovery_code")
+
+
+def new_family(started_at, second_factor=None):
     """A token family's id: a UUIDv7 (RFC 9562) whose first 48 bits are the sign-in's Unix time in
     milliseconds. The sign-in time travels with every token of the family, so ``auth_time`` needs no
-    row and no query, and survives ``cleartokens`` deleting the family's first tokens."""
+    row and no query, and survives ``cleartokens`` deleting the family's first tokens.
+
+    A sign-in with a second factor gets the same layout as a UUIDv8 (RFC 9562 §5.8, the custom
+    version), the top two of its 12 ``rand_a`` bits naming the factor, so refreshed ID tokens say
+    ``amr`` as the sign-in did. v7 ids stay what they were: random there, and no second factor."""
     milliseconds = int(started_at.timestamp() * 1000) & (2**48 - 1)
-    value = (milliseconds << 80) | (0x7 << 76) | (secrets.randbits(12) << 64) | (0b10 << 62) | secrets.randbits(62)
+    factor = SECOND_FACTORS.index(second_factor)
+    version, rand_a = (0x8, (factor << 10) | secrets.randbits(10)) if factor else (0x7, secrets.randbits(12))
+    value = (milliseconds << 80) | (version << 76) | (rand_a << 64) | (0b10 << 62) | secrets.randbits(62)
     return uuid.UUID(int=value)
 
 
 def family_started(refresh_token):
-    """When the password grant that began this token family happened."""
+    """When the sign-in that began this token family happened."""
     family = refresh_token.token_family
-    if family is not None and family.version == 7:
+    if family is not None and family.version in (7, 8):
         return datetime.datetime.fromtimestamp((family.int >> 80) / 1000, tz=datetime.UTC)
     # Families begun before ids carried their start: their first token that is left.
     if family is None:
         return refresh_token.created
     first = RefreshToken.objects.filter(token_family=family).aggregate(Min("created"))
     return first["created__min"] or refresh_token.created
+
+
+def family_methods(refresh_token):
+    """The authentication methods (OpenID Connect ``amr``) of the sign-in that began this family."""
+    family = refresh_token.token_family
+    factor = SECOND_FACTORS[(family.int >> 74) & 0b11] if family is not None and family.version == 8 else None
+    return ["pwd", factor] if factor else ["pwd"]
 
 
 def refresh_token_expired(refresh_token, lifetime_seconds, *, now=None):

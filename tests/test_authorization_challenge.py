@@ -110,8 +110,12 @@ def test_password_grant_then_totp_then_code_then_tokens(api, app, alice, factor,
     assert claims["amr"] == ["pwd", "otp"]
     assert claims["auth_time"] == int(password_checked.timestamp())
     assert claims["realm"] == "staff"
-    # A refresh asks for no factor again.
-    assert api.refresh(app, tokens.data["refresh_token"]).status_code == 200
+    # A refresh asks for no factor again, and its ID token tells how the session began.
+    clock.tick(60)
+    refreshed = api.refresh(app, tokens.data["refresh_token"])
+    assert refreshed.status_code == 200
+    again = verify(refreshed.data["id_token"], jwks, app.client_id)
+    assert (again["amr"], again["auth_time"]) == (["pwd", "otp"], claims["auth_time"])
 
 
 def test_a_recovery_code_signs_in_once(api, app, alice, factor, jwks):
@@ -119,6 +123,8 @@ def test_a_recovery_code_signs_in_once(api, app, alice, factor, jwks):
     code = challenge(api, app, auth_session=auth_session, recovery_code=factor.recovery_codes[3]).data
     tokens = redeem(api, app, code["authorization_code"])
     assert verify(tokens.data["id_token"], jwks, app.client_id)["amr"] == ["pwd", "recovery_code"]
+    refreshed = api.refresh(app, tokens.data["refresh_token"])
+    assert verify(refreshed.data["id_token"], jwks, app.client_id)["amr"] == ["pwd", "recovery_code"]
     assert mfa.status(alice.user)["recovery_codes_left"] == 9
 
     auth_session = second_factor_asked(api, app, alice)
@@ -144,6 +150,8 @@ def test_without_a_factor_the_challenge_endpoint_answers_a_code_at_once(api, app
     assert answer.status_code == 200, answer.content
     tokens = redeem(api, app, answer.data["authorization_code"])
     assert verify(tokens.data["id_token"], jwks, app.client_id)["amr"] == ["pwd"]
+    refreshed = api.refresh(app, tokens.data["refresh_token"])
+    assert verify(refreshed.data["id_token"], jwks, app.client_id)["amr"] == ["pwd"]
 
 
 def test_project_users_are_asked_too(api, public_app, user, jwks):

@@ -1,11 +1,13 @@
 """The token endpoint's SQL is counted so it cannot creep up unnoticed. DOT 3.4.1's stock
 endpoint needs 5 queries for a password grant (without last_login) and 13 for a refresh."""
 
+import pyotp
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from tests.factories import PASSWORD
+from ropc_provider import mfa
+from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
 
 # Application with policy and default realm, user (account), last_login (which also checks a
 # project-realm user is no directory account's), access token, refresh token.
@@ -62,3 +64,44 @@ def test_no_more_queries_than_dot_stock_endpoint(api, user, public_app, settings
         _, dot_refresh = _counted(lambda: api.post("/dot/token/", refresh))
     assert ours_password <= dot_password
     assert ours_refresh < dot_refresh
+
+
+# The two-step sign-in (test_authorization_challenge.py). The password step: application with
+# policy, account with its user, realm and authenticator, the auth session.
+PASSWORD_STEP_QUERIES = 3
+# The second step: application, auth session with its user, realm, authenticator and cutoff, the
+# TOTP step claimed, the session claimed, the code.
+SECOND_STEP_QUERIES = 5
+# The code for tokens: application, code with its user, realm and cutoff, the code claimed, the
+# sign-in recorded (last_login), access token, refresh token, what the code issued.
+CODE_GRANT_QUERIES = 7
+
+
+def test_two_step_sign_in_queries(api, db, django_assert_num_queries):
+    staff = RealmFactory(slug="staff")
+    alice = AccountFactory(realm=staff, login_name="alice")
+    secret = mfa.enroll(alice.user).secret
+    app = ClientFactory(realms=[staff], default_realm="staff").application
+    with django_assert_num_queries(PASSWORD_STEP_QUERIES):
+        response = api.password_grant(app, "alice", alice.password)
+    assert response.status_code == 403
+    with django_assert_num_queries(SECOND_STEP_QUERIES):
+        answer = api.post(
+            "/o/authorize-challenge/",
+            {
+                "response_type": "code",
+                "client_id": app.client_id,
+                "auth_session": response.data["auth_session"],
+                "otp": pyotp.TOTP(secret).now(),
+            },
+        )
+    assert answer.status_code == 200, answer.content
+    code = {"grant_type": "authorization_code", "code": answer.data["authorization_code"], "client_id": app.client_id}
+    with django_assert_num_queries(CODE_GRANT_QUERIES):
+        assert api.token(code).status_code == 200
+
+
+def test_a_project_user_without_a_factor_costs_no_query_more(api, user, public_app, django_assert_num_queries):
+    mfa.enroll(UserFactory(username="bob"))  # someone else has one: alice's sign-in must not pay for it
+    with django_assert_num_queries(PASSWORD_GRANT_QUERIES):
+        assert api.password_grant(public_app, "alice").status_code == 200
