@@ -1,19 +1,21 @@
 """Operators' screens. Every rule is the services' (clients, realms, accounts, sessions):
 forms translate their ``InvalidInput`` into form errors, actions call them after a confirmation."""
 
+import segno
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
-from . import accounts, clients, realms, sessions
+from . import accounts, clients, mfa, realms, sessions
 from .exceptions import InvalidInput
 from .models import ClientPolicy, Realm, RealmAccount, SessionCutoff
 
@@ -280,13 +282,15 @@ class ClientAdmin(admin.ModelAdmin):
 class RealmForm(forms.ModelForm):
     class Meta:
         model = Realm
-        fields = ["slug", "name", "source", "allow_email_login", "is_active"]
+        fields = ["slug", "name", "source", "allow_email_login", "mfa", "is_active"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             self.fields["slug"].disabled = True
             self.fields["source"].disabled = True
+            if not self.instance.is_directory:
+                self.fields["mfa"].disabled = True
             if self.instance.is_active:
                 # Deactivating ends every session in the realm: only the "Deactivate" action does
                 # it, after showing what it ends. Reactivating here is harmless.
@@ -305,7 +309,10 @@ class RealmForm(forms.ModelForm):
         elif data.get("slug") and data.get("source"):
             try:
                 realms.check_new_realm(
-                    slug=data["slug"], source=data["source"], allow_email_login=data.get("allow_email_login")
+                    slug=data["slug"],
+                    source=data["source"],
+                    allow_email_login=data.get("allow_email_login"),
+                    mfa=data.get("mfa") or Realm.MFA_ENROLLED,
                 )
             except InvalidInput as error:
                 _form_error(self, error)
@@ -323,7 +330,7 @@ def _realm_impact(queryset):
 @admin.register(Realm)
 class RealmAdmin(admin.ModelAdmin):
     form = RealmForm
-    list_display = ["slug", "name", "source", "account_count", "allow_email_login", "is_active"]
+    list_display = ["slug", "name", "source", "account_count", "allow_email_login", "mfa", "is_active"]
     list_filter = ["source", "is_active"]
     search_fields = ["slug", "name"]
     actions = ["deactivate"]
@@ -345,6 +352,7 @@ class RealmAdmin(admin.ModelAdmin):
             source=obj.source,
             allow_email_login=obj.allow_email_login,
             is_active=obj.is_active,
+            mfa=obj.mfa,
         )
         obj.pk, obj._state.adding = realm.pk, False
 
@@ -361,6 +369,29 @@ class RealmAdmin(admin.ModelAdmin):
 
 
 # -- realm accounts ------------------------------------------------------------------------------
+
+MFA_ACTIONS = {
+    "enroll": (
+        "Enrol an authenticator",
+        "The authenticator is active at once: {name} needs a code from it at the next sign-in. "
+        "The next page shows its secret and recovery codes, once.",
+    ),
+    "recovery_codes": (
+        "New recovery codes",
+        "The old recovery codes of {name} stop working, and every session of {name} ends now. "
+        "The next page shows the new codes, once.",
+    ),
+    "remove": (
+        "Remove the authenticator",
+        "{name} signs in with the password alone again (unless the realm requires a second factor), "
+        "and every session of {name} ends now.",
+    ),
+}
+
+
+def _qr_svg(uri):
+    # Inline SVG: nothing to serve, nothing cached; the secret never leaves this page.
+    return segno.make(uri, error="m").svg_inline(scale=4, dark="#000", light="#fff")
 
 
 class AccountCreationForm(forms.ModelForm):
@@ -410,6 +441,7 @@ class RealmAccountAdmin(admin.ModelAdmin):
         "sessions_valid_from",
         "lockout",
         "password_link",
+        "second_factor",
     ]
 
     def get_form(self, request, obj=None, **kwargs):
@@ -456,6 +488,32 @@ class RealmAccountAdmin(admin.ModelAdmin):
         url = reverse("admin:ropc_provider_realmaccount_password", args=[account.pk])
         return format_html('<a href="{}">Change the password</a> (ends every session)', url)
 
+    @admin.display(description="two-step sign-in")
+    def second_factor(self, account):
+        state = mfa.status(account.user)
+        links = [
+            (f"ropc_provider_realmaccount_mfa_{action}", label)
+            for action, label in (
+                [("recovery_codes", "New recovery codes"), ("remove", "Remove the authenticator")]
+                if state["totp"]
+                else [("enroll", "Enrol an authenticator")]
+            )
+        ]
+        if state["totp"]:
+            summary = f"authenticator active; {state['recovery_codes_left']} recovery codes left"
+        else:
+            summary = f"no authenticator (realm policy: {mfa.policy_of(account.realm)})"
+        parts = [
+            format_html(
+                '<a href="{}" class="ropc-mfa-{}">{}</a>',
+                reverse(f"admin:{name}", args=[account.pk]),
+                name.rsplit("_", 1)[-1],
+                label,
+            )
+            for name, label in links
+        ]
+        return format_html("{} — {}", summary, format_html_join(" · ", "{}", ((part,) for part in parts)))
+
     def save_model(self, request, obj, form, change):
         if change:
             return
@@ -472,6 +530,15 @@ class RealmAccountAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.change_password),
                 name="ropc_provider_realmaccount_password",
             ),
+            *[
+                path(
+                    f"<int:account_id>/mfa/{action.replace('_', '-')}/",
+                    self.admin_site.admin_view(self.second_factor_action),
+                    {"action": action},
+                    name=f"ropc_provider_realmaccount_mfa_{action}",
+                )
+                for action in MFA_ACTIONS
+            ],
             *super().get_urls(),
         ]
 
@@ -493,6 +560,48 @@ class RealmAccountAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "ropc_provider/admin/account_password.html", context)
+
+    def second_factor_action(self, request, account_id, action):
+        """Enrol, new recovery codes, remove: each after a confirmation, as the list's actions are;
+        what enrolment and new codes produce is shown on the page that answers, once."""
+        account = get_object_or_404(RealmAccount.objects.select_related("user", "realm"), pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        title, question = MFA_ACTIONS[action]
+        account_url = reverse("admin:ropc_provider_realmaccount_change", args=[account.pk])
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{title}: {account.login_name} ({account.realm.slug})",
+            "question": question.format(name=account.login_name),
+            "account": account,
+            "account_url": account_url,
+            "opts": self.model._meta,
+            "done": False,
+        }
+        if request.method == "POST" and request.POST.get("confirmed") == "yes":
+            try:
+                if action == "enroll":
+                    enrolment = mfa.enroll(account.user)
+                    context.update(
+                        secret=enrolment.secret,
+                        qr_svg=_qr_svg(enrolment.provisioning_uri),
+                        recovery_codes=enrolment.recovery_codes,
+                    )
+                elif action == "recovery_codes":
+                    context["recovery_codes"] = mfa.regenerate_recovery_codes(account.user)
+                else:
+                    mfa.remove(account.user)
+            except InvalidInput as error:
+                self.message_user(request, str(error), messages.ERROR)
+                return HttpResponseRedirect(account_url)
+            self.log_change(request, account, f"{title}.")
+            if action == "remove":
+                self.message_user(request, f"Removed the authenticator of {account.login_name}; its sessions ended.")
+                return HttpResponseRedirect(account_url)
+            context["done"] = True
+        response = TemplateResponse(request, "ropc_provider/admin/account_mfa.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.action(description="Sign out everywhere", permissions=["change"])
     @confirm_first(title="Sign out everywhere", question="Their refresh and access tokens stop working now.")

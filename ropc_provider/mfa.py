@@ -21,7 +21,7 @@ from . import protection, sessions, signals
 from .accounts import identity_of, lockout_keys
 from .conf import ropc_settings
 from .exceptions import InvalidInput, WrongFactor
-from .models import Authenticator, RecoveryCode, Realm, SessionCutoff
+from .models import Authenticator, Realm, RecoveryCode, SessionCutoff
 
 # The API host projects may call (README: "Python API"); the rest may change.
 __all__ = ["enroll", "remove", "regenerate_recovery_codes", "status", "second_factor_due"]

@@ -140,7 +140,9 @@ class RopcValidator(OAuth2Validator):
         if sign_in is None:
             return False
         request.user = sign_in.user
-        request.sign_in = None if self._at_challenge_endpoint(request) else signin.with_factor_checked_on_record(sign_in)
+        request.sign_in = (
+            None if self._at_challenge_endpoint(request) else signin.with_factor_checked_on_record(sign_in)
+        )
         if request.sign_in is None:
             request.sign_in = sign_in
             if signin.second_factor_due(sign_in):

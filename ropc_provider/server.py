@@ -56,7 +56,9 @@ class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndp
             request.scope = None
         return grant.create_token_response(request, self.bearer)
 
-    def create_authorization_challenge_response(self, uri, http_method="POST", body=None, headers=None, django_request=None):
+    def create_authorization_challenge_response(
+        self, uri, http_method="POST", body=None, headers=None, django_request=None
+    ):
         request = Request(uri, http_method=http_method, body=body, headers=headers)
         request.received_at = timezone.now()
         request.django_request = django_request

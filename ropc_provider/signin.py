@@ -20,8 +20,7 @@ from oauth2_provider.models import get_access_token_model
 from . import mfa, protection, signals, tokens
 from .accounts import Identity, account_by_login, normalize_login, project_lockout_key
 from .conf import ropc_settings
-from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired
-from .exceptions import SecondFactorDue
+from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue
 from .models import Authenticator, ClientPolicy, Realm, RealmAccount
 from .realms import allowed_realms, default_realm
 

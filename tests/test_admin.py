@@ -5,8 +5,8 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 
-from ropc_provider import accounts, clients, realms
-from ropc_provider.admin import RealmAccountAdmin
+from ropc_provider import accounts, clients, mfa, realms
+from ropc_provider.admin import MFA_ACTIONS, RealmAccountAdmin
 from ropc_provider.models import ClientPolicy, Realm, RealmAccount, SessionCutoff
 from tests.factories import UserFactory
 
@@ -39,6 +39,7 @@ def our_admin_urls(realm):
             reverse(f"admin:ropc_provider_{name}_delete", args=[obj.pk]),
         ]
     urls.append(reverse("admin:ropc_provider_realmaccount_password", args=[account.pk]))
+    urls += [reverse(f"admin:ropc_provider_realmaccount_mfa_{action}", args=[account.pk]) for action in MFA_ACTIONS]
     return urls
 
 
@@ -198,11 +199,63 @@ def test_email_sign_in_over_at_signs_is_a_form_error(operator, realm):
 
 def test_the_realm_form_does_not_deactivate_without_the_confirmation(operator, realm):
     url = reverse("admin:ropc_provider_realm_change", args=[realm.pk])
-    response = operator.post(url, {"slug": "customers", "name": "Renamed", "source": "directory"})
+    response = operator.post(url, {"slug": "customers", "name": "Renamed", "source": "directory", "mfa": "enrolled"})
     assert response.status_code == 302, response.content
     realm.refresh_from_db()
     assert realm.is_active and realm.name == "Renamed"
     realms.set_realm_active(realm, False)
-    operator.post(url, {"slug": "customers", "name": "Renamed", "source": "directory", "is_active": "on"})
+    operator.post(
+        url, {"slug": "customers", "name": "Renamed", "source": "directory", "mfa": "enrolled", "is_active": "on"}
+    )
     realm.refresh_from_db()
     assert realm.is_active  # reactivating needs no confirmation
+
+
+def mfa_url(action, account):
+    return reverse(f"admin:ropc_provider_realmaccount_mfa_{action}", args=[account.pk])
+
+
+def test_second_factor_actions_ask_first_and_show_secrets_once(operator, realm, api):
+    account = RealmAccount.objects.get()
+    asked = operator.get(mfa_url("enroll", account))
+    assert "active at once" in asked.content.decode()
+    assert mfa.status(account.user)["totp"] is False  # a GET changes nothing
+    assert operator.post(mfa_url("enroll", account), {}).status_code == 200
+    assert mfa.status(account.user)["totp"] is False  # nor an unconfirmed POST
+
+    shown = operator.post(mfa_url("enroll", account), {"confirmed": "yes"})
+    assert "no-store" in shown["Cache-Control"]
+    secret = account.user.authenticator.secret
+    page = shown.content.decode()
+    assert secret in page and "<svg" in page and page.count("<li><code>") == 10
+    change_page = operator.get(reverse("admin:ropc_provider_realmaccount_change", args=[account.pk])).content.decode()
+    assert secret not in change_page and "10 recovery codes left" in change_page
+
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    assert api.password_grant(app, "carol", password=PASSWORD).status_code == 403
+    again = operator.post(mfa_url("enroll", account), {"confirmed": "yes"}, follow=True)
+    assert "remove it first" in again.content.decode()
+
+    renewed = operator.post(mfa_url("recovery_codes", account), {"confirmed": "yes"}).content.decode()
+    assert renewed.count("<li><code>") == 10 and secret not in renewed
+    assert SessionCutoff.objects.get(user=account.user).reason == SessionCutoff.RECOVERY_CODES_REGENERATED
+
+    removed = operator.post(mfa_url("remove", account), {"confirmed": "yes"})
+    assert removed.status_code == 302
+    assert SessionCutoff.objects.get(user=account.user).reason == SessionCutoff.SECOND_FACTOR_REMOVED
+    assert api.password_grant(app, "carol", password=PASSWORD).status_code == 200
+    assert LogEntry.objects.filter(change_message__contains="authenticator").count() == 2
+
+
+def test_realm_policy_in_the_admin(operator, realm):
+    response = operator.post(
+        reverse("admin:ropc_provider_realm_add"),
+        {"slug": "partners", "name": "Partners", "source": "directory", "mfa": "required", "is_active": "on"},
+    )
+    assert response.status_code == 302, response.content
+    assert Realm.objects.get(slug="partners").mfa == Realm.MFA_REQUIRED
+    refused = operator.post(
+        reverse("admin:ropc_provider_realm_add"),
+        {"slug": "people", "name": "People", "source": "project", "mfa": "required", "is_active": "on"},
+    )
+    assert "PROJECT_REALM_MFA" in refused.content.decode()

@@ -4,10 +4,11 @@ registers clients, reads what the admin shows once, signs an account out everywh
 import os
 from pathlib import Path
 
+import pyotp
 import pytest
 import requests
 
-from ropc_provider import accounts, realms
+from ropc_provider import accounts, clients, realms
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.browser
@@ -92,6 +93,47 @@ def test_operator_registers_clients_and_signs_an_account_out(operator_site, brow
     assert "Signed out 1 account" in page.locator(".messagelist").inner_text()
     refreshed = token(base, {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id})
     assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+
+
+def test_operator_enrols_an_authenticator(operator_site, browser_page):
+    """The QR code, the secret and the recovery codes are shown once, on the page that answers the
+    confirmation; what they show signs carol in with a second factor."""
+    base, page = operator_site, browser_page
+    client_id = clients.register_client(
+        name="Shop app", confidential=False, realms=["customers"], default_realm="customers"
+    ).application.client_id
+    sign_in(page, base)
+    page.goto(f"{base}/admin/ropc_provider/realmaccount/")
+    page.get_by_role("link", name="carol").click()
+    page.click("a.ropc-mfa-enroll")
+    assert "active at once" in page.locator("#question").inner_text()
+    page.click("input[type=submit]")
+    assert page.locator("#totp-qr svg").is_visible()
+    page.screenshot(path=SCREENSHOTS / "mfa-enrolled.png", full_page=True)
+    secret = page.locator("#totp-secret").inner_text()
+    codes = page.locator("#recovery-codes code").all_inner_texts()
+    assert len(codes) == 10 and "only time" in page.locator("#shown-once").inner_text()
+
+    page.get_by_role("link", name="Back to carol").click()
+    assert secret not in page.content() and not any(code in page.content() for code in codes)
+    assert "10 recovery codes left" in page.locator(".field-second_factor").inner_text()
+
+    password = {"grant_type": "password", "username": "carol", "password": CUSTOMER_PASSWORD, "client_id": client_id}
+    asked = token(base, password)
+    assert asked.status_code == 403 and asked.json()["error"] == "insufficient_authorization"
+    challenge = {"response_type": "code", "client_id": client_id, "auth_session": asked.json()["auth_session"]}
+    answer = requests.post(
+        f"{base}/o/authorize-challenge/", data={**challenge, "otp": pyotp.TOTP(secret).now()}, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    code = {"grant_type": "authorization_code", "code": answer.json()["authorization_code"], "client_id": client_id}
+    assert token(base, code).status_code == 200
+
+    # Removing it, confirmed, goes back to the password alone.
+    page.click("a.ropc-mfa-remove")
+    page.click("input[type=submit]")
+    assert "Removed the authenticator" in page.locator(".messagelist").inner_text()
+    assert token(base, password).status_code == 200
 
 
 def test_forwarding_the_user_ip_is_refused_for_a_public_client(operator_site, browser_page):

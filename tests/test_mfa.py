@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from ropc_provider import mfa, signals
-from ropc_provider.models import Authenticator, RecoveryCode, Realm, SessionCutoff
+from ropc_provider.models import Authenticator, Realm, RecoveryCode, SessionCutoff
 from ropc_provider.testing.factories import issue_tokens
 from tests.factories import AccountFactory, ClientFactory, RealmFactory
 from tests.helpers import assert_error, me

@@ -3,7 +3,9 @@ from ._base import JSONCommand
 
 
 class Command(JSONCommand):
-    help = "Second factors of one account: 'enroll' a TOTP authenticator (active at once), 'remove' it, or its 'status'."
+    help = (
+        "Second factors of one account: 'enroll' a TOTP authenticator (active at once), 'remove' it, or its 'status'."
+    )
 
     def add_arguments(self, parser):
         actions = self.add_actions(parser)
