@@ -91,6 +91,9 @@ DEFAULTS = {
     "AUTH_SESSION_LIFETIME": 300,
     # Seconds a code from the authorization challenge endpoint stays redeemable.
     "AUTHORIZATION_CODE_LIFETIME": 60,
+    # A user enrols their own authenticator (the self-service API) only this many seconds after
+    # signing in: a stolen or forgotten access token must not let someone else add a factor.
+    "ENROLMENT_SIGN_IN_MAX_AGE": 600,
     # Generator of access and refresh token values: a callable taking the oauthlib request.
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }
@@ -109,9 +112,15 @@ DURATIONS = {
     "IP_FAILURE_WINDOW": 1,
     "AUTH_SESSION_LIFETIME": 1,
     "AUTHORIZATION_CODE_LIFETIME": 1,
+    "ENROLMENT_SIGN_IN_MAX_AGE": 1,
 }
 # Whole seconds where they become a token's expires_in.
-WHOLE_SECONDS = {"ACCESS_TOKEN_LIFETIME", "REFRESH_TOKEN_LIFETIME", "AUTH_SESSION_LIFETIME"}
+WHOLE_SECONDS = {
+    "ACCESS_TOKEN_LIFETIME",
+    "REFRESH_TOKEN_LIFETIME",
+    "AUTH_SESSION_LIFETIME",
+    "ENROLMENT_SIGN_IN_MAX_AGE",
+}
 # Whole numbers: (smallest, largest or None).
 COUNTS = {
     "MAX_PARAMETER_LENGTH": (1, None),

@@ -48,6 +48,14 @@ class SecondFactorDue(RopcError):
     """The password was right, but the account has a second factor to verify first."""
 
 
+class SignInTooOld(RopcError):
+    """The action needs a sign-in more recent than ``max_age`` seconds (RFC 9470's step-up)."""
+
+    def __init__(self, max_age):
+        super().__init__(f"Sign in again: this needs a sign-in within the last {max_age} seconds.")
+        self.max_age = max_age
+
+
 class ChallengeRefused(RopcError):
     """A step of the first-party sign-in (challenges.py) that cannot go on; the message is safe to
     show the client."""

@@ -20,7 +20,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import protection, sessions, signals
 from .accounts import identity_of, lockout_keys
 from .conf import ropc_settings
-from .exceptions import InvalidInput, WrongFactor
+from .exceptions import InvalidInput, SignInTooOld, WrongFactor
 from .models import Authenticator, Realm, RecoveryCode, SessionCutoff
 
 # The API host projects may call (README: "Python API"); the rest may change.
@@ -134,9 +134,21 @@ def enroll(user):
     return Enrolment(secret=secret, provisioning_uri=uri, recovery_codes=codes)
 
 
-def begin_enrolment(user):
+def _require_recent(signed_in_at):
+    # Whoever holds a user's access token must not add a factor the user does not have: only a
+    # sign-in that just happened may (the sign-in inside a challenge passes None: it is now).
+    if signed_in_at is None:
+        return
+    max_age = ropc_settings.ENROLMENT_SIGN_IN_MAX_AGE
+    if (timezone.now() - signed_in_at).total_seconds() > max_age:
+        raise SignInTooOld(max_age)
+
+
+def begin_enrolment(user, *, signed_in_at=None):
     """Self-service: a new pending authenticator (replacing any pending one), active only once
-    ``confirm_enrolment`` sees a code of it."""
+    ``confirm_enrolment`` sees a code of it. ``signed_in_at``: when the user's sign-in happened,
+    refused (``SignInTooOld``) past ``ENROLMENT_SIGN_IN_MAX_AGE``."""
+    _require_recent(signed_in_at)
     with transaction.atomic():
         if has_active_factor(user):
             raise InvalidInput("This account has an authenticator already; remove it first.")
@@ -145,9 +157,10 @@ def begin_enrolment(user):
 
 
 @sensitive_variables()
-def confirm_enrolment(user, otp):
+def confirm_enrolment(user, otp, *, signed_in_at=None):
     """Activate the pending authenticator with a first valid code; returns the new recovery codes
     (shown once), or None for a wrong code or no pending enrolment."""
+    _require_recent(signed_in_at)
     with transaction.atomic():
         pending = Authenticator.objects.select_for_update().filter(user=user, confirmed_at__isnull=True).first()
         step = _matching_step(pending.secret, otp) if pending else None

@@ -85,6 +85,15 @@ def family_methods(refresh_token):
     return ["pwd", factor] if factor else ["pwd"]
 
 
+def signed_in_at(access_token):
+    """When the sign-in behind an access token happened: its token family's start, or, for a
+    client that gets no refresh tokens, the token's own creation (each one is a sign-in)."""
+    for refresh_token in (getattr(access_token, "refresh_token", None), access_token.source_refresh_token):
+        if refresh_token is not None:
+            return family_started(refresh_token)
+    return access_token.created
+
+
 def refresh_token_expired(refresh_token, lifetime_seconds, *, now=None):
     now = now or timezone.now()
     return refresh_token.created + timedelta(seconds=lifetime_seconds) <= now

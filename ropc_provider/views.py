@@ -16,10 +16,17 @@ from django.views.decorators.debug import sensitive_post_parameters
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import accounts, metadata, mfa, oidc, protection, sessions
+from . import accounts, metadata, mfa, oidc, protection, sessions, tokens
 from .claims import user_claims
 from .conf import ropc_settings
-from .exceptions import ClaimsHookError, InvalidInput, ProtectionUnavailable, TooManyAttempts, WrongFactor
+from .exceptions import (
+    ClaimsHookError,
+    InvalidInput,
+    ProtectionUnavailable,
+    SignInTooOld,
+    TooManyAttempts,
+    WrongFactor,
+)
 from .models import SessionCutoff
 from .oauth2_backends import OAuthLibCore, claims_hook_failure, read_form, without_credentials
 from .oauth2_validators import RopcValidator
@@ -168,6 +175,7 @@ class OwnFactorView(OAuthEndpoint):
             # An empty POST (begin an enrolment) needs no content type; anything sent is read strictly.
             sent = request.method == "POST" and (request.body or request.META.get("QUERY_STRING"))
             form = dict(read_form(request)) if sent else {}
+            self.access_token = oauth_request.access_token
             status, body = act(oauth_request.user, form)
         except errors.OAuth2Error as error:
             return oauth_response(request, error.headers, error.json, error.status_code)
@@ -181,14 +189,22 @@ class OwnFactorView(OAuthEndpoint):
             )
         except ProtectionUnavailable as refusal:
             return json_error(request, 503, "temporarily_unavailable", str(refusal))
+        except SignInTooOld as refusal:
+            # RFC 9470 (step-up authentication): sign in again, then retry within max_age.
+            error, description = "insufficient_user_authentication", str(refusal)
+            challenge = (
+                f'Bearer realm="{BEARER_REALM}", error="{error}", '
+                f'error_description="{description}", max_age="{refusal.max_age}"'
+            )
+            return json_error(request, 401, error, description, **{"WWW-Authenticate": challenge})
         return oauth_response(request, {}, json.dumps(body) if body is not None else "", status)
 
     def begin(self, user, form):
-        enrolment = mfa.begin_enrolment(user)
+        enrolment = mfa.begin_enrolment(user, signed_in_at=tokens.signed_in_at(self.access_token))
         return 200, {"secret": enrolment.secret, "provisioning_uri": enrolment.provisioning_uri}
 
     def confirm(self, user, form):
-        codes = mfa.confirm_enrolment(user, form.get("otp", ""))
+        codes = mfa.confirm_enrolment(user, form.get("otp", ""), signed_in_at=tokens.signed_in_at(self.access_token))
         if codes is None:
             raise WrongFactor("The code is not right, or no enrolment was begun.")
         return 200, {"recovery_codes": list(codes)}

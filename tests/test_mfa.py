@@ -8,6 +8,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import pytest
+from django.utils import timezone
+from freezegun import freeze_time
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
@@ -162,6 +164,30 @@ def test_self_service_enrolment(api, app, alice):
     assert_error(api.password_grant(app, "alice", alice.password), 403, "insufficient_authorization")
     # A second enrolment would replace the first behind the user's back: remove it first.
     assert_error(api.post("/o/mfa/totp/", {}, **bearer(tokens)), 400, "invalid_request")
+
+
+def test_self_service_enrolment_needs_a_recent_sign_in(api, app, alice):
+    """A stolen or forgotten access token must not let someone else add a factor; refreshing it
+    keeps its sign-in's time (RFC 9470 step-up)."""
+    with freeze_time(timezone.now()) as clock:
+        signed_in = api.password_grant(app, "alice", alice.password).data
+        clock.tick(601)
+        refreshed = api.refresh(app, signed_in["refresh_token"]).data
+        stale = api.post("/o/mfa/totp/", {}, HTTP_AUTHORIZATION=f"Bearer {refreshed['access_token']}")
+        assert_error(stale, 401, "insufficient_user_authentication")
+        assert 'max_age="600"' in stale["WWW-Authenticate"]
+        assert not Authenticator.objects.exists()
+        fresh = api.password_grant(app, "alice", alice.password).data
+        begun = api.post("/o/mfa/totp/", {}, HTTP_AUTHORIZATION=f"Bearer {fresh['access_token']}")
+        assert begun.status_code == 200
+        clock.tick(601)
+        late = api.post(
+            "/o/mfa/totp/confirm/",
+            {"otp": pyotp.TOTP(begun.data["secret"]).now()},
+            HTTP_AUTHORIZATION=f"Bearer {fresh['access_token']}",
+        )
+        assert_error(late, 401, "insufficient_user_authentication")
+        assert mfa.status(alice.user)["totp"] is False
 
 
 def test_self_service_removal_needs_a_current_code_and_moves_the_cutoff(api, app, alice):
