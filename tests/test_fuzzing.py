@@ -30,7 +30,20 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-ENDPOINTS = ["/o/authorize/", "/o/token/", "/o/revoke_token/", "/o/introspect/", "/o/revoke_sessions/", "/o/userinfo/"]
+ENDPOINTS = [
+    "/o/authorize/",
+    "/o/token/",
+    "/o/authorize-challenge/",
+    "/o/revoke_token/",
+    "/o/introspect/",
+    "/o/revoke_sessions/",
+    "/o/userinfo/",
+    "/o/mfa/",
+    "/o/mfa/totp/",
+    "/o/mfa/totp/confirm/",
+    "/o/mfa/totp/remove/",
+    "/o/mfa/recovery-codes/",
+]
 # The parameters our endpoints read, and names of oauthlib request attributes a body might shadow.
 NAMES = sorted(PARAMETERS) + ["client", "user", "headers"]
 CONTENT_TYPES = [

@@ -8,10 +8,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import pytest
-from django.utils import timezone
-from freezegun import freeze_time
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.utils import timezone
+from freezegun import freeze_time
 
 from ropc_provider import mfa, signals
 from ropc_provider.models import Authenticator, Realm, RecoveryCode, SessionCutoff

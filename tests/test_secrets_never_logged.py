@@ -1,9 +1,12 @@
 """No password, client secret or token value reaches a log record, even at DEBUG."""
 
 import io
+import json
 import logging
+import re
 import sys
 
+import pyotp
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.signals import user_logged_in, user_login_failed
@@ -113,6 +116,8 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
 
     all_signals = [getattr(signals, name) for name in ("sign_in_succeeded", "sign_in_failed", "sessions_revoked")]
     all_signals += [signals.locked_out, signals.throttled, user_login_failed, user_logged_in]
+    all_signals += [getattr(signals, name) for name in ("second_factor_enrolled", "second_factor_removed")]
+    all_signals += [signals.challenge_issued, signals.factor_verified, signals.factor_failed]
     for signal in all_signals:
         signal.connect(listen, dispatch_uid="everything")
 
@@ -131,8 +136,6 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
         )  # fmt: skip
         cli = io.StringIO()
         call_command("ropc_client", "create", "--name", "CLI app", "--confidential", "--realm", "staff", stdout=cli)
-        import json
-
         app = clients.load_client(json.loads(cli.getvalue())["client_id"])
         secret = json.loads(cli.getvalue())["client_secret"]
         rs = clients.register_client(name="API", confidential=True, resource_server=True)
@@ -159,6 +162,7 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
         rotate = {"action": "rotate_secret", "_selected_action": [app.ropc_policy.pk], "confirmed": "yes"}
         rotated = operator.post(policies, rotate).content.decode()
         secrets.append(rotated.split('id="client-secret">')[1].split("<")[0])
+        basic = (app.client_id, secrets[-1])
         account = RealmAccount.objects.get(login_name="carol")
         operator.post(
             reverse("admin:ropc_provider_realmaccount_password", args=[account.pk]),
@@ -171,12 +175,48 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
         secrets.append(added.split('id="client-secret">')[1].split("<")[0])
         assert ClientPolicy.objects.filter(application__name="Admin app").exists()
 
+        # Two steps: the CLI enrols carol (its output is the one place her secret is shown), then
+        # every second-factor flow once, wrong codes and a reused code included.
+        enrolled = io.StringIO()
+        call_command("ropc_mfa", "enroll", "--realm", "staff", "--username", "carol", stdout=enrolled)
+        enrolment = json.loads(enrolled.getvalue())
+        secrets += [enrolment["secret"], *enrolment["recovery_codes"]]
+        totp = pyotp.TOTP(enrolment["secret"])
+        asked = api.token({"grant_type": "password", "username": "carol", "password": secrets[2]}, basic=basic).data
+        challenge = {"response_type": "code", "auth_session": asked["auth_session"]}
+        wrong_code = str((int(totp.now()) + 1) % 1000000).zfill(6)
+        api.post("/o/authorize-challenge/", {**challenge, "otp": wrong_code}, basic=basic)
+        code = api.post("/o/authorize-challenge/", {**challenge, "otp": totp.now()}, basic=basic).data
+        code = code["authorization_code"]
+        second = api.token({"grant_type": "authorization_code", "code": code}, basic=basic).data
+        api.token({"grant_type": "authorization_code", "code": code}, basic=basic)  # reuse
+        again_asked = api.post(
+            "/o/authorize-challenge/",
+            {"response_type": "code", "username": "carol", "password": secrets[2]},
+            basic=basic,
+        ).data
+        recovered = api.post(
+            "/o/authorize-challenge/",
+            {"response_type": "code", "auth_session": again_asked["auth_session"], "recovery_code": secrets[-1]},
+            basic=basic,
+        ).data
+        secrets += [asked["auth_session"], again_asked["auth_session"], code, recovered["authorization_code"]]
+        secrets += [second["access_token"], second["refresh_token"], totp.now(), wrong_code]
+        mfa_account = RealmAccount.objects.get(login_name="carol")
+        shown = operator.post(
+            reverse("admin:ropc_provider_realmaccount_mfa_recovery_codes", args=[mfa_account.pk]), {"confirmed": "yes"}
+        ).content.decode()
+        secrets += re.findall(r"<li><code>([^<]+)</code></li>", shown)
+        operator.post(
+            reverse("admin:ropc_provider_realmaccount_mfa_remove", args=[mfa_account.pk]), {"confirmed": "yes"}
+        )
+
         def crash(*args, **kwargs):
             raise RuntimeError("backend exploded")
 
         monkeypatch.setattr(signin, "_burn_a_hash", crash)
         crashing = Api(Client(raise_request_exception=False))
-        crashed = crashing.password_grant(app, "nobody", password=secrets[1], secret=secrets[-2], basic=True)
+        crashed = crashing.password_grant(app, "nobody", password=secrets[1], secret=basic[1], basic=True)
         assert crashed.status_code == 500
     finally:
         for signal in all_signals:
