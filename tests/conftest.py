@@ -41,6 +41,18 @@ def user(db):
 
 
 @pytest.fixture
+def staff(db):
+    """A directory realm, for the two-step sign-in's tests."""
+    return RealmFactory(slug="staff", name="Example Staff")
+
+
+@pytest.fixture
+def alice(staff):
+    """Alice's account in realm staff (``alice.password`` in clear)."""
+    return AccountFactory(realm=staff, login_name="alice")
+
+
+@pytest.fixture
 def public_app(db):
     return ClientFactory(name="Native app", scopes=["read", "write"]).application
 

@@ -25,16 +25,6 @@ CHALLENGE_URL = "/o/authorize-challenge/"
 
 
 @pytest.fixture
-def staff(db):
-    return RealmFactory(slug="staff", name="Example Staff")
-
-
-@pytest.fixture
-def alice(staff):
-    return AccountFactory(realm=staff, login_name="alice")
-
-
-@pytest.fixture
 def factor(alice):
     """Alice's authenticator, enrolled by an operator: its secret and recovery codes."""
     return mfa.enroll(alice.user)

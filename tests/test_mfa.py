@@ -16,18 +16,8 @@ from freezegun import freeze_time
 from ropc_provider import mfa, signals
 from ropc_provider.models import Authenticator, Realm, RecoveryCode, SessionCutoff
 from ropc_provider.testing.factories import issue_tokens
-from tests.factories import AccountFactory, ClientFactory, RealmFactory
+from tests.factories import ClientFactory
 from tests.helpers import assert_error, me
-
-
-@pytest.fixture
-def staff(db):
-    return RealmFactory(slug="staff", name="Example Staff")
-
-
-@pytest.fixture
-def alice(staff):
-    return AccountFactory(realm=staff, login_name="alice")
 
 
 @pytest.fixture
