@@ -191,12 +191,12 @@ class OwnFactorView(OAuthEndpoint):
             return json_error(request, 503, "temporarily_unavailable", str(refusal))
         except SignInTooOld as refusal:
             # RFC 9470 (step-up authentication): sign in again, then retry within max_age.
-            error, description = "insufficient_user_authentication", str(refusal)
+            code, description = "insufficient_user_authentication", str(refusal)
             challenge = (
-                f'Bearer realm="{BEARER_REALM}", error="{error}", '
+                f'Bearer realm="{BEARER_REALM}", error="{code}", '
                 f'error_description="{description}", max_age="{refusal.max_age}"'
             )
-            return json_error(request, 401, error, description, **{"WWW-Authenticate": challenge})
+            return json_error(request, 401, code, description, **{"WWW-Authenticate": challenge})
         return oauth_response(request, {}, json.dumps(body) if body is not None else "", status)
 
     def begin(self, user, form):
