@@ -22,7 +22,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 
 from . import mfa, signals, signin, tokens
 from .conf import ropc_settings
-from .exceptions import CodeRefused, InvalidSession
+from .exceptions import CodeRefused, InvalidInput, InvalidSession
 from .models import AuthorizationCode, AuthSession, SessionCutoff
 
 PASSWORD = "pwd"  # RFC 8176
@@ -97,9 +97,10 @@ def open_session(sign_in, *, application, scope, code_challenge="", request=None
     return Challenge(auth_session=value, expires_in=lifetime, factors=tuple(FACTORS[due]), enrolment=enrolment)
 
 
-def find_session(value, application):
+def find_session(value, application, *, code_challenge=None):
     """The live auth session of this value and client; raises ``InvalidSession`` otherwise, the
-    same for every reason, so a session of another client is not told apart from none."""
+    same for every reason, so a session of another client is not told apart from none. A
+    ``code_challenge`` other than the one the session was opened with is ``InvalidInput``."""
     session = (
         AuthSession.objects.select_related("realm", "user__authenticator", "user__session_cutoff")
         .filter(digest=_digest(value or ""))
@@ -115,7 +116,17 @@ def find_session(value, application):
         or _cut_off_since(session.user, session.auth_time)
     ):
         raise InvalidSession(SESSION_ENDED)
+    if code_challenge and session.code_challenge and code_challenge != session.code_challenge:
+        raise InvalidInput("This auth_session is bound to another code_challenge.")
     return session
+
+
+def continued(session, value):
+    """The challenge an auth session still stands for after a wrong code: the same value, what is
+    left of its lifetime, and what the client may send."""
+    remaining = max(1, int((session.expires - timezone.now()).total_seconds()))
+    due = mfa.second_factor_due(session.user, session.realm) or mfa.VERIFY
+    return Challenge(auth_session=value, expires_in=remaining, factors=tuple(FACTORS[due]))
 
 
 def verify_second_factor(session, *, otp=None, recovery_code=None, ip, request=None):

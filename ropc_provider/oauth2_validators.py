@@ -4,13 +4,12 @@ import base64
 import binascii
 from urllib.parse import unquote_plus
 
-from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import accounts, challenges, clients, exceptions, introspection, mfa, oidc, protection, refresh, signin, tokens
+from . import accounts, challenges, clients, exceptions, introspection, oidc, protection, refresh, signin, tokens
 from .oauth2_backends import without_credentials
 
 
@@ -192,14 +191,13 @@ class RopcValidator(OAuth2Validator):
 
     def validate_auth_session(self, request):
         try:
-            request.auth_session_record = challenges.find_session(request.auth_session, request.client)
+            request.auth_session_record = challenges.find_session(
+                request.auth_session, request.client, code_challenge=request.code_challenge
+            )
         except exceptions.InvalidSession as refusal:
             raise errors.CustomOAuth2Error("invalid_session", description=str(refusal), request=request) from None
-        session = request.auth_session_record
-        if request.code_challenge and session.code_challenge and request.code_challenge != session.code_challenge:
-            raise errors.InvalidRequestError(
-                description="This auth_session is bound to another code_challenge.", request=request
-            )
+        except exceptions.InvalidInput as refusal:
+            raise errors.InvalidRequestError(description=str(refusal), request=request) from None
 
     @method_decorator(sensitive_variables())
     def verify_second_factor(self, request):
@@ -221,11 +219,7 @@ class RopcValidator(OAuth2Validator):
             raise errors.CustomOAuth2Error("invalid_session", description=str(refusal), request=request) from None
         except exceptions.WrongFactor as refusal:
             # The same auth_session goes on: the draft lets a client retry a factor with it.
-            remaining = max(1, int((session.expires - timezone.now()).total_seconds()))
-            due = mfa.ENROL if mfa.active_authenticator(session.user) is None else mfa.VERIFY
-            challenge = challenges.Challenge(
-                auth_session=request.auth_session, expires_in=remaining, factors=tuple(challenges.FACTORS[due])
-            )
+            challenge = challenges.continued(session, request.auth_session)
             raise self._insufficient_authorization(request, challenge, str(refusal)) from None
         body = {"authorization_code": code}
         if recovery_codes:

@@ -451,3 +451,14 @@ def run_curl_lines(live_server, block):
             assert key in answer and value in ("...", answer[key]), (number, answer)
         known.update({name.upper(): answer[name] for name in ("auth_session", "authorization_code") if name in answer})
     assert answer["token_type"] == "Bearer"
+
+
+def test_an_auth_session_keeps_the_code_challenge_it_was_opened_with(api, app, alice, factor):
+    verifier, code_challenge = pkce_pair()
+    pkce = {"code_challenge": code_challenge, "code_challenge_method": "S256"}
+    first = challenge(api, app, username="alice", password=alice.password, **pkce)
+    other = {"code_challenge": pkce_pair()[1], "code_challenge_method": "S256"}
+    swapped = challenge(api, app, auth_session=first.data["auth_session"], otp=otp(factor), **other)
+    assert_error(swapped, 400, "invalid_request")
+    answer = challenge(api, app, auth_session=first.data["auth_session"], otp=otp(factor))
+    assert redeem(api, app, answer.data["authorization_code"], code_verifier=verifier).status_code == 200
