@@ -69,13 +69,13 @@ class Challenge:
 # -- auth sessions -------------------------------------------------------------------------------
 
 
-def open_session(sign_in, *, application, scope, code_challenge="", request=None):
+def open_session(sign_in, *, application, scope, auth_time, code_challenge="", request=None):
     """The password of ``sign_in`` was right and a second factor is due: store an auth session
     for it and settle its counted attempt as pending. Under a ``required`` policy an account
     without a factor gets a new pending authenticator to enrol."""
     due = signin.second_factor_due(sign_in)
     enrolment = mfa.begin_enrolment(sign_in.user) if due == mfa.ENROL else None
-    value, now = _new_value(), timezone.now()
+    value = _new_value()
     lifetime = ropc_settings.AUTH_SESSION_LIFETIME
     AuthSession.objects.create(
         digest=_digest(value),
@@ -87,8 +87,10 @@ def open_session(sign_in, *, application, scope, code_challenge="", request=None
         account_key=sign_in.account_key,
         scope=scope,
         code_challenge=code_challenge or "",
-        auth_time=now,
-        expires=now + timedelta(seconds=lifetime),
+        # When the password was checked, not now: a password change committed while it was being
+        # hashed moved the cutoff past this, and ends the session (find_session).
+        auth_time=auth_time,
+        expires=timezone.now() + timedelta(seconds=lifetime),
     )
     sign_in.attempt.second_factor_due()
     signals.challenge_issued.send(
@@ -169,8 +171,9 @@ def code_for_session(session, *, method, code_challenge=""):
 
 
 def code_for_sign_in(sign_in, *, application, scope, code_challenge="", auth_time):
-    """The code for a sign-in that needs no second factor (the password alone)."""
-    return _mint(
+    """The code for a sign-in that needs no second factor (the password alone). Its counted
+    attempt is settled as the success it is, as the password grant settles its own."""
+    value = _mint(
         application_id=application.pk,
         user=sign_in.user,
         realm=sign_in.realm,
@@ -180,6 +183,8 @@ def code_for_sign_in(sign_in, *, application, scope, code_challenge="", auth_tim
         auth_time=auth_time,
         methods=[PASSWORD],
     )
+    sign_in.attempt.succeeded()
+    return value
 
 
 def _mint(*, application_id, user, realm, login_name, scope, code_challenge, auth_time, methods):

@@ -48,6 +48,11 @@ class SecondFactorDue(RopcError):
     """The password was right, but the account has a second factor to verify first."""
 
 
+class NotFirstParty(RopcError):
+    """The access token was issued to a client that does not sign people in through us (e.g. a
+    third-party app of the host's own DOT endpoints)."""
+
+
 class SignInTooOld(RopcError):
     """The action needs a sign-in more recent than ``max_age`` seconds (RFC 9470's step-up)."""
 

@@ -17,10 +17,10 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from . import protection, sessions, signals
+from . import clients, protection, sessions, signals
 from .accounts import identity_of, lockout_keys
 from .conf import ropc_settings
-from .exceptions import InvalidInput, SignInTooOld, WrongFactor
+from .exceptions import InvalidInput, NotFirstParty, SignInTooOld, WrongFactor
 from .models import Authenticator, Realm, RecoveryCode, SessionCutoff
 
 # The API host projects may call (README: "Python API"); the rest may change.
@@ -132,6 +132,17 @@ def enroll(user):
         codes = _new_recovery_codes(user)
     signals.second_factor_enrolled.send(sender=enroll, user=user)
     return Enrolment(secret=secret, provisioning_uri=uri, recovery_codes=codes)
+
+
+def require_first_party(application):
+    """Only a token from a client that signs people in through us manages their factors: a
+    third-party app the user authorised at the host's own DOT endpoints must not hold a factor."""
+    if (
+        application is None
+        or not clients.may_use_password_grant(application)
+        or not clients.policy_of(application).is_active
+    ):
+        raise NotFirstParty("Second factors are managed with a token from this provider's own sign-in.")
 
 
 def _require_recent(signed_in_at):

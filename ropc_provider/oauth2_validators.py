@@ -153,7 +153,9 @@ class RopcValidator(OAuth2Validator):
             request.sign_in,
             application=request.client,
             scope=" ".join(request.scopes or ()),
-            code_challenge=request.code_challenge or "",
+            auth_time=request.received_at,
+            # PKCE is the challenge endpoint's (checked there); the password grant ignores it.
+            code_challenge=request.code_challenge if self._at_challenge_endpoint(request) else "",
             request=self._shareable_request(request),
         )
         return self._insufficient_authorization(request, challenge)

@@ -12,7 +12,7 @@ from django.http.multipartparser import MultiPartParserError
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors
 
@@ -22,6 +22,7 @@ from .conf import ropc_settings
 from .exceptions import (
     ClaimsHookError,
     InvalidInput,
+    NotFirstParty,
     ProtectionUnavailable,
     SignInTooOld,
     TooManyAttempts,
@@ -165,6 +166,7 @@ class OwnFactorView(OAuthEndpoint):
     def post(self, request, *args, **kwargs):
         return self._acting(request, getattr(self, self.action))
 
+    @method_decorator(sensitive_variables())
     def _acting(self, request, act):
         valid, oauth_request = self.get_oauthlib_core().verify_request(request, scopes=[])
         if not valid:
@@ -172,6 +174,7 @@ class OwnFactorView(OAuthEndpoint):
         if oauth_request.user is None:
             return bearer_refusal(request, oauth_request, "This endpoint needs a token issued to a user.")
         try:
+            mfa.require_first_party(oauth_request.client)
             # An empty POST (begin an enrolment) needs no content type; anything sent is read strictly.
             sent = request.method == "POST" and (request.body or request.META.get("QUERY_STRING"))
             form = dict(read_form(request)) if sent else {}
@@ -189,6 +192,9 @@ class OwnFactorView(OAuthEndpoint):
             )
         except ProtectionUnavailable as refusal:
             return json_error(request, 503, "temporarily_unavailable", str(refusal))
+        except NotFirstParty as refusal:
+            challenge = f'Bearer realm="{BEARER_REALM}", error="insufficient_scope", error_description="{refusal}"'
+            return json_error(request, 403, "insufficient_scope", str(refusal), **{"WWW-Authenticate": challenge})
         except SignInTooOld as refusal:
             # RFC 9470 (step-up authentication): sign in again, then retry within max_age.
             code, description = "insufficient_user_authentication", str(refusal)
@@ -199,16 +205,19 @@ class OwnFactorView(OAuthEndpoint):
             return json_error(request, 401, code, description, **{"WWW-Authenticate": challenge})
         return oauth_response(request, {}, json.dumps(body) if body is not None else "", status)
 
+    @method_decorator(sensitive_variables())
     def begin(self, user, form):
         enrolment = mfa.begin_enrolment(user, signed_in_at=tokens.signed_in_at(self.access_token))
         return 200, {"secret": enrolment.secret, "provisioning_uri": enrolment.provisioning_uri}
 
+    @method_decorator(sensitive_variables())
     def confirm(self, user, form):
         codes = mfa.confirm_enrolment(user, form.get("otp", ""), signed_in_at=tokens.signed_in_at(self.access_token))
         if codes is None:
             raise WrongFactor("The code is not right, or no enrolment was begun.")
         return 200, {"recovery_codes": list(codes)}
 
+    @method_decorator(sensitive_variables())
     def _check(self, user, form, request):
         if not form.get("otp") and not form.get("recovery_code"):
             raise InvalidInput("Send otp or recovery_code.")

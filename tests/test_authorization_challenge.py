@@ -19,7 +19,7 @@ from oauth2_provider.models import AccessToken
 from ropc_provider import mfa, signals
 from ropc_provider.models import AuthorizationCode, AuthSession, Realm
 from tests.factories import AccountFactory, ClientFactory, RealmFactory
-from tests.helpers import INTROSPECT, assert_error, me, readme_block, require_program, verify
+from tests.helpers import INTROSPECT, RacingHasher, assert_error, me, readme_block, require_program, verify
 
 CHALLENGE_URL = "/o/authorize-challenge/"
 
@@ -462,3 +462,35 @@ def test_an_auth_session_keeps_the_code_challenge_it_was_opened_with(api, app, a
     assert_error(swapped, 400, "invalid_request")
     answer = challenge(api, app, auth_session=first.data["auth_session"], otp=otp(factor))
     assert redeem(api, app, answer.data["authorization_code"], code_verifier=verifier).status_code == 200
+
+
+def test_right_passwords_at_the_challenge_endpoint_settle_their_attempts(api, app, alice, settings):
+    """Each right password is a success, as at the token endpoint: none holds a place in the
+    lockout's count or the address's window."""
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "LOCKOUT_THRESHOLD": 3, "IP_FAILURE_LIMIT": 3}
+    for _ in range(6):
+        assert challenge(api, app, username="alice", password=alice.password).status_code == 200
+    assert api.password_grant(app, "alice", alice.password).status_code == 200
+
+
+def test_a_password_change_during_the_hash_ends_the_pending_sign_in(api, public_app, racing):
+    enrolment = mfa.enroll(racing)
+
+    def change_password():
+        racing.set_password("changed while hashing 1")
+        racing.save()
+
+    RacingHasher.during_verify = change_password
+    response = api.password_grant(public_app, "racer")
+    assert_error(response, 403, "insufficient_authorization")
+    answer = challenge(api, public_app, auth_session=response.data["auth_session"], otp=otp(enrolment))
+    assert_error(answer, 400, "invalid_session")
+
+
+def test_the_password_grant_ignores_pkce_parameters(api, app, alice, factor):
+    """PKCE belongs to the challenge endpoint, which checks it; at the token endpoint it is a
+    parameter the password grant does not read."""
+    response = api.password_grant(app, "alice", alice.password, code_challenge="x" * 300, code_challenge_method="plain")
+    assert_error(response, 403, "insufficient_authorization")
+    answer = challenge(api, app, auth_session=response.data["auth_session"], otp=otp(factor))
+    assert redeem(api, app, answer.data["authorization_code"]).status_code == 200

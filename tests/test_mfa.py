@@ -4,6 +4,7 @@ test_authorization_challenge.py."""
 
 import io
 import json
+from datetime import timedelta
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
@@ -226,3 +227,24 @@ def test_me_still_works_for_an_enrolled_user(api, app, alice):
     mfa.enroll(alice.user)
     tokens = issue_tokens(alice, app)
     assert me(api, {"access_token": tokens.access_token}).status_code == 200
+
+
+def test_a_third_party_apps_token_cannot_manage_factors(api, alice, staff, client):
+    """An app the user authorised at the host's own DOT endpoints (any grant but ours) must not
+    add a factor it would then hold."""
+    from oauth2_provider.models import AccessToken, get_application_model
+
+    Application = get_application_model()
+    third_party = Application.objects.create(
+        name="Third party",
+        client_type=Application.CLIENT_CONFIDENTIAL,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        redirect_uris="https://third.example.com/cb",
+    )
+    token = AccessToken.objects.create(
+        user=alice.user, application=third_party, token="third-party-token-1", scope="read",
+        expires=timezone.now() + timedelta(hours=1),
+    )  # fmt: skip
+    refused = api.post("/o/mfa/totp/", {}, HTTP_AUTHORIZATION=f"Bearer {token.token}")
+    assert_error(refused, 403, "insufficient_scope")
+    assert not Authenticator.objects.exists()
