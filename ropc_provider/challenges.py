@@ -74,7 +74,7 @@ def open_session(sign_in, *, application, scope, auth_time, code_challenge="", r
     for it and settle its counted attempt as pending. Under a ``required`` policy an account
     without a factor gets a new pending authenticator to enrol."""
     due = signin.second_factor_due(sign_in)
-    enrolment = mfa.begin_enrolment(sign_in.user) if due == mfa.ENROL else None
+    enrolment = mfa.offered_enrolment(sign_in.user) if due == mfa.ENROL else None
     value = _new_value()
     lifetime = ropc_settings.AUTH_SESSION_LIFETIME
     AuthSession.objects.create(
@@ -87,6 +87,7 @@ def open_session(sign_in, *, application, scope, auth_time, code_challenge="", r
         account_key=sign_in.account_key,
         scope=scope,
         code_challenge=code_challenge or "",
+        enrolment_secret=enrolment.secret if enrolment else "",
         # When the password was checked, not now: a password change committed while it was being
         # hashed moved the cutoff past this, and ends the session (find_session).
         auth_time=auth_time,
@@ -133,8 +134,9 @@ def continued(session, value):
 
 def verify_second_factor(session, *, otp=None, recovery_code=None, ip, request=None):
     """Check a code of the session's account as a password is checked (``mfa.check``). Under a
-    ``required`` policy, the first code of an account without a factor confirms the enrolment the
-    session began. Returns ``(method, recovery_codes)``, the codes only when just enrolled."""
+    ``required`` policy, the first code of an account without a factor enrols the secret this
+    session offered, and no other. Returns ``(method, recovery_codes)``, the codes only when just
+    enrolled."""
     return mfa.check(
         session.user,
         session.realm,
@@ -144,7 +146,7 @@ def verify_second_factor(session, *, otp=None, recovery_code=None, ip, request=N
         recovery_code=recovery_code,
         ip=ip,
         request=request,
-        may_confirm=mfa.second_factor_due(session.user, session.realm) == mfa.ENROL,
+        offered=session.enrolment_secret or None,
     )
 
 

@@ -113,13 +113,24 @@ def has_active_factor(user):
 
 
 def _new_secret(user, *, confirmed):
-    secret = pyotp.random_base32()  # 160 bits, as RFC 4226 §4 recommends
+    offered = offered_enrolment(user)
     user.authenticator, _ = Authenticator.objects.update_or_create(
         user=user,
-        defaults={"secret": secret, "confirmed_at": timezone.now() if confirmed else None, "last_used_step": None},
+        defaults={
+            "secret": offered.secret,
+            "confirmed_at": timezone.now() if confirmed else None,
+            "last_used_step": None,
+        },
     )
+    return offered.secret, offered.provisioning_uri
+
+
+def offered_enrolment(user):
+    """A new secret for the user to enrol, written nowhere yet: the sign-in that offers it keeps it
+    (its auth session), so nobody else's sign-in can swap it for theirs."""
+    secret = pyotp.random_base32()  # 160 bits, as RFC 4226 §4 recommends
     identity = identity_of(user)
-    return secret, provisioning_uri(secret, identity.realm, identity.login_name)
+    return Enrolment(secret=secret, provisioning_uri=provisioning_uri(secret, identity.realm, identity.login_name))
 
 
 def enroll(user):
@@ -168,18 +179,25 @@ def begin_enrolment(user, *, signed_in_at=None):
 
 
 @sensitive_variables()
-def confirm_enrolment(user, otp, *, signed_in_at=None):
-    """Activate the pending authenticator with a first valid code; returns the new recovery codes
-    (shown once), or None for a wrong code or no pending enrolment."""
+def confirm_enrolment(user, otp, *, secret=None, signed_in_at=None):
+    """Activate, with a first valid code, the user's pending authenticator, or the ``secret`` a
+    sign-in offered (``offered_enrolment``), unless another became active meanwhile. Returns the
+    new recovery codes (shown once), or None."""
     _require_recent(signed_in_at)
     with transaction.atomic():
-        pending = Authenticator.objects.select_for_update().filter(user=user, confirmed_at__isnull=True).first()
-        step = _matching_step(pending.secret, otp) if pending else None
+        # One enrolment at a time per user: the row lock orders concurrent confirmations.
+        type(user)._default_manager.select_for_update().filter(pk=user.pk).exists()
+        if secret is None:
+            pending = Authenticator.objects.filter(user=user, confirmed_at__isnull=True).first()
+            secret = pending.secret if pending else None
+        elif has_active_factor(user):
+            return None
+        step = _matching_step(secret, otp) if secret else None
         if step is None:
             return None
-        pending.confirmed_at, pending.last_used_step = timezone.now(), step
-        pending.save(update_fields=["confirmed_at", "last_used_step"])
-        user.authenticator = pending
+        user.authenticator, _ = Authenticator.objects.update_or_create(
+            user=user, defaults={"secret": secret, "confirmed_at": timezone.now(), "last_used_step": step}
+        )
         codes = _new_recovery_codes(user)
     signals.second_factor_enrolled.send(sender=enroll, user=user)
     return codes
@@ -263,11 +281,11 @@ def verify(user, *, otp=None, recovery_code=None):
 
 
 @sensitive_variables()
-def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None, ip, request=None, may_confirm=False):
+def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None, ip, request=None, offered=None):
     """Verify a code under attack protection, as a password is checked: refused before verifying
     when the identity is locked (``TooManyAttempts``), a wrong code counted toward its lock and
-    refused (``WrongFactor``), a right one clearing its failures. ``may_confirm``: a code of a
-    pending enrolment activates it. Returns ``(method, recovery_codes)``, the codes only when an
+    refused (``WrongFactor``), a right one clearing its failures. ``offered``: the secret a sign-in
+    offered an account without a factor; a code of it enrols it. Returns ``(method, recovery_codes)``, the codes only when an
     enrolment was just confirmed."""
     attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key or None, ip=ip)
     method, recovery_codes = None, None
@@ -276,8 +294,8 @@ def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None
             pass  # locked through another of its names: refused as a wrong code, nothing spent
         elif active_authenticator(user) is not None:
             method = verify(user, otp=otp, recovery_code=recovery_code)
-        elif may_confirm and otp is not None:
-            recovery_codes = confirm_enrolment(user, otp)
+        elif offered and otp is not None:
+            recovery_codes = confirm_enrolment(user, otp, secret=offered)
             method = OTP if recovery_codes else None
     except BaseException:
         attempt.failed()

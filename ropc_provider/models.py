@@ -277,6 +277,9 @@ class AuthSession(models.Model):
     account_key = models.CharField(max_length=100, blank=True)
     scope = models.TextField(blank=True)
     code_challenge = models.CharField(max_length=128, blank=True)
+    # The secret this sign-in offered an account that must enrol (a required realm's): only a code
+    # of it enrols, so another sign-in with the password cannot swap in its own.
+    enrolment_secret = models.CharField(max_length=64, blank=True)
     # When the password was checked: the ID token's auth_time.
     auth_time = models.DateTimeField()
     expires = models.DateTimeField()

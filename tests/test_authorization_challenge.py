@@ -494,3 +494,21 @@ def test_the_password_grant_ignores_pkce_parameters(api, app, alice, factor):
     assert_error(response, 403, "insufficient_authorization")
     answer = challenge(api, app, auth_session=response.data["auth_session"], otp=otp(factor))
     assert redeem(api, app, answer.data["authorization_code"]).status_code == 200
+
+
+def test_an_enrolment_is_bound_to_the_sign_in_that_offered_it(api, app, staff, alice):
+    """Under required, a second sign-in with the password (an attacker's) cannot swap its own
+    secret into the account's enrolment, before or after."""
+    staff.mfa = Realm.MFA_REQUIRED
+    staff.save()
+    users = api.password_grant(app, "alice", alice.password).data
+    attackers = api.password_grant(app, "alice", alice.password).data
+    assert users["totp_secret"] != attackers["totp_secret"]
+    their_code = otp(mfa.Enrolment(secret=attackers["totp_secret"], provisioning_uri=""))
+    swapped = challenge(api, app, auth_session=users["auth_session"], otp=their_code)
+    assert_error(swapped, 400, "insufficient_authorization")
+    mine = challenge(api, app, auth_session=users["auth_session"], otp=otp(mfa.Enrolment(users["totp_secret"], "")))
+    assert mine.status_code == 200, mine.content
+    late = challenge(api, app, auth_session=attackers["auth_session"], otp=their_code)
+    assert_error(late, 400, "insufficient_authorization")
+    assert mfa.active_authenticator(type(alice.user).objects.get(pk=alice.user.pk)).secret == users["totp_secret"]
