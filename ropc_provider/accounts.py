@@ -15,7 +15,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import protection
 from .conf import ropc_settings
 from .exceptions import InvalidInput
-from .models import Realm, RealmAccount
+from .models import Authenticator, Realm, RealmAccount
 from .realms import project_realm
 
 # The API host projects may call (README: "Python API"); the rest may change.
@@ -179,11 +179,20 @@ def lock_state(realm, login=None, *, account=None):
 
 
 def unlock(realm, login=None, *, account=None):
-    """Lift the locks ``lock_state`` reports and forget the failures; returns whether it was locked."""
+    """Lift the locks ``lock_state`` reports and forget the failures, wrong second-factor codes
+    included; returns whether it was locked."""
     names, account_key = _lockout_of_account(account) if account else _lockout_of(realm, login)
     was_locked = protection.lock_state(realm.slug, names, account_key=account_key)["locked_until"] is not None
     protection.unlock(realm.slug, names, account_key=account_key)
-    return was_locked
+    try:
+        user = account.user if account else find_user(realm, login)
+    except InvalidInput:
+        return was_locked  # a name no account has
+    cap = ropc_settings.SECOND_FACTOR_MAX_FAILURES
+    factors = Authenticator.objects.filter(user=user, failed_attempts__gt=0)
+    exhausted = factors.filter(failed_attempts__gte=cap).exists()
+    factors.update(failed_attempts=0)
+    return was_locked or exhausted
 
 
 def account_by_login(realm_filter, login_key, email_filter):

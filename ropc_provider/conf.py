@@ -91,6 +91,10 @@ DEFAULTS = {
     "AUTH_SESSION_LIFETIME": 300,
     # Seconds a code from the authorization challenge endpoint stays redeemable.
     "AUTHORIZATION_CODE_LIFETIME": 60,
+    # Consecutive wrong second-factor codes of one account, from anywhere, after which its TOTP codes
+    # are refused until a recovery code (or an operator's unlock) clears them. The lockout slows
+    # guessing down; this ends it.
+    "SECOND_FACTOR_MAX_FAILURES": 100,
     # A user enrols their own authenticator (the self-service API) only this many seconds after
     # signing in: a stolen or forgotten access token must not let someone else add a factor.
     "ENROLMENT_SIGN_IN_MAX_AGE": 600,
@@ -128,6 +132,7 @@ COUNTS = {
     "IP_FAILURE_LIMIT": (1, None),
     "IPV6_PREFIX_LENGTH": (0, 128),
     "TRUSTED_PROXY_COUNT": (0, None),
+    "SECOND_FACTOR_MAX_FAILURES": (1, None),
 }
 FLAGS = {"REFRESH_TOKEN_REUSE_PROTECTION", "UPDATE_LAST_LOGIN", "PROTECTION_FAIL_CLOSED"}
 TEXTS = {"FORWARDED_USER_IP_HEADER": False, "PROTECTION_CACHE": False, "CLIENT_IP_HEADER": True, "ISSUER": True}

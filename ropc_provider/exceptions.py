@@ -74,6 +74,11 @@ class WrongFactor(ChallengeRefused):
     """The second-factor code was refused; the auth_session stays usable until a lockout."""
 
 
+class FactorExhausted(WrongFactor):
+    """The account's TOTP codes are refused after too many consecutive wrong codes; a recovery code
+    (or an operator) lifts it."""
+
+
 class CodeRefused(ChallengeRefused):
     """An authorization code that cannot be redeemed (unknown, expired, used, another client's, or
     a PKCE verifier that does not match)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pyotp
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
@@ -20,7 +20,7 @@ from django.views.decorators.debug import sensitive_variables
 from . import clients, protection, sessions, signals
 from .accounts import identity_of, lockout_keys
 from .conf import ropc_settings
-from .exceptions import InvalidInput, NotFirstParty, SignInTooOld, WrongFactor
+from .exceptions import FactorExhausted, InvalidInput, NotFirstParty, SignInTooOld, WrongFactor
 from .models import Authenticator, Realm, RecoveryCode, SessionCutoff
 
 # The API host projects may call (README: "Python API"); the rest may change.
@@ -33,6 +33,7 @@ VALID_WINDOW = 1
 RECOVERY_CODE_COUNT = 10
 # OpenID Connect amr values (RFC 8176 registers "otp"; recovery codes have no registered value).
 OTP, RECOVERY_CODE = "otp", "recovery_code"
+EXHAUSTED = "Too many wrong codes: sign in with a recovery code, or ask an operator."
 # What a sign-in needs next: a code of the user's factor, or to enrol one first.
 VERIFY, ENROL = "verify", "enrol"
 
@@ -263,30 +264,42 @@ def verify(user, *, otp=None, recovery_code=None):
     authenticator = active_authenticator(user)
     if authenticator is None:
         return None
+    cap = ropc_settings.SECOND_FACTOR_MAX_FAILURES
     if otp is not None:
+        if authenticator.failed_attempts >= cap:
+            raise FactorExhausted(EXHAUSTED)
         step = _matching_step(authenticator.secret, otp)
         if step is None:
             return None
         spent = Q(last_used_step__isnull=True) | Q(last_used_step__lt=step)
-        claimed = Authenticator.objects.filter(spent, pk=authenticator.pk, confirmed_at__isnull=False).update(
-            last_used_step=step
-        )
+        claimed = Authenticator.objects.filter(
+            spent, pk=authenticator.pk, confirmed_at__isnull=False, failed_attempts__lt=cap
+        ).update(last_used_step=step, failed_attempts=0)
         return OTP if claimed else None
     if recovery_code:
         claimed = RecoveryCode.objects.filter(
             user=user, digest=_recovery_digest(user, recovery_code), used_at__isnull=True
         ).update(used_at=timezone.now())
+        if claimed and authenticator.failed_attempts:
+            Authenticator.objects.filter(pk=authenticator.pk).update(failed_attempts=0)
         return RECOVERY_CODE if claimed else None
     return None
+
+
+def _count_failure(user):
+    # Durable and per user, whatever name or address the guesses come from, and cleared only by a
+    # right code: the lockout's counters slow guessing down, this one ends it (NIST SP 800-63B
+    # §5.2.2 allows at most 100 consecutive failures).
+    Authenticator.objects.filter(user=user, confirmed_at__isnull=False).update(failed_attempts=F("failed_attempts") + 1)
 
 
 @sensitive_variables()
 def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None, ip, request=None, offered=None):
     """Verify a code under attack protection, as a password is checked: refused before verifying
     when the identity is locked (``TooManyAttempts``), a wrong code counted toward its lock and
-    refused (``WrongFactor``), a right one clearing its failures. ``offered``: the secret a sign-in
-    offered an account without a factor; a code of it enrols it. Returns ``(method, recovery_codes)``, the codes only when an
-    enrolment was just confirmed."""
+    refused (``WrongFactor``; ``FactorExhausted`` past ``SECOND_FACTOR_MAX_FAILURES``), a right one
+    clearing its failures. ``offered``: the secret a sign-in offered an account without a factor; a
+    code of it enrols it. Returns ``(method, recovery_codes)``, the codes only when just enrolled."""
     attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key or None, ip=ip)
     method, recovery_codes = None, None
     try:
@@ -294,9 +307,15 @@ def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None
             pass  # locked through another of its names: refused as a wrong code, nothing spent
         elif active_authenticator(user) is not None:
             method = verify(user, otp=otp, recovery_code=recovery_code)
+            if method is None:
+                _count_failure(user)
         elif offered and otp is not None:
             recovery_codes = confirm_enrolment(user, otp, secret=offered)
             method = OTP if recovery_codes else None
+    except FactorExhausted:
+        attempt.failed()
+        signals.factor_failed.send(sender=check, user=user, realm=realm, request=request)
+        raise
     except BaseException:
         attempt.failed()
         raise

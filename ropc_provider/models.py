@@ -243,6 +243,8 @@ class Authenticator(models.Model):
     confirmed_at = models.DateTimeField(_("active since"), null=True, blank=True)
     # The time step of the last code accepted: a code is accepted at most once (RFC 6238 §5.2).
     last_used_step = models.BigIntegerField(null=True, blank=True, editable=False)
+    # Consecutive wrong codes, cleared by a right one (mfa.SECOND_FACTOR_MAX_FAILURES).
+    failed_attempts = models.PositiveIntegerField(default=0, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -16,7 +16,7 @@ from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken
 
-from ropc_provider import mfa, signals
+from ropc_provider import accounts, mfa, signals
 from ropc_provider.models import AuthorizationCode, AuthSession, Realm
 from tests.factories import AccountFactory, ClientFactory, RealmFactory
 from tests.helpers import INTROSPECT, RacingHasher, assert_error, me, readme_block, require_program, verify
@@ -512,3 +512,43 @@ def test_an_enrolment_is_bound_to_the_sign_in_that_offered_it(api, app, staff, a
     late = challenge(api, app, auth_session=attackers["auth_session"], otp=their_code)
     assert_error(late, 400, "insufficient_authorization")
     assert mfa.active_authenticator(type(alice.user).objects.get(pk=alice.user.pk)).secret == users["totp_secret"]
+
+
+def test_wrong_codes_from_anywhere_end_in_a_hard_stop(api, app, alice, factor, settings):
+    """The lockout slows guessing down; past SECOND_FACTOR_MAX_FAILURES consecutive wrong codes,
+    from any address and through any sign-in, TOTP codes are refused until a recovery code or an
+    operator's unlock. A right password in between forgives nothing."""
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SECOND_FACTOR_MAX_FAILURES": 4}
+    wrong = str((int(otp(factor)) + 500000) % 1000000).zfill(6)
+    for number in range(4):
+        address = {"REMOTE_ADDR": f"198.51.100.{number}"}
+        response = api.password_grant(app, "alice", alice.password, **address)
+        assert_error(response, 403, "insufficient_authorization")
+        refused = api.post(
+            CHALLENGE_URL,
+            {
+                "response_type": "code",
+                "client_id": app.client_id,
+                "auth_session": response.data["auth_session"],
+                "otp": wrong,
+            },
+            **address,
+        )
+        assert_error(refused, 400, "insufficient_authorization")
+    auth_session = second_factor_asked(api, app, alice)
+    stopped = challenge(api, app, auth_session=auth_session, otp=otp(factor))
+    assert_error(stopped, 400, "insufficient_authorization")
+    assert "recovery code" in stopped.data["error_description"]
+    # A recovery code signs in, and lifts the stop.
+    assert challenge(api, app, auth_session=auth_session, recovery_code=factor.recovery_codes[0]).status_code == 200
+    assert challenge(api, app, auth_session=second_factor_asked(api, app, alice), otp=otp(factor)).status_code == 200
+
+
+def test_an_operator_unlock_lifts_the_hard_stop(api, app, staff, alice, factor, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SECOND_FACTOR_MAX_FAILURES": 1}
+    auth_session = second_factor_asked(api, app, alice)
+    wrong = str((int(otp(factor)) + 500000) % 1000000).zfill(6)
+    assert_error(challenge(api, app, auth_session=auth_session, otp=wrong), 400, "insufficient_authorization")
+    assert "recovery code" in challenge(api, app, auth_session=auth_session, otp=otp(factor)).data["error_description"]
+    assert accounts.unlock(staff, "alice") is True
+    assert challenge(api, app, auth_session=auth_session, otp=otp(factor)).status_code == 200
