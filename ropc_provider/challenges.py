@@ -31,6 +31,12 @@ FACTORS = {mfa.VERIFY: [mfa.OTP, mfa.RECOVERY_CODE], mfa.ENROL: [mfa.OTP]}
 # RFC 7636 §4.1: 43 to 128 characters of the unreserved set, for verifiers and S256 challenges.
 _PKCE_VALUE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 
+# Open auth sessions kept per account: opening another ends the oldest, so sign-ins with the password
+# cannot pile rows up.
+OPEN_SESSIONS_PER_ACCOUNT = 5
+# Used and expired codes are kept this long, so a late second use still revokes what the first issued.
+CODES_KEPT = timedelta(days=1)
+
 SESSION_ENDED = "The auth_session is unknown, expired or already used; sign in again."
 CODE_REFUSED = "The authorization code is unknown, expired or already used."
 
@@ -77,6 +83,7 @@ def open_session(sign_in, *, application, scope, auth_time, code_challenge="", r
     enrolment = mfa.offered_enrolment(sign_in.user) if due == mfa.ENROL else None
     value = _new_value()
     lifetime = ropc_settings.AUTH_SESSION_LIFETIME
+    _forget_the_past(sign_in.user)
     AuthSession.objects.create(
         digest=_digest(value),
         application=application,
@@ -175,6 +182,7 @@ def code_for_session(session, *, method, code_challenge=""):
 def code_for_sign_in(sign_in, *, application, scope, code_challenge="", auth_time):
     """The code for a sign-in that needs no second factor (the password alone). Its counted
     attempt is settled as the success it is, as the password grant settles its own."""
+    _forget_the_past(sign_in.user, sessions=False)
     value = _mint(
         application_id=application.pk,
         user=sign_in.user,
@@ -187,6 +195,18 @@ def code_for_sign_in(sign_in, *, application, scope, code_challenge="", auth_tim
     )
     sign_in.attempt.succeeded()
     return value
+
+
+def _forget_the_past(user, *, sessions=True):
+    """Delete the account's codes past keeping and, with ``sessions``, its auth sessions but the
+    newest open ones (one fewer than kept, for the one being opened)."""
+    now = timezone.now()
+    AuthorizationCode.objects.filter(user=user, expires__lt=now - CODES_KEPT).delete()
+    if sessions:
+        open_ones = AuthSession.objects.filter(user=user, used_at__isnull=True, expires__gt=now).order_by("-pk")
+        # One statement (a LIMIT in a subquery: SQLite and PostgreSQL, the databases we support).
+        keep = open_ones.values("pk")[: OPEN_SESSIONS_PER_ACCOUNT - 1]
+        AuthSession.objects.filter(user=user).exclude(pk__in=keep).delete()
 
 
 def _mint(*, application_id, user, realm, login_name, scope, code_challenge, auth_time, methods):

@@ -552,3 +552,13 @@ def test_an_operator_unlock_lifts_the_hard_stop(api, app, staff, alice, factor, 
     assert "recovery code" in challenge(api, app, auth_session=auth_session, otp=otp(factor)).data["error_description"]
     assert accounts.unlock(staff, "alice") is True
     assert challenge(api, app, auth_session=auth_session, otp=otp(factor)).status_code == 200
+
+
+def test_sign_ins_do_not_pile_rows_up(api, app, alice, factor, clock):
+    sessions = [second_factor_asked(api, app, alice) for _ in range(7)]
+    assert AuthSession.objects.count() == 5
+    assert_error(challenge(api, app, auth_session=sessions[0], otp=otp(factor)), 400, "invalid_session")
+    assert challenge(api, app, auth_session=sessions[-1], otp=otp(factor)).status_code == 200
+    clock.tick(24 * 3600 + 120)
+    second_factor_asked(api, app, alice)
+    assert AuthSession.objects.count() == 1 and not AuthorizationCode.objects.exists()

@@ -67,8 +67,9 @@ def test_no_more_queries_than_dot_stock_endpoint(api, user, public_app, settings
 
 
 # The two-step sign-in (test_authorization_challenge.py). The password step: application with
-# policy, account with its user, realm and authenticator, the auth session.
-PASSWORD_STEP_QUERIES = 3
+# policy, account with its user, realm and authenticator, the account's old codes and auth
+# sessions deleted, the auth session.
+PASSWORD_STEP_QUERIES = 5
 # The second step: application, auth session with its user, realm, authenticator and cutoff, the
 # TOTP step claimed, the session claimed, the code.
 SECOND_STEP_QUERIES = 5
