@@ -104,7 +104,9 @@ def open_session(sign_in, *, application, scope, auth_time, code_challenge="", r
     signals.challenge_issued.send(
         sender=open_session, user=sign_in.user, realm=sign_in.realm, enrol=enrolment is not None, request=request
     )
-    return Challenge(auth_session=value, expires_in=lifetime, factors=tuple(FACTORS[due]), enrolment=enrolment)
+    # due is None only when the factor was removed this very moment: the session asks for one all the same.
+    factors = tuple(FACTORS[due or mfa.VERIFY])
+    return Challenge(auth_session=value, expires_in=lifetime, factors=factors, enrolment=enrolment)
 
 
 def find_session(value, application, *, code_challenge=None):
@@ -139,44 +141,46 @@ def continued(session, value):
     return Challenge(auth_session=value, expires_in=remaining, factors=tuple(FACTORS[due]))
 
 
-def verify_second_factor(session, *, otp=None, recovery_code=None, ip, request=None):
-    """Check a code of the session's account as a password is checked (``mfa.check``). Under a
-    ``required`` policy, the first code of an account without a factor enrols the secret this
-    session offered, and no other. Returns ``(method, recovery_codes)``, the codes only when just
-    enrolled."""
-    return mfa.check(
-        session.user,
-        session.realm,
-        lockout_key=session.login_key,
-        account_key=session.account_key,
-        otp=otp,
-        recovery_code=recovery_code,
-        ip=ip,
-        request=request,
-        offered=session.enrolment_secret or None,
+@sensitive_variables()
+def second_step(session, *, otp=None, recovery_code=None, ip, code_challenge="", request=None):
+    """Check a code of the session's account as a password is checked (``mfa.check``) and, when
+    right, end the session in an authorization code. Under a ``required`` policy, the first code
+    of an account without a factor enrols the secret this session offered, and no other.
+
+    The session is claimed first, by a conditional UPDATE: of two concurrent requests with one
+    session, the loser is ``InvalidSession`` before any code is spent. A wrong code hands it back.
+    Returns ``(authorization_code, recovery_codes)``, the codes only when just enrolled."""
+    if not AuthSession.objects.filter(pk=session.pk, used_at__isnull=True).update(used_at=timezone.now()):
+        raise InvalidSession(SESSION_ENDED)
+    try:
+        method, recovery_codes = mfa.check(
+            session.user,
+            session.realm,
+            lockout_key=session.login_key,
+            account_key=session.account_key,
+            otp=otp,
+            recovery_code=recovery_code,
+            ip=ip,
+            request=request,
+            offered=session.enrolment_secret or None,
+        )
+    except BaseException:
+        AuthSession.objects.filter(pk=session.pk).update(used_at=None)
+        raise
+    code = _mint(
+        application_id=session.application_id,
+        user=session.user,
+        realm=session.realm,
+        login_name=session.login_name,
+        scope=session.scope,
+        code_challenge=code_challenge or session.code_challenge,
+        auth_time=session.auth_time,
+        methods=[PASSWORD, method],
     )
+    return code, recovery_codes
 
 
 # -- authorization codes ---------------------------------------------------------------------------
-
-
-def code_for_session(session, *, method, code_challenge=""):
-    """The code that ends an auth session whose second factor was verified. The session is claimed
-    by a conditional UPDATE, so two concurrent requests cannot both turn it into a code."""
-    with transaction.atomic(savepoint=False):
-        claimed = AuthSession.objects.filter(pk=session.pk, used_at__isnull=True).update(used_at=timezone.now())
-        if not claimed:
-            raise InvalidSession(SESSION_ENDED)
-        return _mint(
-            application_id=session.application_id,
-            user=session.user,
-            realm=session.realm,
-            login_name=session.login_name,
-            scope=session.scope,
-            code_challenge=code_challenge or session.code_challenge,
-            auth_time=session.auth_time,
-            methods=[PASSWORD, method],
-        )
 
 
 def code_for_sign_in(sign_in, *, application, scope, code_challenge="", auth_time):

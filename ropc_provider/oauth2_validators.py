@@ -209,10 +209,14 @@ class RopcValidator(OAuth2Validator):
             raise errors.InvalidRequestError(description="Send otp or recovery_code.", request=request)
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(request.client))
         try:
-            method, recovery_codes = challenges.verify_second_factor(
-                session, otp=otp, recovery_code=recovery_code, ip=ip, request=self._shareable_request(request)
+            code, recovery_codes = challenges.second_step(
+                session,
+                otp=otp,
+                recovery_code=recovery_code,
+                ip=ip,
+                code_challenge=request.code_challenge,
+                request=self._shareable_request(request),
             )
-            code = challenges.code_for_session(session, method=method, code_challenge=request.code_challenge)
         except exceptions.TooManyAttempts as error:
             raise exceptions.TooManyAttemptsError(error, request=request) from None
         except exceptions.ProtectionUnavailable as error:

@@ -17,6 +17,7 @@ from freezegun import freeze_time
 from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, mfa, signals
+from ropc_provider.exceptions import InvalidSession
 from ropc_provider.models import AuthorizationCode, AuthSession, Realm
 from tests.factories import AccountFactory, ClientFactory, RealmFactory
 from tests.helpers import INTROSPECT, RacingHasher, assert_error, me, readme_block, require_program, verify
@@ -357,8 +358,10 @@ def test_signals_carry_no_secret(api, app, alice, factor):
         signal.connect(listen, weak=False)
     try:
         auth_session = second_factor_asked(api, app, alice)
-        challenge(api, app, auth_session=auth_session, otp="123456" if otp(factor) != "123456" else "654321")
-        challenge(api, app, auth_session=auth_session, otp=otp(factor))
+        right = otp(factor)
+        wrong = str((int(right) + 500000) % 1000000).zfill(6)
+        challenge(api, app, auth_session=auth_session, otp=wrong)
+        code = challenge(api, app, auth_session=auth_session, otp=right).data["authorization_code"]
     finally:
         for signal in (signals.challenge_issued, signals.factor_verified, signals.factor_failed):
             signal.disconnect(listen)
@@ -369,7 +372,7 @@ def test_signals_carry_no_secret(api, app, alice, factor):
     ]
     assert heard[-1]["method"] == "otp"
     shown = repr(heard) + "".join(repr(dict(kwargs["request"].POST)) for kwargs in heard)
-    for secret in (auth_session, factor.secret, alice.password, otp(factor)):
+    for secret in (auth_session, factor.secret, alice.password, right, wrong, code):
         assert secret not in shown
 
 
@@ -562,3 +565,45 @@ def test_sign_ins_do_not_pile_rows_up(api, app, alice, factor, clock):
     clock.tick(24 * 3600 + 120)
     second_factor_asked(api, app, alice)
     assert AuthSession.objects.count() == 1 and not AuthorizationCode.objects.exists()
+
+
+def test_a_password_change_after_the_code_was_minted_refuses_it(api, app, alice):
+    code = challenge(api, app, username="alice", password=alice.password).data["authorization_code"]
+    alice.user.set_password("a brand new pass phrase 9")
+    alice.user.save()
+    assert_error(redeem(api, app, code), 400, "invalid_grant")
+
+
+def test_a_realm_deactivated_between_the_steps_ends_the_sign_in(api, app, staff, alice, factor):
+    auth_session = second_factor_asked(api, app, alice)
+    staff.is_active = False
+    staff.save()
+    assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 400, "invalid_session")
+
+
+def test_an_account_locked_through_another_name_refuses_codes_silently(api, settings, alice, factor):
+    """As for passwords: a lock of the account's other name (its email) answers like a wrong code,
+    so no answer links the names, and the right code is not spent."""
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "LOCKOUT_THRESHOLD": 2}
+    mail = RealmFactory(slug="mail", name="Mail", allow_email_login=True)
+    carol = AccountFactory(realm=mail, login_name="carol", email="carol@example.com")
+    enrolment = mfa.enroll(carol.user)
+    client = ClientFactory(realms=[mail], default_realm="mail").application
+    asked = api.password_grant(client, "carol", carol.password)
+    assert_error(asked, 403, "insufficient_authorization")
+    for _ in range(2):
+        assert_error(api.password_grant(client, "carol@example.com", "wrong"), 400, "invalid_grant")
+    refused = challenge(api, client, auth_session=asked.data["auth_session"], otp=otp(enrolment))
+    assert_error(refused, 400, "insufficient_authorization")
+    assert mfa.active_authenticator(type(carol.user).objects.get(pk=carol.user.pk)).last_used_step is None
+
+
+def test_two_requests_with_one_session_make_one_code(api, app, alice, factor):
+    from ropc_provider import challenges
+
+    auth_session = second_factor_asked(api, app, alice)
+    session = challenges.find_session(auth_session, app)
+    AuthSession.objects.filter(pk=session.pk).update(used_at=timezone.now())  # the other request won
+    with pytest.raises(InvalidSession):
+        challenges.second_step(session, otp=otp(factor), ip="127.0.0.1")
+    assert mfa.active_authenticator(type(alice.user).objects.get(pk=alice.user.pk)).last_used_step is None

@@ -258,3 +258,47 @@ def test_error_reports_do_not_show_passwords_or_secrets(user, confidential, monk
     assert "backend exploded" in page and "Local vars" in page  # the report with every frame
     assert "my-secret-password-42" not in page
     assert secret not in page
+
+
+def test_error_reports_of_the_two_step_sign_in_show_no_code(api, alice, monkeypatch):
+    """A crash mid-challenge: the report shows no auth_session, code or recovery code, nor a code
+    redeemed at the token endpoint."""
+    from ropc_provider import challenges, mfa
+
+    factor = mfa.enroll(alice.user)
+    app = clients.register_client(name="App", confidential=False, realms=["staff"], default_realm="staff")
+    app = app.application
+    asked = api.password_grant(app, "alice", password=alice.password).data
+    code = api.post(
+        "/o/authorize-challenge/",
+        {
+            "response_type": "code",
+            "client_id": app.client_id,
+            "auth_session": asked["auth_session"],
+            "otp": pyotp.TOTP(factor.secret).now(),
+        },
+    ).data["authorization_code"]
+    second = api.password_grant(app, "alice", password=alice.password).data
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("backend exploded")
+
+    monkeypatch.setattr(mfa, "verify", broken)
+    monkeypatch.setattr(challenges, "complete", broken)
+    reports = []
+
+    def report(sender, request, **kwargs):
+        reporter = ExceptionReporter(request, *sys.exc_info())
+        reports.append(reporter.get_traceback_html() + reporter.get_traceback_text())
+
+    got_request_exception.connect(report)
+    crashing = Api(Client(raise_request_exception=False))
+    try:
+        sent = {"response_type": "code", "client_id": app.client_id, "auth_session": second["auth_session"]}
+        crashing.post("/o/authorize-challenge/", {**sent, "recovery_code": factor.recovery_codes[0]})
+        crashing.token({"grant_type": "authorization_code", "code": code, "client_id": app.client_id})
+    finally:
+        got_request_exception.disconnect(report)
+    assert len(reports) == 2 and all("backend exploded" in page and "Local vars" in page for page in reports)
+    for value in (second["auth_session"], factor.recovery_codes[0], code, factor.secret):
+        assert not any(value in page for page in reports), value
