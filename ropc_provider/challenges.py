@@ -133,6 +133,13 @@ def find_session(value, application, *, code_challenge=None):
     return session
 
 
+def client_id_of_session(value):
+    """The client_id of the client an auth session belongs to, or None (it is then authenticated,
+    or refused, as any request without a client_id; find_session checks the rest)."""
+    found = AuthSession.objects.filter(digest=_digest(value or "")).values_list("application__client_id", flat=True)
+    return next(iter(found[:1]), None)
+
+
 def continued(session, value):
     """The challenge an auth session still stands for after a wrong code: the same value, what is
     left of its lifetime, and what the client may send."""

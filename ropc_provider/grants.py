@@ -146,6 +146,9 @@ class AuthorizationChallenge(GrantTypeBase):
         # The code this ends in is redeemed with grant_type=authorization_code: that is the grant
         # the client must be allowed.
         request.grant_type = "authorization_code"
+        if getattr(request, "auth_session", None):
+            # The draft lets a request with an auth_session leave client_id out: the session names it.
+            self.request_validator.client_id_from_auth_session(request)
         self.validate_client_authentication(request)
         self.validate_grant_type(request)
 

@@ -166,7 +166,8 @@ class RopcValidator(OAuth2Validator):
     def _insufficient_authorization(self, request, challenge, description=None):
         details = {
             "auth_session": challenge.auth_session,
-            "expires_in": challenge.expires_in,
+            # Not "expires_in": in the draft's challenge errors that is a request_uri's (RFC 9126).
+            "auth_session_expires_in": challenge.expires_in,
             "accepted_factors": list(challenge.factors),
         }
         if challenge.enrolment is not None:
@@ -190,6 +191,10 @@ class RopcValidator(OAuth2Validator):
         )
 
     # -- the authorization challenge (first-party apps) -------------------------------------
+
+    def client_id_from_auth_session(self, request):
+        if request.client_id is None and not self._basic_credentials(request):
+            request.client_id = challenges.client_id_of_session(request.auth_session)
 
     def validate_auth_session(self, request):
         try:

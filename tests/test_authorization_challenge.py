@@ -82,7 +82,7 @@ def test_password_grant_then_totp_then_code_then_tokens(api, app, alice, factor,
     response = api.password_grant(app, "alice", alice.password, scope="openid read")
     assert_error(response, 403, "insufficient_authorization")
     assert response.data["accepted_factors"] == ["otp", "recovery_code"]
-    assert response.data["expires_in"] == 300
+    assert response.data["auth_session_expires_in"] == 300
     assert "access_token" not in response.data
     assert len(base64.urlsafe_b64decode(response.data["auth_session"] + "==")) >= 32  # 256 bits
 
@@ -607,3 +607,21 @@ def test_two_requests_with_one_session_make_one_code(api, app, alice, factor):
     with pytest.raises(InvalidSession):
         challenges.second_step(session, otp=otp(factor), ip="127.0.0.1")
     assert mfa.active_authenticator(type(alice.user).objects.get(pk=alice.user.pk)).last_used_step is None
+
+
+def test_the_auth_session_names_its_client(api, app, alice, factor):
+    """draft §5.1: client_id may be left out when the auth_session identifies the client."""
+    auth_session = second_factor_asked(api, app, alice)
+    answer = api.post(CHALLENGE_URL, {"response_type": "code", "auth_session": auth_session, "otp": otp(factor)})
+    assert answer.status_code == 200, answer.content
+    assert_error(api.post(CHALLENGE_URL, {"response_type": "code", "auth_session": "unknown"}), 401, "invalid_client")
+
+
+def test_a_confidential_client_still_authenticates_with_an_auth_session(api, staff, alice, factor):
+    registered = ClientFactory(realms=[staff], default_realm="staff", confidential=True)
+    client, secret = registered.application, registered.client_secret
+    first = challenge(api, client, secret, username="alice", password=alice.password)
+    unauthenticated = api.post(
+        CHALLENGE_URL, {"response_type": "code", "auth_session": first.data["auth_session"], "otp": otp(factor)}
+    )
+    assert_error(unauthenticated, 401, "invalid_client")
