@@ -2,6 +2,7 @@
 
 import base64
 import binascii
+from contextlib import contextmanager
 from urllib.parse import unquote_plus
 
 from django.utils.decorators import method_decorator
@@ -31,6 +32,17 @@ def _parse_basic_auth(header):
     if not colon or not client_id or "\x00" in client_id or "\x00" in secret:
         raise errors.InvalidClientError(description="Malformed Basic credentials.")
     return client_id, secret
+
+
+@contextmanager
+def _protection_refusals(request):
+    """Attack protection's refusals, as our endpoints answer them: 429 with Retry-After, or 503."""
+    try:
+        yield
+    except exceptions.TooManyAttempts as error:
+        raise exceptions.TooManyAttemptsError(error, request=request) from None
+    except exceptions.ProtectionUnavailable as error:
+        raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
 
 
 # The one description of every credential failure, so failures cannot be told apart.
@@ -77,13 +89,9 @@ class RopcValidator(OAuth2Validator):
         else:
             client_id, secret = request.client_id, request.client_secret
         application = self._load_application(client_id, request)
-        try:
+        with _protection_refusals(request):
             with protection.client_authentication(protection.client_ip(request.headers)) as outcome:
                 outcome.succeeded = application is not None and clients.verify_client_secret(application, secret or "")
-        except exceptions.TooManyAttempts as error:
-            raise exceptions.TooManyAttemptsError(error, request=request) from None
-        except exceptions.ProtectionUnavailable as error:
-            raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
         if not outcome.succeeded:
             return False
         request.client_id = client_id
@@ -120,18 +128,15 @@ class RopcValidator(OAuth2Validator):
     def validate_user(self, username, password, client, request, *args, **kwargs):
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(client))
         try:
-            sign_in = signin.authenticate(
-                clients.policy_of(client),
-                getattr(request, "realm", None),
-                username,
-                password,
-                ip=ip,
-                request=self._shareable_request(request),
-            )
-        except exceptions.TooManyAttempts as error:
-            raise exceptions.TooManyAttemptsError(error, request=request) from None
-        except exceptions.ProtectionUnavailable as error:
-            raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
+            with _protection_refusals(request):
+                sign_in = signin.authenticate(
+                    clients.policy_of(client),
+                    getattr(request, "realm", None),
+                    username,
+                    password,
+                    ip=ip,
+                    request=self._shareable_request(request),
+                )
         except exceptions.RealmInactive as error:
             raise errors.InvalidGrantError(description=str(error), request=request) from None
         except exceptions.RealmError as error:
@@ -214,18 +219,15 @@ class RopcValidator(OAuth2Validator):
             raise errors.InvalidRequestError(description="Send otp or recovery_code.", request=request)
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(request.client))
         try:
-            code, recovery_codes = challenges.second_step(
-                session,
-                otp=otp,
-                recovery_code=recovery_code,
-                ip=ip,
-                code_challenge=request.code_challenge,
-                request=self._shareable_request(request),
-            )
-        except exceptions.TooManyAttempts as error:
-            raise exceptions.TooManyAttemptsError(error, request=request) from None
-        except exceptions.ProtectionUnavailable as error:
-            raise errors.TemporarilyUnavailableError(description=str(error), status_code=503, request=request) from None
+            with _protection_refusals(request):
+                code, recovery_codes = challenges.second_step(
+                    session,
+                    otp=otp,
+                    recovery_code=recovery_code,
+                    ip=ip,
+                    code_challenge=request.code_challenge,
+                    request=self._shareable_request(request),
+                )
         except exceptions.InvalidSession as refusal:
             raise errors.CustomOAuth2Error("invalid_session", description=str(refusal), request=request) from None
         except exceptions.WrongFactor as refusal:
