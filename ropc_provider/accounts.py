@@ -181,6 +181,9 @@ def lock_state(realm, login=None, *, account=None):
 def unlock(realm, login=None, *, account=None):
     """Lift the locks ``lock_state`` reports and forget the failures, wrong second-factor codes
     included; returns whether it was locked."""
+    if account is None and realm.is_directory:
+        # By login name or email, as the lockout counts it.
+        account = account_by_login(Q(realm=realm), normalize_login(login), Q() if realm.allow_email_login else None)
     names, account_key = _lockout_of_account(account) if account else _lockout_of(realm, login)
     was_locked = protection.lock_state(realm.slug, names, account_key=account_key)["locked_until"] is not None
     protection.unlock(realm.slug, names, account_key=account_key)

@@ -22,7 +22,7 @@ from oauth2_provider.models import get_access_token_model, get_refresh_token_mod
 
 from . import mfa, signals, signin, tokens
 from .conf import ropc_settings
-from .exceptions import CodeRefused, InvalidInput, InvalidSession
+from .exceptions import CodeRefused, InvalidInput, InvalidSession, ProtectionUnavailable, TooManyAttempts, WrongFactor
 from .models import AuthorizationCode, AuthSession, SessionCutoff
 
 PASSWORD = "pwd"  # RFC 8176
@@ -134,10 +134,13 @@ def find_session(value, application, *, code_challenge=None):
 
 
 def client_id_of_session(value):
-    """The client_id of the client an auth session belongs to, or None (it is then authenticated,
-    or refused, as any request without a client_id; find_session checks the rest)."""
+    """The client_id of the client an auth session belongs to; ``InvalidSession`` when there is no
+    such session (find_session checks the rest)."""
     found = AuthSession.objects.filter(digest=_digest(value or "")).values_list("application__client_id", flat=True)
-    return next(iter(found[:1]), None)
+    client_id = next(iter(found[:1]), None)
+    if client_id is None:
+        raise InvalidSession(SESSION_ENDED)
+    return client_id
 
 
 def continued(session, value):
@@ -171,7 +174,9 @@ def second_step(session, *, otp=None, recovery_code=None, ip, code_challenge="",
             request=request,
             offered=session.enrolment_secret or None,
         )
-    except BaseException:
+    except (WrongFactor, TooManyAttempts, ProtectionUnavailable):
+        # Refused before or by the check: the session goes on. (Any other error after the check
+        # may have spent the code: the session stays ended then, and the user signs in again.)
         AuthSession.objects.filter(pk=session.pk).update(used_at=None)
         raise
     code = _mint(

@@ -313,7 +313,9 @@ def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None
             recovery_codes = confirm_enrolment(user, otp, secret=offered)
             method = OTP if recovery_codes else None
     except FactorExhausted:
-        attempt.failed()
+        # No code was checked: nothing to count, or the user's right codes would lock them out of
+        # the recovery codes that lift the stop.
+        attempt.second_factor_due()
         signals.factor_failed.send(sender=check, user=user, realm=realm, request=request)
         raise
     except BaseException:

@@ -199,7 +199,10 @@ class RopcValidator(OAuth2Validator):
 
     def client_id_from_auth_session(self, request):
         if request.client_id is None and not self._basic_credentials(request):
-            request.client_id = challenges.client_id_of_session(request.auth_session)
+            try:
+                request.client_id = challenges.client_id_of_session(request.auth_session)
+            except exceptions.InvalidSession as refusal:
+                raise errors.CustomOAuth2Error("invalid_session", description=str(refusal), request=request) from None
 
     def validate_auth_session(self, request):
         try:
@@ -214,7 +217,8 @@ class RopcValidator(OAuth2Validator):
     @method_decorator(sensitive_variables())
     def verify_second_factor(self, request):
         session = request.auth_session_record
-        otp, recovery_code = getattr(request, "otp", None), getattr(request, "recovery_code", None)
+        # An empty value is no code: refused as missing, never counted as a wrong one.
+        otp, recovery_code = getattr(request, "otp", None) or None, getattr(request, "recovery_code", None) or None
         if otp is None and recovery_code is None:
             raise errors.InvalidRequestError(description="Send otp or recovery_code.", request=request)
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(request.client))

@@ -614,7 +614,8 @@ def test_the_auth_session_names_its_client(api, app, alice, factor):
     auth_session = second_factor_asked(api, app, alice)
     answer = api.post(CHALLENGE_URL, {"response_type": "code", "auth_session": auth_session, "otp": otp(factor)})
     assert answer.status_code == 200, answer.content
-    assert_error(api.post(CHALLENGE_URL, {"response_type": "code", "auth_session": "unknown"}), 401, "invalid_client")
+    # A session that is gone says so, whether or not the request named its client.
+    assert_error(api.post(CHALLENGE_URL, {"response_type": "code", "auth_session": "unknown"}), 400, "invalid_session")
 
 
 def test_a_confidential_client_still_authenticates_with_an_auth_session(api, staff, alice, factor):
@@ -625,3 +626,48 @@ def test_a_confidential_client_still_authenticates_with_an_auth_session(api, sta
         CHALLENGE_URL, {"response_type": "code", "auth_session": first.data["auth_session"], "otp": otp(factor)}
     )
     assert_error(unauthenticated, 401, "invalid_client")
+
+
+def test_an_empty_code_is_missing_not_wrong(api, app, alice, factor, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "LOCKOUT_THRESHOLD": 1}
+    auth_session = second_factor_asked(api, app, alice)
+    for field in ("otp", "recovery_code"):
+        assert_error(challenge(api, app, auth_session=auth_session, **{field: ""}), 400, "invalid_request")
+    assert challenge(api, app, auth_session=auth_session, otp=otp(factor)).status_code == 200
+
+
+def test_an_error_after_the_code_was_spent_does_not_hand_the_session_back(api, app, alice, factor):
+    def broken(**kwargs):
+        raise RuntimeError("receiver exploded")
+
+    auth_session = second_factor_asked(api, app, alice)
+    signals.factor_verified.connect(broken, weak=False)
+    try:
+        with pytest.raises(RuntimeError):
+            challenge(api, app, auth_session=auth_session, recovery_code=factor.recovery_codes[0])
+    finally:
+        signals.factor_verified.disconnect(broken)
+    assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 400, "invalid_session")
+
+
+def test_the_hard_stop_does_not_lock_the_user_out_of_recovery_codes(api, app, alice, factor, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SECOND_FACTOR_MAX_FAILURES": 1, "LOCKOUT_THRESHOLD": 3}
+    auth_session = second_factor_asked(api, app, alice)
+    wrong = str((int(otp(factor)) + 500000) % 1000000).zfill(6)
+    assert_error(challenge(api, app, auth_session=auth_session, otp=wrong), 400, "insufficient_authorization")
+    for _ in range(4):  # the user's right codes, refused by the stop: not counted as guesses
+        assert_error(challenge(api, app, auth_session=auth_session, otp=otp(factor)), 400, "insufficient_authorization")
+    assert challenge(api, app, auth_session=auth_session, recovery_code=factor.recovery_codes[0]).status_code == 200
+
+
+def test_an_operator_unlock_by_email_lifts_the_hard_stop(api, db, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SECOND_FACTOR_MAX_FAILURES": 1}
+    mail = RealmFactory(slug="mail", name="Mail", allow_email_login=True)
+    carol = AccountFactory(realm=mail, login_name="carol", email="carol@example.com")
+    enrolment = mfa.enroll(carol.user)
+    client = ClientFactory(realms=[mail], default_realm="mail").application
+    auth_session = second_factor_asked(api, client, carol)
+    wrong = str((int(otp(enrolment)) + 500000) % 1000000).zfill(6)
+    assert_error(challenge(api, client, auth_session=auth_session, otp=wrong), 400, "insufficient_authorization")
+    assert accounts.unlock(mail, "carol@example.com") is True
+    assert challenge(api, client, auth_session=auth_session, otp=otp(enrolment)).status_code == 200
