@@ -229,20 +229,13 @@ def test_me_still_works_for_an_enrolled_user(api, app, alice):
     assert me(api, {"access_token": tokens.access_token}).status_code == 200
 
 
-def test_a_third_party_apps_token_cannot_manage_factors(api, alice, staff, client):
+def test_a_third_party_apps_token_cannot_manage_factors(api, alice, authorization_code_app):
     """An app the user authorised at the host's own DOT endpoints (any grant but ours) must not
     add a factor it would then hold."""
-    from oauth2_provider.models import AccessToken, get_application_model
+    from oauth2_provider.models import AccessToken
 
-    Application = get_application_model()
-    third_party = Application.objects.create(
-        name="Third party",
-        client_type=Application.CLIENT_CONFIDENTIAL,
-        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
-        redirect_uris="https://third.example.com/cb",
-    )
     token = AccessToken.objects.create(
-        user=alice.user, application=third_party, token="third-party-token-1", scope="read",
+        user=alice.user, application=authorization_code_app, token="third-party-token-1", scope="read",
         expires=timezone.now() + timedelta(hours=1),
     )  # fmt: skip
     refused = api.post("/o/mfa/totp/", {}, HTTP_AUTHORIZATION=f"Bearer {token.token}")
