@@ -17,7 +17,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import accounts, clients, mfa, realms, sessions
 from .exceptions import InvalidInput
-from .models import ClientPolicy, Realm, RealmAccount, SessionCutoff
+from .models import LIFETIME_FIELDS, ClientPolicy, Realm, RealmAccount, SessionCutoff
 
 
 def confirm_first(*, title, question, details=None):
@@ -80,6 +80,8 @@ class ClientForm(forms.ModelForm):
             "refresh_token_lifetime",
             "issue_refresh_tokens",
             "refresh_grace_seconds",
+            "session_max_lifetime",
+            "session_idle_timeout",
             "may_forward_user_ip",
         ]
         widgets = {"realms": forms.CheckboxSelectMultiple}
@@ -89,7 +91,7 @@ class ClientForm(forms.ModelForm):
         self.fields["scopes"].choices = [(scope, scope) for scope in sorted(clients.known_scopes())]
         self.fields["realms"].help_text = "None ticked: the project's own users."
         self.fields["refresh_grace_seconds"].required = False
-        for lifetime in ("access_token_lifetime", "refresh_token_lifetime"):
+        for lifetime in LIFETIME_FIELDS:
             self.fields[lifetime].widget.attrs["min"] = 1  # a hint; the rule is the model's and the service's
         if self.instance.pk:
             self.fields["name"].initial = self.instance.application.name
@@ -149,6 +151,7 @@ class ClientAdmin(admin.ModelAdmin):
                     ]
                 },
             ),
+            ("Sessions", {"fields": ["session_max_lifetime", "session_idle_timeout"]}),
             ("Attack protection", {"fields": ["may_forward_user_ip"]}),
         ]
 
@@ -200,6 +203,8 @@ class ClientAdmin(admin.ModelAdmin):
                 issue_refresh_tokens=data["issue_refresh_tokens"],
                 refresh_grace_seconds=data["refresh_grace_seconds"],
                 may_forward_user_ip=data["may_forward_user_ip"],
+                session_max_lifetime=data["session_max_lifetime"],
+                session_idle_timeout=data["session_idle_timeout"],
             )
             return
         registered = clients.register_client(
@@ -213,6 +218,8 @@ class ClientAdmin(admin.ModelAdmin):
             default_realm=data["default_realm"].slug if data["default_realm"] else None,
             may_forward_user_ip=data["may_forward_user_ip"],
             refresh_grace_seconds=data["refresh_grace_seconds"] or 0,
+            session_max_lifetime=data["session_max_lifetime"],
+            session_idle_timeout=data["session_idle_timeout"],
         )
         policy = registered.application.ropc_policy
         obj.pk, obj.application, obj._state.adding = policy.pk, registered.application, False

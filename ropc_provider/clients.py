@@ -51,6 +51,8 @@ def register_client(
     default_realm=None,
     may_forward_user_ip=False,
     refresh_grace_seconds=0,
+    session_max_lifetime=None,
+    session_idle_timeout=None,
 ):
     """Create a client and its policy. A resource server is a confidential client that may only
     introspect tokens; it can never use the password grant.
@@ -58,7 +60,14 @@ def register_client(
     ``realms`` are slugs; without any the client signs in the project's own users. With one realm
     it is the default; with several, token requests must name one unless ``default_realm`` is set.
     """
-    name, scopes = _checked_details(name, scopes, access_token_lifetime, refresh_token_lifetime)
+    name, scopes = _checked_details(
+        name,
+        scopes,
+        access_token_lifetime=access_token_lifetime,
+        refresh_token_lifetime=refresh_token_lifetime,
+        session_max_lifetime=session_max_lifetime,
+        session_idle_timeout=session_idle_timeout,
+    )
     check_policy(confidential=confidential, resource_server=resource_server, may_forward_user_ip=may_forward_user_ip)
     realm_objects, default = realms_of(
         [get_realm(slug) for slug in realms],
@@ -90,22 +99,32 @@ def register_client(
             default_realm=default,
             may_forward_user_ip=may_forward_user_ip,
             refresh_grace_seconds=refresh_grace_seconds,
+            session_max_lifetime=session_max_lifetime,
+            session_idle_timeout=session_idle_timeout,
             client_secret_verifier=client_secrets.make_verifier(secret) if secret else "",
         )
         policy.realms.set(realm_objects)
     return RegisteredClient(application=application, client_secret=secret)
 
 
-def _checked_details(name, scopes, access_token_lifetime, refresh_token_lifetime):
+LIFETIMES = {
+    "access_token_lifetime": "The access token lifetime",
+    "refresh_token_lifetime": "The refresh token lifetime",
+    "session_max_lifetime": "The session maximum lifetime",
+    "session_idle_timeout": "The session idle timeout",
+}
+
+
+def _checked_details(name, scopes, **lifetimes):
     """A client's name and scopes as stored, after the rules on them and on its lifetimes."""
     name = (name or "").strip()
     if not name:
         raise InvalidInput("A client needs a name.")
     if len(name) > 255:
         raise InvalidInput("A client name is at most 255 characters.")
-    for label, value in (("access", access_token_lifetime), ("refresh", refresh_token_lifetime)):
+    for field_name, value in lifetimes.items():
         if value is not None and value <= 0:
-            raise InvalidInput(f"The {label} token lifetime must be a positive number of seconds.")
+            raise InvalidInput(f"{LIFETIMES[field_name]} must be a positive number of seconds.")
     scopes = list(dict.fromkeys(scopes))
     _check_scopes(scopes)
     return name, scopes
@@ -123,11 +142,20 @@ def update_client(
     issue_refresh_tokens,
     refresh_grace_seconds,
     may_forward_user_ip,
+    session_max_lifetime=None,
+    session_idle_timeout=None,
 ):
     """Change a client's policy by the rules ``register_client`` follows (its kind stays).
     ``realms``: Realm objects or slugs. A realm taken away ends the client's sessions in it (the
     receiver of the realms relation)."""
-    name, scopes = _checked_details(name, scopes, access_token_lifetime, refresh_token_lifetime)
+    name, scopes = _checked_details(
+        name,
+        scopes,
+        access_token_lifetime=access_token_lifetime,
+        refresh_token_lifetime=refresh_token_lifetime,
+        session_max_lifetime=session_max_lifetime,
+        session_idle_timeout=session_idle_timeout,
+    )
     application = policy.application
     check_policy(
         confidential=is_confidential(application),
@@ -140,6 +168,8 @@ def update_client(
         policy.allowed_scopes = " ".join(scopes)
         policy.access_token_lifetime = access_token_lifetime
         policy.refresh_token_lifetime = refresh_token_lifetime
+        policy.session_max_lifetime = session_max_lifetime
+        policy.session_idle_timeout = session_idle_timeout
         policy.issue_refresh_tokens = issue_refresh_tokens
         policy.refresh_grace_seconds = refresh_grace_seconds or 0
         policy.may_forward_user_ip = may_forward_user_ip
@@ -243,6 +273,15 @@ def refresh_token_lifetime(application):
     return policy_of(application).refresh_token_lifetime or ropc_settings.REFRESH_TOKEN_LIFETIME
 
 
+def session_max_lifetime(application):
+    return policy_of(application).session_max_lifetime or ropc_settings.SESSION_MAX_LIFETIME
+
+
+def session_idle_timeout(application):
+    """Seconds without a refresh that end a session, or None (the refresh token's lifetime does)."""
+    return policy_of(application).session_idle_timeout or ropc_settings.SESSION_IDLE_TIMEOUT
+
+
 def allowed_scopes(application):
     """Scopes this client may request: its policy's list, or every scope the project defines."""
     return set(policy_of(application).scope_list) or known_scopes()
@@ -281,6 +320,8 @@ def describe_client(application):
         "refresh_grace_seconds": policy.refresh_grace_seconds,
         "access_token_lifetime": access_token_lifetime(application),
         "refresh_token_lifetime": refresh_token_lifetime(application),
+        "session_max_lifetime": session_max_lifetime(application),
+        "session_idle_timeout": session_idle_timeout(application),
     }
 
 

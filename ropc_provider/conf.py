@@ -21,6 +21,12 @@ DEFAULTS = {
     # Lifetime of a refresh token, in seconds from its issue, unless the client's policy sets its own.
     # Rotation issues a new refresh token on every use, so an active session slides forward.
     "REFRESH_TOKEN_LIFETIME": 14 * 24 * 3600,
+    # Seconds from a sign-in after which no refresh extends it (absolute session lifetime), unless
+    # the client's policy sets its own.
+    "SESSION_MAX_LIFETIME": 30 * 24 * 3600,
+    # Seconds without a refresh after which a refresh is refused (idle timeout), unless the client's
+    # policy sets its own. None: the refresh token's lifetime, which already ends an idle session.
+    "SESSION_IDLE_TIMEOUT": None,
     # Presenting a refresh token that was already rotated away revokes its whole family
     # (RFC 9700 §4.14.2): a replayed token means it leaked.
     "REFRESH_TOKEN_REUSE_PROTECTION": True,
@@ -107,6 +113,8 @@ IMPORT_STRINGS = {"TOKEN_GENERATOR", "CLAIMS_HOOK", "PROJECT_LOCKOUT_KEY"}
 # Seconds or a timedelta; read back as seconds. (smallest allowed value)
 DURATIONS = {
     "ACCESS_TOKEN_LIFETIME": 1,
+    "SESSION_MAX_LIFETIME": 1,
+    "SESSION_IDLE_TIMEOUT": 1,
     "REFRESH_TOKEN_LIFETIME": 1,
     "REFRESH_TOKEN_REUSE_TOLERANCE": 0,
     "LOCKOUT_SECONDS": 1,
@@ -118,6 +126,8 @@ DURATIONS = {
     "AUTHORIZATION_CODE_LIFETIME": 1,
     "ENROLMENT_SIGN_IN_MAX_AGE": 1,
 }
+# Durations that may be None (see their comments).
+MAY_BE_NONE = {"SESSION_IDLE_TIMEOUT"}
 # Whole seconds where they become a token's expires_in.
 WHOLE_SECONDS = {
     "ACCESS_TOKEN_LIFETIME",
@@ -153,6 +163,8 @@ def _import(name, value):
 def _problem(name, value):
     """What is wrong with one setting's value, or None."""
     if name in DURATIONS:
+        if value is None and name in MAY_BE_NONE:
+            return None
         seconds = _seconds(value)
         if isinstance(seconds, bool) or not isinstance(seconds, Real) or seconds < DURATIONS[name]:
             at_least = "more than 0" if DURATIONS[name] else "0 or more"

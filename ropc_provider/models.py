@@ -82,6 +82,10 @@ class RealmAccount(models.Model):
         return f"{self.login_name} ({self.realm_id and self.realm.slug})"
 
 
+# Durations of a client's policy: blank (the setting's) or a positive number of seconds.
+LIFETIME_FIELDS = ("access_token_lifetime", "refresh_token_lifetime", "session_max_lifetime", "session_idle_timeout")
+
+
 class ClientPolicy(models.Model):
     """What one DOT Application may do at our endpoint, beyond DOT's own fields.
 
@@ -113,6 +117,22 @@ class ClientPolicy(models.Model):
         blank=True,
         validators=[MinValueValidator(1)],
         help_text=_("Blank uses ROPC_PROVIDER['REFRESH_TOKEN_LIFETIME']."),
+    )
+    session_max_lifetime = models.PositiveIntegerField(
+        _("session maximum lifetime (seconds)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_("No refresh extends a sign-in past this. Blank uses ROPC_PROVIDER['SESSION_MAX_LIFETIME']."),
+    )
+    session_idle_timeout = models.PositiveIntegerField(
+        _("session idle timeout (seconds)"),
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1)],
+        help_text=_(
+            "A refresh after this long without one is refused. Blank uses ROPC_PROVIDER['SESSION_IDLE_TIMEOUT']."
+        ),
     )
     issue_refresh_tokens = models.BooleanField(_("issue refresh tokens"), default=True)
     refresh_grace_seconds = models.PositiveIntegerField(
@@ -161,7 +181,12 @@ class ClientPolicy(models.Model):
             models.CheckConstraint(
                 condition=Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__gte": 1}), name=f"ropc_{field}_positive"
             )
-            for field in ("access_token_lifetime", "refresh_token_lifetime")
+            for field in (
+                "access_token_lifetime",
+                "refresh_token_lifetime",
+                "session_max_lifetime",
+                "session_idle_timeout",
+            )
         ]
 
     def __str__(self):

@@ -111,6 +111,16 @@ def redeem(value, *, application, received_at, presented_by=None):
         retry_of, found = found, successor
     if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(application)):
         raise RefreshRefused(sessions.REFRESH_TOKEN_EXPIRED)
+    # The sign-in's time is in the token family's id: the limits cost no query.
+    limit = sessions.past_its_limits(
+        found,
+        started_at=tokens.family_started(found),
+        max_lifetime=clients.session_max_lifetime(application),
+        idle_timeout=clients.session_idle_timeout(application),
+        now=received_at,
+    )
+    if limit:
+        raise RefreshRefused(limit)
     if (
         found.access_token is None
         or not found.user.is_active

@@ -5,6 +5,8 @@ changes, "sign out everywhere", operators and account deactivation all call it. 
 opaque rows, so unlike JWT providers we end access tokens at once too, not when they expire.
 """
 
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
@@ -21,6 +23,8 @@ __all__ = ["revoke_sessions"]
 # Stable texts a client can rely on to tell "sign in again" from plain expiry.
 SESSION_ENDED = "The session was ended; sign in again."
 REFRESH_TOKEN_EXPIRED = "The refresh token has expired."
+SESSION_MAX_REACHED = "The session has reached its maximum lifetime; sign in again."
+SESSION_IDLE = "The session was idle too long; sign in again."
 
 
 def revoke_sessions(user, *, reason, now=None):
@@ -95,3 +99,14 @@ def cut_off(refresh_token):
     except SessionCutoff.DoesNotExist:
         return False
     return refresh_token.created < valid_from
+
+
+def past_its_limits(refresh_token, *, started_at, max_lifetime, idle_timeout, now):
+    """Why a session may not be refreshed any more, or None: past its absolute lifetime counted
+    from the sign-in (``started_at``), or idle longer than ``idle_timeout`` since its last refresh
+    (the presented token's issue). At the limit itself it still may be."""
+    if now > started_at + timedelta(seconds=max_lifetime):
+        return SESSION_MAX_REACHED
+    if idle_timeout is not None and now > refresh_token.created + timedelta(seconds=idle_timeout):
+        return SESSION_IDLE
+    return None

@@ -259,3 +259,19 @@ def test_realm_policy_in_the_admin(operator, realm):
         {"slug": "people", "name": "People", "source": "project", "mfa": "required", "is_active": "on"},
     )
     assert "PROJECT_REALM_MFA" in refused.content.decode()
+
+
+def test_session_limits_in_the_client_form(operator, realm):
+    url = reverse("admin:ropc_provider_clientpolicy_add")
+    fields = {"name": "Kiosk", "client_type": "public", "realms": [realm.pk]}
+    refused = operator.post(url, {**fields, "session_idle_timeout": "0"})
+    assert refused.status_code == 200 and not ClientPolicy.objects.exists()
+    response = operator.post(url, {**fields, "session_max_lifetime": "3600", "session_idle_timeout": "300"})
+    assert response.status_code == 200, response.content  # the page that shows the client once
+    policy = ClientPolicy.objects.get()
+    assert (policy.session_max_lifetime, policy.session_idle_timeout) == (3600, 300)
+    change = reverse("admin:ropc_provider_clientpolicy_change", args=[policy.pk])
+    edited = operator.post(change, {**fields, "session_max_lifetime": "7200", "refresh_grace_seconds": "0"})
+    assert edited.status_code == 302, edited.content
+    policy.refresh_from_db()
+    assert (policy.session_max_lifetime, policy.session_idle_timeout) == (7200, None)

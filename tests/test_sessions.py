@@ -16,8 +16,9 @@ from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import accounts, clients, realms, sessions, signals
+from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import SessionCutoff
-from tests.factories import PASSWORD, UserFactory
+from tests.factories import PASSWORD, ClientFactory, UserFactory
 from tests.helpers import assert_error, me
 from tests.test_query_counts import REFRESH_GRANT_QUERIES
 
@@ -309,3 +310,75 @@ def test_saving_an_unchanged_user_without_a_usable_password_ends_nothing(api, db
     sso.save()
     assert AccessToken.objects.filter(pk=token.pk).exists()
     assert SessionCutoff.objects.get(user=sso).refresh_tokens_valid_from == cutoff
+
+
+# -- session limits --------------------------------------------------------------------------------
+
+
+def _signed_in_at(tokens_body):
+    from ropc_provider import tokens
+
+    return tokens.family_started(tokens.find_refresh_token(tokens_body["refresh_token"]))
+
+
+def test_no_refresh_extends_a_session_past_its_maximum_lifetime(api, user, public_app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SESSION_MAX_LIFETIME": 3600}
+    with freeze_time(timezone.now()) as clock:
+        issued = api.password_grant(public_app, "alice").data
+        limit = _signed_in_at(issued) + timedelta(seconds=3600)
+        clock.move_to(limit - timedelta(minutes=30))
+        refreshed = api.refresh(public_app, issued["refresh_token"]).data
+        clock.move_to(limit)  # at the limit itself: still
+        refreshed = api.refresh(public_app, refreshed["refresh_token"]).data
+        assert "refresh_token" in refreshed
+        clock.move_to(limit + timedelta(microseconds=1))
+        refused = api.refresh(public_app, refreshed["refresh_token"])
+    assert_error(refused, 400, "invalid_grant")
+    assert refused.data["error_description"] == "The session has reached its maximum lifetime; sign in again."
+
+
+def test_a_refresh_after_the_idle_timeout_is_refused(api, user, public_app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SESSION_IDLE_TIMEOUT": 600}
+    with freeze_time(timezone.now()) as clock:
+        issued = api.password_grant(public_app, "alice").data
+        clock.tick(600)  # at the timeout itself: still
+        refreshed = api.refresh(public_app, issued["refresh_token"]).data
+        clock.tick(timedelta(seconds=600, microseconds=1))
+        refused = api.refresh(public_app, refreshed["refresh_token"])
+    assert_error(refused, 400, "invalid_grant")
+    assert refused.data["error_description"] == "The session was idle too long; sign in again."
+
+
+def test_a_clients_own_limits_win_over_the_settings(api, db, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SESSION_MAX_LIFETIME": 10 * 3600}
+    UserFactory(username="alice")
+    strict = ClientFactory(session_max_lifetime=100, session_idle_timeout=30).application
+    lenient = ClientFactory().application
+    # A start on a whole second: the sign-in's time is kept to the millisecond.
+    with freeze_time("2026-12-03 12:00:00+00:00") as clock:
+        strict_tokens = api.password_grant(strict, "alice").data
+        lenient_tokens = api.password_grant(lenient, "alice").data
+        clock.tick(31)
+        idle = api.refresh(strict, strict_tokens["refresh_token"])
+        assert idle.data["error_description"] == "The session was idle too long; sign in again."
+        strict_tokens = api.password_grant(strict, "alice").data
+        for _ in range(4):  # never idle, up to the maximum itself
+            clock.tick(25)
+            strict_tokens = api.refresh(strict, strict_tokens["refresh_token"]).data
+        assert "refresh_token" in strict_tokens
+        clock.tick(25)
+        too_old = api.refresh(strict, strict_tokens["refresh_token"])
+        assert too_old.data["error_description"] == "The session has reached its maximum lifetime; sign in again."
+        assert api.refresh(lenient, lenient_tokens["refresh_token"]).status_code == 200
+
+
+def test_session_limits_from_the_cli_and_their_rules(db):
+    out = io.StringIO()
+    call_command(
+        "ropc_client", "create", "--name", "Kiosk", "--public",
+        "--session-max-lifetime", "3600", "--session-idle-timeout", "300", stdout=out,
+    )  # fmt: skip
+    described = json.loads(out.getvalue())
+    assert (described["session_max_lifetime"], described["session_idle_timeout"]) == (3600, 300)
+    with pytest.raises(InvalidInput, match="session idle timeout must be a positive"):
+        clients.register_client(name="Broken", confidential=False, session_idle_timeout=0)

@@ -55,6 +55,18 @@ class Command(JSONCommand):
         )
         create.add_argument("--access-token-lifetime", type=_positive_int, metavar="SECONDS")
         create.add_argument("--refresh-token-lifetime", type=_positive_int, metavar="SECONDS")
+        create.add_argument(
+            "--session-max-lifetime",
+            type=_positive_int,
+            metavar="SECONDS",
+            help="No refresh extends a sign-in past this (default: SESSION_MAX_LIFETIME).",
+        )
+        create.add_argument(
+            "--session-idle-timeout",
+            type=_positive_int,
+            metavar="SECONDS",
+            help="A refresh after this long without one is refused (default: SESSION_IDLE_TIMEOUT).",
+        )
         actions.add_parser("list", help="List the clients registered with a policy.")
 
     def run(self, *, action, **options):
@@ -71,6 +83,8 @@ class Command(JSONCommand):
             issue_refresh_tokens=not no_refresh_tokens,
             access_token_lifetime=options["access_token_lifetime"],
             refresh_token_lifetime=options["refresh_token_lifetime"],
+            session_max_lifetime=options["session_max_lifetime"],
+            session_idle_timeout=options["session_idle_timeout"],
             realms=options["realm"],
             may_forward_user_ip=options["may_forward_user_ip"],
             refresh_grace_seconds=options["refresh_grace_period"] or 0,
