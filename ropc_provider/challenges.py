@@ -283,13 +283,29 @@ def _revoke_first_use(code):
             get_access_token_model().objects.filter(token_checksum=code.access_token_checksum).delete()
 
 
-def complete(code, *, application, policy, scope, access_token, expires_in, refresh_token, request=None):
+def family_of(code):
+    """The id of the session (token family) redeeming this code begins: it carries the sign-in's
+    time and second factor (``tokens.new_family``)."""
+    methods = code.methods.split()
+    return tokens.new_family(code.auth_time, second_factor=methods[1] if len(methods) > 1 else None)
+
+
+def complete(
+    code, *, application, policy, scope, access_token, expires_in, refresh_token, family=None, ip=None, request=None
+):
     """Issue the token pair of a redeemed code, as a sign-in (``signin.complete``) whose
     authentication happened at the code's ``auth_time``; remember what was issued, for a replay to
-    revoke. Returns the access token, or None when the sign-in no longer stands."""
-    sign_in = signin.SignIn(user=code.user, realm=code.realm, login_name=code.login_name, policy=policy)
-    methods = code.methods.split()
-    family = tokens.new_family(code.auth_time, second_factor=methods[1] if len(methods) > 1 else None)
+    revoke. Returns the access token, or None when the sign-in no longer stands. ``ip``: the
+    redeeming client's address, the session's."""
+    sign_in = signin.SignIn(
+        user=code.user,
+        realm=code.realm,
+        login_name=code.login_name,
+        policy=policy,
+        ip=ip,
+        user_agent=request.META.get("HTTP_USER_AGENT", "") if request is not None else "",
+    )
+    family = family or family_of(code)
 
     def remember(access):
         AuthorizationCode.objects.filter(pk=code.pk).update(

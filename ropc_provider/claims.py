@@ -9,7 +9,21 @@ from .models import Subject
 
 # Claims that identify the token or the user; the claims hook cannot set them.
 PROTECTED_CLAIMS = frozenset(
-    {"iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "realm", "preferred_username", "amr", "azp"}
+    {
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "at_hash",
+        "realm",
+        "preferred_username",
+        "amr",
+        "azp",
+        "sid",
+    }
 )
 
 

@@ -104,6 +104,11 @@ DEFAULTS = {
     # A user enrols their own authenticator (the self-service API) only this many seconds after
     # signing in: a stolen or forgotten access token must not let someone else add a factor.
     "ENROLMENT_SIGN_IN_MAX_AGE": 600,
+    # -- the audit trail (see audit.py) --
+    # Days a security event is kept; ``manage.py ropc_audit purge`` deletes older ones.
+    "AUDIT_RETENTION_DAYS": 90,
+    # Also record every successful refresh (one more insert per refresh; off for the volume).
+    "AUDIT_REFRESH_SUCCEEDED": False,
     # Generator of access and refresh token values: a callable taking the oauthlib request.
     "TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
 }
@@ -143,8 +148,9 @@ COUNTS = {
     "IPV6_PREFIX_LENGTH": (0, 128),
     "TRUSTED_PROXY_COUNT": (0, None),
     "SECOND_FACTOR_MAX_FAILURES": (1, None),
+    "AUDIT_RETENTION_DAYS": (1, None),
 }
-FLAGS = {"REFRESH_TOKEN_REUSE_PROTECTION", "UPDATE_LAST_LOGIN", "PROTECTION_FAIL_CLOSED"}
+FLAGS = {"REFRESH_TOKEN_REUSE_PROTECTION", "UPDATE_LAST_LOGIN", "PROTECTION_FAIL_CLOSED", "AUDIT_REFRESH_SUCCEEDED"}
 TEXTS = {"FORWARDED_USER_IP_HEADER": False, "PROTECTION_CACHE": False, "CLIENT_IP_HEADER": True, "ISSUER": True}
 
 

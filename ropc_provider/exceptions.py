@@ -85,9 +85,12 @@ class CodeRefused(ChallengeRefused):
 
 
 class TooManyAttempts(RopcError):
-    def __init__(self, retry_after):
+    """``kind``: "locked" (the identity) or "throttled" (the address), for the audit trail."""
+
+    def __init__(self, retry_after, kind="locked"):
         super().__init__("Too many failed attempts; try again later.")
         self.retry_after = max(1, math.ceil(retry_after))
+        self.kind = kind
 
 
 class ProtectionUnavailable(RopcError):

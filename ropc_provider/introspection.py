@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from . import accounts, clients, tokens
+from . import accounts, clients, sessions, tokens
 from .claims import subject_of
 from .metadata import configured_issuer
 from .tokens import AccessToken, RefreshToken
@@ -25,6 +25,8 @@ def describe(value, type_hint=None):
         found = model.objects.select_related("application", "user", "user__realm_account__realm").filter(
             token_checksum=digest
         )
+        if model is AccessToken:
+            found = found.select_related("refresh_token", "source_refresh_token")
         if model is RefreshToken:
             found = found.filter(revoked__isnull=True).select_related("access_token")
         token = found.first()
@@ -52,6 +54,10 @@ def describe(value, type_hint=None):
             "iat": _epoch(token.created),
             "exp": _epoch(expires),
         }
+        session_id = sessions.session_of(token) if model is AccessToken else token.token_family
+        if session_id is not None:
+            # The session the token belongs to, as the ID token's sid names it.
+            claims["sid"] = str(session_id)
         if model is AccessToken:
             # RFC 7662 §2.2: a type from the OAuth token type registry; a refresh token has none.
             claims["token_type"] = "Bearer"

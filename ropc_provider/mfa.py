@@ -17,11 +17,11 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from . import clients, protection, sessions, signals
+from . import audit, clients, protection, sessions, signals
 from .accounts import identity_of, lockout_keys
 from .conf import ropc_settings
 from .exceptions import FactorExhausted, InvalidInput, NotFirstParty, SignInTooOld, WrongFactor
-from .models import Authenticator, Realm, RecoveryCode, SessionCutoff
+from .models import Authenticator, Realm, RecoveryCode, SecurityEvent, SessionCutoff
 
 # The API host projects may call (README: "Python API"); the rest may change.
 __all__ = ["enroll", "remove", "regenerate_recovery_codes", "status", "second_factor_due"]
@@ -142,6 +142,7 @@ def enroll(user):
             raise InvalidInput("This account has an authenticator already; remove it first.")
         secret, uri = _new_secret(user, confirmed=True)
         codes = _new_recovery_codes(user)
+    audit.record(SecurityEvent.SECOND_FACTOR_ENROLLED, user=user, reason="operator")
     signals.second_factor_enrolled.send(sender=enroll, user=user)
     return Enrolment(secret=secret, provisioning_uri=uri, recovery_codes=codes)
 
@@ -200,6 +201,7 @@ def confirm_enrolment(user, otp, *, secret=None, signed_in_at=None):
             user=user, defaults={"secret": secret, "confirmed_at": timezone.now(), "last_used_step": step}
         )
         codes = _new_recovery_codes(user)
+    audit.record(SecurityEvent.SECOND_FACTOR_ENROLLED, user=user, reason="user")
     signals.second_factor_enrolled.send(sender=enroll, user=user)
     return codes
 
@@ -214,6 +216,7 @@ def remove(user):
             sessions.revoke_sessions(user, reason=SessionCutoff.SECOND_FACTOR_REMOVED)
     user._state.fields_cache.pop("authenticator", None)
     if deleted:
+        audit.record(SecurityEvent.SECOND_FACTOR_REMOVED, user=user)
         signals.second_factor_removed.send(sender=remove, user=user)
     return bool(deleted)
 
@@ -226,6 +229,7 @@ def regenerate_recovery_codes(user):
             raise InvalidInput("This account has no active authenticator.")
         codes = _new_recovery_codes(user)
         sessions.revoke_sessions(user, reason=SessionCutoff.RECOVERY_CODES_REGENERATED)
+        audit.record(SecurityEvent.RECOVERY_CODES_REGENERATED, user=user)
     return codes
 
 
@@ -316,6 +320,7 @@ def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None
         # No code was checked: nothing to count, or the user's right codes would lock them out of
         # the recovery codes that lift the stop.
         attempt.second_factor_due()
+        audit.record(SecurityEvent.SECOND_FACTOR_FAILED, user=user, realm=realm, reason="exhausted", ip=ip)
         signals.factor_failed.send(sender=check, user=user, realm=realm, request=request)
         raise
     except BaseException:
@@ -323,6 +328,7 @@ def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None
         raise
     if method is None:
         attempt.failed()
+        audit.record(SecurityEvent.SECOND_FACTOR_FAILED, user=user, realm=realm, reason="wrong_code", ip=ip)
         signals.factor_failed.send(sender=check, user=user, realm=realm, request=request)
         raise WrongFactor("The code is not right.")
     attempt.succeeded()

@@ -335,3 +335,130 @@ class AuthorizationCode(models.Model):
     # A checksum, not a foreign key: a relation to access tokens would cost every refresh's delete
     # of its old access token a collector pass (tokens._plain_access_token_delete).
     access_token_checksum = models.CharField(max_length=64, blank=True)
+
+
+# -- sessions (sessions.py) and the audit trail (audit.py) ----------------------------------------
+
+
+class Session(models.Model):
+    """One sign-in and the refresh-token family that descends from it. Its id is the family's id,
+    so a refresh token names its session with no lookup."""
+
+    SIGNED_OUT = "signed_out"
+    CUT_OFF = "cut_off"
+    REUSE_DETECTED = "reuse_detected"
+    OPERATOR = "operator"
+    EXPIRED = "expired"
+    IDLE = "idle"
+    CLIENT_DEACTIVATED = "client_deactivated"
+    REALM_DEACTIVATED = "realm_deactivated"
+    END_REASONS = [
+        (SIGNED_OUT, _("signed out")),
+        (CUT_OFF, _("ended with all the user's sessions")),
+        (REUSE_DETECTED, _("refresh token reuse detected")),
+        (OPERATOR, _("ended by an operator")),
+        (EXPIRED, _("expired")),
+        (IDLE, _("idle too long")),
+        (CLIENT_DEACTIVATED, _("client deactivated or no longer allowed the realm")),
+        (REALM_DEACTIVATED, _("realm deactivated")),
+    ]
+
+    id = models.UUIDField(primary_key=True, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ropc_sessions")
+    realm = models.ForeignKey(Realm, on_delete=models.CASCADE, related_name="+")
+    application = models.ForeignKey(
+        oauth2_settings.APPLICATION_MODEL, on_delete=models.CASCADE, related_name="ropc_sessions"
+    )
+    login_name = models.CharField(_("login name"), max_length=254)
+    # When the password was checked: the ID token's auth_time.
+    started_at = models.DateTimeField(_("started"))
+    # Set when it ends; while it lives, its newest refresh token's issue says it (sessions.py).
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
+    # For a client that gets no refresh tokens, the one access token the session has. A checksum,
+    # not a foreign key: see AuthorizationCode.access_token_checksum.
+    access_token_checksum = models.CharField(max_length=64, blank=True, db_index=True)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    end_reason = models.CharField(_("why it ended"), max_length=30, choices=END_REASONS, blank=True)
+
+    class Meta:
+        verbose_name = _("session")
+        ordering = ["-started_at"]
+        indexes = [models.Index(fields=["user", "ended_at"], name="ropc_session_user_open")]
+
+    def __str__(self):
+        return f"{self.login_name} on {self.application_id} since {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SecurityEvent(models.Model):
+    """One entry of the audit trail. Never holds a password, secret, token, code or auth_session."""
+
+    SIGN_IN_SUCCEEDED = "sign_in_succeeded"
+    SIGN_IN_FAILED = "sign_in_failed"
+    LOCKOUT_STARTED = "lockout_started"
+    ADDRESS_THROTTLED = "address_throttled"
+    REFRESH_SUCCEEDED = "refresh_succeeded"
+    REFRESH_REFUSED = "refresh_refused"
+    REUSE_DETECTED = "reuse_detected"
+    SESSION_ENDED = "session_ended"
+    CUTOFF_MOVED = "cutoff_moved"
+    CLIENT_REGISTERED = "client_registered"
+    CLIENT_SECRET_ROTATED = "client_secret_rotated"
+    CLIENT_CHANGED = "client_changed"
+    CLIENT_DEACTIVATED = "client_deactivated"
+    REALM_CHANGED = "realm_changed"
+    ACCOUNT_CHANGED = "account_changed"
+    SECOND_FACTOR_ENROLLED = "second_factor_enrolled"
+    SECOND_FACTOR_REMOVED = "second_factor_removed"
+    RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
+    SECOND_FACTOR_FAILED = "second_factor_failed"
+    TYPES = [
+        (SIGN_IN_SUCCEEDED, _("sign-in succeeded")),
+        (SIGN_IN_FAILED, _("sign-in failed")),
+        (LOCKOUT_STARTED, _("lockout started")),
+        (ADDRESS_THROTTLED, _("address throttled")),
+        (REFRESH_SUCCEEDED, _("refresh succeeded")),
+        (REFRESH_REFUSED, _("refresh refused")),
+        (REUSE_DETECTED, _("refresh token reuse detected")),
+        (SESSION_ENDED, _("session ended")),
+        (CUTOFF_MOVED, _("session cutoff moved")),
+        (CLIENT_REGISTERED, _("client registered")),
+        (CLIENT_SECRET_ROTATED, _("client secret rotated")),
+        (CLIENT_CHANGED, _("client changed")),
+        (CLIENT_DEACTIVATED, _("client deactivated")),
+        (REALM_CHANGED, _("realm changed")),
+        (ACCOUNT_CHANGED, _("account changed")),
+        (SECOND_FACTOR_ENROLLED, _("second factor enrolled")),
+        (SECOND_FACTOR_REMOVED, _("second factor removed")),
+        (RECOVERY_CODES_REGENERATED, _("recovery codes regenerated")),
+        (SECOND_FACTOR_FAILED, _("second factor refused")),
+    ]
+
+    time = models.DateTimeField(_("time"), db_index=True)
+    type = models.CharField(_("event"), max_length=40, choices=TYPES)
+    # Why: a failure's category, a session's end reason, a cutoff's reason, what changed.
+    reason = models.CharField(_("reason"), max_length=60, blank=True)
+    # Plain values, not foreign keys: the trail outlives the realms, users and clients it names.
+    realm = models.CharField(_("realm"), max_length=40, blank=True)
+    login_name = models.CharField(_("login name"), max_length=254, blank=True)
+    user_id = models.CharField(_("user id"), max_length=64, blank=True)
+    client_id = models.CharField(_("client id"), max_length=100, blank=True)
+    client_name = models.CharField(_("client"), max_length=255, blank=True)
+    ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user_agent = models.CharField(_("user agent"), max_length=200, blank=True)
+    session_id = models.UUIDField(_("session"), null=True, blank=True)
+    # Who made an operator's change: the admin user, or "command line".
+    actor = models.CharField(_("by"), max_length=254, blank=True)
+
+    class Meta:
+        verbose_name = _("security event")
+        ordering = ["-time", "-id"]
+        indexes = [
+            models.Index(fields=["type", "time"], name="ropc_event_type_time"),
+            models.Index(fields=["login_name"], name="ropc_event_login"),
+            models.Index(fields=["ip_address"], name="ropc_event_ip"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_type_display()} at {self.time:%Y-%m-%d %H:%M:%S}"

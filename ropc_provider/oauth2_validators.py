@@ -10,7 +10,21 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import accounts, challenges, clients, exceptions, introspection, oidc, protection, refresh, signin, tokens
+from . import (
+    accounts,
+    audit,
+    challenges,
+    clients,
+    exceptions,
+    introspection,
+    oidc,
+    protection,
+    refresh,
+    sessions,
+    signin,
+    tokens,
+)
+from .models import Session
 from .oauth2_backends import without_credentials
 
 
@@ -63,6 +77,7 @@ class RopcValidator(OAuth2Validator):
         if request.client is not None and request.client.client_id == client_id:
             return request.client
         request.client = clients.load_client(client_id)
+        audit.note(client=request.client)
         return request.client
 
     def client_authentication_required(self, request, *args, **kwargs):
@@ -127,6 +142,7 @@ class RopcValidator(OAuth2Validator):
     @method_decorator(sensitive_variables())
     def validate_user(self, username, password, client, request, *args, **kwargs):
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(client))
+        audit.note(ip=ip)
         try:
             with _protection_refusals(request):
                 sign_in = signin.authenticate(
@@ -266,9 +282,25 @@ class RopcValidator(OAuth2Validator):
 
     # -- refresh tokens ---------------------------------------------------------------------
 
-    def _presenter(self, request):
+    def _client_ip(self, request):
         ip = protection.client_ip(request.headers, may_forward_user_ip=clients.may_forward_user_ip(request.client))
-        return refresh.presenter(ip, request.headers.get("HTTP_USER_AGENT", ""))
+        audit.note(ip=ip)
+        return ip
+
+    def _presenter(self, request):
+        return refresh.presenter(self._client_ip(request), request.headers.get("HTTP_USER_AGENT", ""))
+
+    def _session_id(self, request):
+        """The id of the session these tokens belong to (the token family's), known before they are
+        stored, so the ID token can name it (``sid``)."""
+        if "_ropc_session_id" not in vars(request):
+            if request.grant_type == "refresh_token":
+                request._ropc_session_id = request.refresh_token_instance.token_family
+            elif request.grant_type == "authorization_code":
+                request._ropc_session_id = challenges.family_of(request.authorization_code)
+            else:
+                request._ropc_session_id = tokens.new_family(request.received_at)
+        return request._ropc_session_id
 
     def rotate_refresh_token(self, request):
         return True
@@ -318,6 +350,8 @@ class RopcValidator(OAuth2Validator):
                 access_token=token["access_token"],
                 expires_in=token["expires_in"],
                 refresh_token=token.get("refresh_token"),
+                family=self._session_id(request),
+                ip=self._client_ip(request),
                 request=self._shareable_request(request),
             )
             if not issued:
@@ -332,6 +366,7 @@ class RopcValidator(OAuth2Validator):
                     expires_in=token["expires_in"],
                     refresh_token=token.get("refresh_token"),
                     started_at=request.received_at,
+                    family=self._session_id(request),
                     request=self._shareable_request(request),
                 )
             except exceptions.SecondFactorDue:
@@ -364,6 +399,7 @@ class RopcValidator(OAuth2Validator):
             expires_in=token["expires_in"],
             auth_time=auth_time,
             methods=methods,
+            session_id=self._session_id(request),
             django_request=request.django_request,
         )
 
@@ -371,3 +407,10 @@ class RopcValidator(OAuth2Validator):
 
     def introspect_token(self, token, token_type_hint, request, *args, **kwargs):
         return introspection.describe(token, token_type_hint)
+
+    # -- revocation (RFC 7009) --------------------------------------------------------------
+
+    def revoke_token(self, token, token_type_hint, request, *args, **kwargs):
+        session_id = sessions.session_of_live_refresh_token(token, request.client)
+        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+        sessions.end_family(session_id, Session.SIGNED_OUT)

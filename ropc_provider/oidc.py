@@ -30,7 +30,19 @@ def at_hash(access_token):
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 
-def id_token(*, user, identity, client, scopes, access_token, expires_in, auth_time, django_request, methods=("pwd",)):
+def id_token(
+    *,
+    user,
+    identity,
+    client,
+    scopes,
+    access_token,
+    expires_in,
+    auth_time,
+    django_request,
+    methods=("pwd",),
+    session_id=None,
+):
     key = jwk_from_pem(oauth2_settings.OIDC_RSA_PRIVATE_KEY)
     now = int(time.time())
     claims = user_claims(user=user, identity=identity, client=client, scopes=scopes, request=django_request)
@@ -45,6 +57,9 @@ def id_token(*, user, identity, client, scopes, access_token, expires_in, auth_t
             "amr": list(methods),
         }
     )
+    if session_id is not None:
+        # OpenID Connect Front- and Back-Channel Logout's claim: which session the token is of.
+        claims["sid"] = str(session_id)
     token = jwt.JWT(header={"alg": ALGORITHM, "typ": "JWT", "kid": key.thumbprint()}, claims=json.dumps(claims))
     token.make_signed_token(key)
     return token.serialize()
@@ -77,6 +92,7 @@ def discovery(django_request):
             "auth_time",
             "at_hash",
             "amr",
+            "sid",
             "realm",
             "preferred_username",
             "name",

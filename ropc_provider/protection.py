@@ -27,9 +27,10 @@ from contextlib import contextmanager
 
 from django.core.cache import caches
 
-from . import signals
+from . import audit, signals
 from .conf import ropc_settings
 from .exceptions import ProtectionUnavailable, TooManyAttempts
+from .models import SecurityEvent
 
 log = logging.getLogger("ropc_provider")
 
@@ -176,7 +177,9 @@ class _AddressWindow:
         if self.earlier(state) + count > ropc_settings.IP_FAILURE_LIMIT:
             _take_back(self.current_key)
             signals.throttled.send(sender=begin, ip=ip)
-            raise TooManyAttempts(self.retry_after(state, count - 1))
+            if worth_recording("address", ip):
+                audit.record(SecurityEvent.ADDRESS_THROTTLED, ip=ip)
+            raise TooManyAttempts(self.retry_after(state, count - 1), kind="throttled")
 
 
 # -- identities -----------------------------------------------------------------------------------
@@ -281,6 +284,9 @@ class Attempt:
         self._settle(release)
 
     def _announce_lock(self, login, seconds):
+        audit.record(
+            SecurityEvent.LOCKOUT_STARTED, realm=self.realm_slug, login_name=login, reason=f"{seconds} s", ip=self.ip
+        )
         signals.locked_out.send(sender=begin, realm_slug=self.realm_slug, login=login, seconds=seconds)
 
     def failed(self):
@@ -368,6 +374,19 @@ def begin(*, realm_slug, login_key, ip, account_key=None):
         known=known,
         state=state,
     )
+
+
+# Seconds during which one refusal of a kind, for one subject, is worth an audit record.
+RECORD_REFUSALS_EVERY = 60
+
+
+def worth_recording(kind, *subject):
+    """Whether a refusal (locked, throttled) of this subject is the first in RECORD_REFUSALS_EVERY
+    seconds: the rest cost no hash, and must not each cost an insert either."""
+    try:
+        return _cache().add(f"ropc:noted:{kind}:{_digest(*map(str, subject))}", 1, RECORD_REFUSALS_EVERY)
+    except Exception:  # the cache is down: better a record too many than none
+        return True
 
 
 @contextmanager

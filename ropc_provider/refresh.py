@@ -8,10 +8,10 @@ from datetime import timedelta
 
 from django.core.cache import caches
 
-from . import clients, realms, sessions, tokens
+from . import audit, clients, protection, realms, sessions, tokens
 from .conf import ropc_settings
 from .exceptions import RefreshRefused
-from .models import GraceRetry
+from .models import GraceRetry, SecurityEvent, Session
 
 log = logging.getLogger("ropc_provider")
 
@@ -83,19 +83,45 @@ def _raced_by_another(refresh_token, by, *, last_used=None):
     return rotated_by is not None and rotated_by != by
 
 
+# Why a refresh was refused, as the audit trail says it.
+REFUSED_UNKNOWN = "unknown_token"
+REFUSED_ENDED = "session_ended"
+REFUSED_REUSED = "token_reused"
+REFUSED_EXPIRED = "expired"
+REFUSED_MAX_LIFETIME = "max_lifetime"
+REFUSED_IDLE = "idle"
+REFUSED_NOT_ALLOWED = "not_allowed"
+
+
+def _refused(reason, found=None, *, description=None, ends=None):
+    """Record the refusal (and end the session, with ``ends`` as its reason), then refuse."""
+    if ends is not None:
+        sessions.end_family(found.token_family, ends)
+    audit.record(
+        SecurityEvent.REFRESH_REFUSED,
+        reason=reason,
+        user=found.user if found is not None else None,
+        session_id=found.token_family if found is not None else None,
+    )
+    return RefreshRefused(description)
+
+
 def redeem(value, *, application, received_at, presented_by=None):
     """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
-    when that is a grace-period retry (else None). Raises ``RefreshRefused``. ``presented_by``:
-    the ``presenter()`` of this request."""
+    when that is a grace-period retry (else None). Raises ``RefreshRefused``, recorded in the audit
+    trail. ``presented_by``: the ``presenter()`` of this request."""
     found = tokens.find_refresh_token(value)
     # Another client's token is refused without side effects, so one client cannot revoke
     # another's sessions by replaying their tokens.
     if found is None or found.application_id != application.pk:
+        # Guesses cost one lookup each; on record once a minute per client and presenter.
+        if protection.worth_recording(REFUSED_UNKNOWN, application.pk, presented_by):
+            raise _refused(REFUSED_UNKNOWN)
         raise RefreshRefused()
     if sessions.cut_off(found):
         if found.revoked is None:
             tokens.revoke_family(found)
-        raise RefreshRefused(sessions.SESSION_ENDED)
+        raise _refused(REFUSED_ENDED, found, description=sessions.SESSION_ENDED, ends=Session.CUT_OFF)
     policy, retry_of = clients.policy_of(application), None
     if found.revoked is not None:
         successor, honoured_at = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
@@ -105,12 +131,14 @@ def redeem(value, *, application, received_at, presented_by=None):
                 replay = _raced_by_another(found, presented_by, last_used=honoured_at)
             if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and replay:
                 tokens.revoke_family(found)
-            raise RefreshRefused()
+                audit.record(SecurityEvent.REUSE_DETECTED, user=found.user, session_id=found.token_family)
+                raise _refused(REFUSED_REUSED, found, ends=Session.REUSE_DETECTED)
+            raise _refused(REFUSED_REUSED, found)
         # The answer to the rotation was lost: rotate its (unused) successor instead, so the
         # client continues and the pair it never received dies.
         retry_of, found = found, successor
     if tokens.refresh_token_expired(found, clients.refresh_token_lifetime(application)):
-        raise RefreshRefused(sessions.REFRESH_TOKEN_EXPIRED)
+        raise _refused(REFUSED_EXPIRED, found, description=sessions.REFRESH_TOKEN_EXPIRED, ends=Session.EXPIRED)
     # The sign-in's time is in the token family's id: the limits cost no query.
     limit = sessions.past_its_limits(
         found,
@@ -119,8 +147,10 @@ def redeem(value, *, application, received_at, presented_by=None):
         idle_timeout=clients.session_idle_timeout(application),
         now=received_at,
     )
+    if limit == sessions.SESSION_MAX_REACHED:
+        raise _refused(REFUSED_MAX_LIFETIME, found, description=limit, ends=Session.EXPIRED)
     if limit:
-        raise RefreshRefused(limit)
+        raise _refused(REFUSED_IDLE, found, description=limit, ends=Session.IDLE)
     if (
         found.access_token is None
         or not found.user.is_active
@@ -128,7 +158,7 @@ def redeem(value, *, application, received_at, presented_by=None):
         or not policy.issue_refresh_tokens
         or realms.realm_for_refresh(policy, found.user) is None
     ):
-        raise RefreshRefused()
+        raise _refused(REFUSED_NOT_ALLOWED, found)
     return found, retry_of
 
 
@@ -138,4 +168,5 @@ def rotate(previous, *, presented_by=None, **pair):
     ``presented_by``: the ``presenter()`` of this request."""
     access = tokens.rotate(previous, **pair)
     _remember_rotation(pair.get("retry_of") or previous, presented_by)
+    audit.record(SecurityEvent.REFRESH_SUCCEEDED, user=previous.user, session_id=previous.token_family)
     return access

@@ -1,24 +1,28 @@
-"""Ending a user's sessions: the refresh-token cutoff.
+"""Sessions: one per sign-in, seen and ended one by one, or all at once through the user's
+refresh-token cutoff.
 
-``revoke_sessions(user, reason=...)`` is the one way to end every session of a user; password
-changes, "sign out everywhere", operators and account deactivation all call it. Tokens are
-opaque rows, so unlike JWT providers we end access tokens at once too, not when they expire.
+A session is the sign-in and the refresh-token family descending from it; its id is the family's
+id (``tokens.new_family``), so a token names its session without a lookup. ``revoke_sessions(user,
+reason=...)`` is the one way to end every session of a user; password changes, "sign out
+everywhere", operators and account deactivation all call it. Tokens are opaque rows, so unlike JWT
+providers we end access tokens at once too, not when they expire.
 """
 
+import uuid
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
 
-from . import signals
+from . import audit, signals, tokens
 from .accounts import identity_of
-from .models import SessionCutoff
+from .models import SecurityEvent, Session, SessionCutoff
 
 # The API host projects may call (README: "Python API"); the rest may change.
-__all__ = ["revoke_sessions"]
+__all__ = ["end_session", "live_sessions", "revoke_sessions"]
 
 # Stable texts a client can rely on to tell "sign in again" from plain expiry.
 SESSION_ENDED = "The session was ended; sign in again."
@@ -27,9 +31,13 @@ SESSION_MAX_REACHED = "The session has reached its maximum lifetime; sign in aga
 SESSION_IDLE = "The session was idle too long; sign in again."
 
 
+# Why a cutoff ends the sessions it ends, in the sessions' own words.
+_END_OF_CUTOFF = {SessionCutoff.SIGNED_OUT: Session.SIGNED_OUT, SessionCutoff.OPERATOR: Session.OPERATOR}
+
+
 def revoke_sessions(user, *, reason, now=None):
     """Move the user's cutoff to now, revoke their refresh tokens and delete their access tokens
-    issued before it. Returns the ``SessionCutoff``."""
+    issued before it, and mark their open sessions ended. Returns the ``SessionCutoff``."""
     User = get_user_model()
     with transaction.atomic():
         # Locking the user row orders this after any sign-in already writing it (last_login),
@@ -49,6 +57,11 @@ def revoke_sessions(user, *, reason, now=None):
             cutoff.reason = reason
             cutoff.save(update_fields=["refresh_tokens_valid_from", "reason"])
         _revoke_tokens(user=user, created_before=cutoff.refresh_tokens_valid_from)
+        _ended(
+            Session.objects.filter(user=user, started_at__lt=cutoff.refresh_tokens_valid_from),
+            _END_OF_CUTOFF.get(reason, Session.CUT_OFF),
+        )
+        audit.record(SecurityEvent.CUTOFF_MOVED, user=user, reason=reason)
     user.session_cutoff = cutoff
     signals.sessions_revoked.send(sender=revoke_sessions, user=user, realm=identity_of(user).realm, reason=reason)
     return cutoff
@@ -68,6 +81,7 @@ def revoke_client_tokens(application):
     """End every session of one client (secret leaked, client retired)."""
     with transaction.atomic():
         _revoke_tokens(application=application)
+        _ended(Session.objects.filter(application=application), Session.CLIENT_DEACTIVATED)
 
 
 def live_token_count(**owner):
@@ -89,6 +103,11 @@ def revoke_realm_tokens(realm, *, application=None):
     )
     with transaction.atomic():
         _revoke_tokens(users & clients)
+        in_realm = Session.objects.filter(realm=realm)
+        if application is not None:
+            _ended(in_realm.filter(application=application), Session.CLIENT_DEACTIVATED)
+        else:
+            _ended(in_realm, Session.REALM_DEACTIVATED)
 
 
 def cut_off(refresh_token):
@@ -101,12 +120,204 @@ def cut_off(refresh_token):
     return refresh_token.created < valid_from
 
 
-def past_its_limits(refresh_token, *, started_at, max_lifetime, idle_timeout, now):
+def past_its_limits(refresh_token, *, started_at, max_lifetime, idle_timeout, now, last_refresh=None):
     """Why a session may not be refreshed any more, or None: past its absolute lifetime counted
     from the sign-in (``started_at``), or idle longer than ``idle_timeout`` since its last refresh
-    (the presented token's issue). At the limit itself it still may be."""
+    (the presented token's issue, or ``last_refresh``). At the limit itself it still may be."""
     if now > started_at + timedelta(seconds=max_lifetime):
         return SESSION_MAX_REACHED
-    if idle_timeout is not None and now > refresh_token.created + timedelta(seconds=idle_timeout):
+    last_refresh = last_refresh or refresh_token.created
+    if idle_timeout is not None and now > last_refresh + timedelta(seconds=idle_timeout):
         return SESSION_IDLE
     return None
+
+
+# -- one session at a time ------------------------------------------------------------------------
+
+
+def start(*, session_id, user, realm, application, login_name, started_at, ip, user_agent, access_token=None):
+    """Store a new session, in the sign-in's transaction. ``access_token``: the one token of a
+    client that gets no refresh tokens, which then is what the session holds."""
+    return Session.objects.create(
+        id=session_id,
+        user=user,
+        realm=realm,
+        application=application,
+        login_name=login_name,
+        started_at=started_at,
+        ip_address=ip,
+        user_agent=(user_agent or "")[: Session._meta.get_field("user_agent").max_length],
+        access_token_checksum=access_token.token_checksum if access_token is not None else "",
+    )
+
+
+def _newest_token(session_field="pk"):
+    return (
+        get_refresh_token_model()
+        .objects.filter(token_family=OuterRef(session_field))
+        .order_by()
+        .values("token_family")
+        .annotate(newest=Max("created"))
+        .values("newest")
+    )
+
+
+def _ended(found, reason, *, now=None):
+    """Mark the open sessions in ``found`` ended, keeping when each was last used; each is recorded
+    in the audit trail. Returns their ids."""
+    now = now or timezone.now()
+    open_sessions = found.filter(ended_at__isnull=True)
+    rows = list(open_sessions.values("pk", "user_id", "realm__slug", "login_name", "application__client_id"))
+    if not rows:
+        return []
+    Session.objects.filter(pk__in=[row["pk"] for row in rows], ended_at__isnull=True).update(
+        ended_at=now, end_reason=reason, last_used_at=Subquery(_newest_token())
+    )
+    audit.record_many(
+        SecurityEvent.SESSION_ENDED,
+        [
+            {
+                "reason": reason,
+                "session_id": row["pk"],
+                "user_id": row["user_id"],
+                "realm": row["realm__slug"],
+                "login_name": row["login_name"],
+                "client_id": row["application__client_id"],
+            }
+            for row in rows
+        ],
+    )
+    return [row["pk"] for row in rows]
+
+
+def end_family(session_id, reason):
+    """Mark one session ended (its tokens are the caller's to revoke): reuse detected, a limit
+    reached, the client revoking its refresh token."""
+    if session_id is not None:
+        _ended(Session.objects.filter(pk=session_id), reason)
+
+
+def own_session(user, session_id):
+    """The user's session with this id (as sent: any text), or None: unknown, malformed or another
+    user's are all the same None."""
+    try:
+        session_id = uuid.UUID(str(session_id))
+    except ValueError:
+        return None
+    return Session.objects.filter(pk=session_id, user=user).first()
+
+
+def end_session(session, *, reason):
+    """End one session: its refresh tokens revoked and access tokens deleted at once."""
+    with transaction.atomic():
+        AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
+        family = Q(refresh_token__token_family=session.pk) | Q(source_refresh_token__token_family=session.pk)
+        if session.access_token_checksum:
+            family |= Q(token_checksum=session.access_token_checksum)
+        AccessToken.objects.filter(family).delete()
+        RefreshToken.objects.filter(token_family=session.pk, revoked__isnull=True).update(
+            revoked=timezone.now(), access_token=None
+        )
+        _ended(Session.objects.filter(pk=session.pk), reason)
+
+
+def _alive(now):
+    """Conditions of a session whose tokens still work, but for its client's lifetimes."""
+    live_refresh = get_refresh_token_model().objects.filter(token_family=OuterRef("pk"), revoked__isnull=True)
+    live_access = get_access_token_model().objects.filter(
+        token_checksum=OuterRef("access_token_checksum"), expires__gt=now
+    )
+    return Q(ended_at__isnull=True) & (Exists(live_refresh) | (~Q(access_token_checksum="") & Exists(live_access)))
+
+
+def live_sessions(user, *, now=None):
+    """The user's sessions that still work, newest first, each with ``last_used_at`` (its newest
+    refresh, or its sign-in)."""
+    from . import clients  # clients imports this module
+
+    now = now or timezone.now()
+    found = (
+        Session.objects.filter(_alive(now), user=user)
+        .select_related("application", "application__ropc_policy", "realm")
+        .annotate(newest_token=Subquery(_newest_token()))
+    )
+    live = []
+    for session in found:
+        last_used = session.newest_token or session.started_at
+        if session.newest_token is not None:
+            lifetime = clients.refresh_token_lifetime(session.application)
+            if last_used + timedelta(seconds=lifetime) <= now or past_its_limits(
+                None,
+                started_at=session.started_at,
+                max_lifetime=clients.session_max_lifetime(session.application),
+                idle_timeout=clients.session_idle_timeout(session.application),
+                now=now,
+                last_refresh=last_used,
+            ):
+                continue
+        session.last_used_at = last_used
+        live.append(session)
+    return live
+
+
+def live_session_count(application, *, now=None):
+    """How many sessions of this client still work (its lifetimes and limits counted)."""
+    from . import clients  # clients imports this module
+
+    now = now or timezone.now()
+    lifetime = clients.refresh_token_lifetime(application)
+    fresh = get_refresh_token_model().objects.filter(
+        token_family=OuterRef("pk"), revoked__isnull=True, created__gt=now - timedelta(seconds=lifetime)
+    )
+    live_access = get_access_token_model().objects.filter(
+        token_checksum=OuterRef("access_token_checksum"), expires__gt=now
+    )
+    started_after = now - timedelta(seconds=clients.session_max_lifetime(application))
+    return Session.objects.filter(
+        Exists(fresh) | (~Q(access_token_checksum="") & Exists(live_access)),
+        application=application,
+        ended_at__isnull=True,
+        started_at__gte=started_after,
+    ).count()
+
+
+def session_of(access_token):
+    """The id of the session an access token belongs to, or None (tokens from before sessions)."""
+    for refresh_token in (_refresh_token_of(access_token), access_token.source_refresh_token):
+        if refresh_token is not None and refresh_token.token_family is not None:
+            return refresh_token.token_family
+    return (
+        Session.objects.filter(access_token_checksum=access_token.token_checksum).values_list("pk", flat=True).first()
+    )
+
+
+def _refresh_token_of(access_token):
+    try:
+        return access_token.refresh_token
+    except get_refresh_token_model().DoesNotExist:
+        return None
+
+
+def session_of_live_refresh_token(value, application):
+    """The session of this client's live refresh token with this value, or None: revoking it (RFC
+    7009) signs that session out."""
+    if application is None:
+        return None
+    return (
+        get_refresh_token_model()
+        .objects.filter(token_checksum=tokens.checksum(value), application=application, revoked__isnull=True)
+        .values_list("token_family", flat=True)
+        .first()
+    )
+
+
+def purge(before):
+    """Delete the sessions that ended before ``before``, or began before it and have no token
+    left (``cleartokens`` removed them). Returns how many."""
+    AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
+    tokens_left = Exists(RefreshToken.objects.filter(token_family=OuterRef("pk"))) | (
+        ~Q(access_token_checksum="")
+        & Exists(AccessToken.objects.filter(token_checksum=OuterRef("access_token_checksum")))
+    )
+    deleted, _ = Session.objects.filter(Q(ended_at__lt=before) | (Q(started_at__lt=before) & ~tokens_left)).delete()
+    return deleted

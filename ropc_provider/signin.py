@@ -17,11 +17,11 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import get_access_token_model
 
-from . import mfa, protection, signals, tokens
+from . import audit, mfa, protection, sessions, signals, tokens
 from .accounts import Identity, account_by_login, normalize_login, project_lockout_key
 from .conf import ropc_settings
-from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue
-from .models import Authenticator, ClientPolicy, Realm, RealmAccount
+from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue, TooManyAttempts
+from .models import Authenticator, ClientPolicy, Realm, RealmAccount, SecurityEvent
 from .realms import allowed_realms, default_realm
 
 AccessToken = get_access_token_model()
@@ -41,6 +41,9 @@ class SignIn:
     # Whether the account has a second factor is asked by record_sign_in's statement, not before
     # (see second_factor_due).
     factor_checked_on_record: bool = False
+    # Where it came from, as attack protection counted it: the session keeps both.
+    ip: str | None = None
+    user_agent: str = ""
 
     @property
     def identity(self):
@@ -89,20 +92,29 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
     login_key = normalize_login(login)
     realm, account, looked_up = _resolve(policy, realm_slug, login_key)
     if not realm.is_active:
+        record_failure(realm, login, reason=FAILED_REALM_DISABLED, ip=ip)
         raise RealmInactive("Sign-in to this realm is disabled.")
     if realm.is_directory and not looked_up:
         account = account_by_login(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
     lockout_key = login_key if realm.is_directory else project_lockout_key(login)
     account_key = account.login_key if account else None
-    attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key, ip=ip)
+    try:
+        attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key, ip=ip)
+    except TooManyAttempts as refusal:
+        # Refusals cost no hash, so an attacker can send many: one on record a minute is enough.
+        if protection.worth_recording(refusal.kind, realm.slug, lockout_key, ip):
+            record_failure(realm, login, reason=refusal.kind, ip=ip)
+        raise
 
-    user, login_name = None, login
+    user, login_name, why = None, login, FAILED_CREDENTIALS
     try:
         if realm.is_directory:
             if account is None or not account.user.is_active or not account.user.has_usable_password():
                 # One hash, as a wrong password costs: for an inactive account check_password()
                 # would also upgrade an old hash on a right password, a second hash that tells.
                 _burn_a_hash(password)
+                if account is not None and not account.user.is_active:
+                    why = FAILED_INACTIVE
             elif account.user.check_password(password):
                 user, login_name = account.user, account.login_name
         else:
@@ -113,14 +125,14 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
                 user, login_name = candidate, candidate.get_username()
         if attempt.account_locked:
             # The account is locked through another of its names: refuse as a wrong password would.
-            user = None
+            user, why = None, FAILED_LOCKED
     except BaseException:
         attempt.failed()
         raise
 
     if user is None:
         attempt.failed()
-        announce_failure(realm, login, request=request)
+        announce_failure(realm, login, reason=why, ip=ip, request=request)
         return None
     return SignIn(
         user=user,
@@ -130,6 +142,8 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         policy=policy,
         lockout_key=lockout_key,
         account_key=account_key or "",
+        ip=ip,
+        user_agent=request.META.get("HTTP_USER_AGENT", "") if request is not None else "",
     )
 
 
@@ -226,7 +240,23 @@ def _sign_in_statement(*, project_realm, write_last_login, has_policy, without_f
     return f"SELECT 1 FROM {table} WHERE {where}{lock}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
 
 
-def announce_failure(realm, login, *, request=None):
+# Why a sign-in failed, as the audit trail says it. An unknown account and a wrong password are one
+# category: the trail must not become the oracle the endpoint refuses to be.
+FAILED_CREDENTIALS = "invalid_credentials"
+FAILED_INACTIVE = "inactive"
+FAILED_REALM_DISABLED = "realm_disabled"
+FAILED_LOCKED = "locked"
+FAILED_THROTTLED = "throttled"
+# The sign-in's transaction failed (the database, a receiver of the host's): nothing was issued.
+FAILED_ERROR = "error"
+
+
+def record_failure(realm, login, *, reason, ip=None):
+    audit.record(SecurityEvent.SIGN_IN_FAILED, realm=realm, login_name=normalize_login(login), reason=reason, ip=ip)
+
+
+def announce_failure(realm, login, *, reason=FAILED_CREDENTIALS, ip=None, request=None):
+    record_failure(realm, login, reason=reason, ip=ip)
     signals.sign_in_failed.send(sender=authenticate, realm=realm, login=normalize_login(login), request=request)
 
 
@@ -266,25 +296,56 @@ def complete(
     request=None,
     during=None,
 ):
-    """Finish a sign-in: store its token pair, or refuse it when it no longer stands
+    """Finish a sign-in: store its token pair and its session, or refuse it when it no longer stands
     (``record_sign_in``); settles its counted attempt, if any, either way. Returns the access token
-    issued, or None. ``during(access)`` runs in the same transaction, after the tokens are written."""
-    # One transaction, one commit: the sign-in and the token pair are written together.
+    issued, or None. ``during(access)`` runs in the same transaction, after the tokens are written.
+    ``family``: the session's id (``tokens.new_family``), when the caller needed it before."""
+    started_at = started_at or timezone.now()
+    family = family or tokens.new_family(started_at)
     access = None
-    with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
-        if record_sign_in(sign_in):
-            access = tokens.issue(
-                user=sign_in.user,
-                application=application,
-                scope=scope,
-                access_token=access_token,
-                expires_in=expires_in,
-                refresh_token=refresh_token,
-                started_at=started_at,
-                family=family,
-            )
-            if during is not None:
-                during(access)
+    try:
+        # One transaction, one commit: the sign-in, its token pair, its session and its event.
+        with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
+            if record_sign_in(sign_in):
+                access = tokens.issue(
+                    user=sign_in.user,
+                    application=application,
+                    scope=scope,
+                    access_token=access_token,
+                    expires_in=expires_in,
+                    refresh_token=refresh_token,
+                    started_at=started_at,
+                    family=family,
+                )
+                sessions.start(
+                    session_id=family,
+                    user=sign_in.user,
+                    realm=sign_in.realm,
+                    application=application,
+                    login_name=sign_in.login_name,
+                    started_at=started_at,
+                    ip=sign_in.ip,
+                    user_agent=sign_in.user_agent,
+                    access_token=None if refresh_token else access,
+                )
+                audit.record(
+                    SecurityEvent.SIGN_IN_SUCCEEDED,
+                    user=sign_in.user,
+                    realm=sign_in.realm,
+                    client=application,
+                    login_name=normalize_login(sign_in.login_name),
+                    session_id=family,
+                    ip=sign_in.ip,
+                    user_agent=sign_in.user_agent,
+                )
+                if during is not None:
+                    during(access)
+    except Exception:
+        # Rolled back: recorded now, outside it, for this is the failure a security team needs.
+        if sign_in.attempt is not None:
+            sign_in.attempt.failed()
+        announce_failure(sign_in.realm, sign_in.login_name, reason=FAILED_ERROR, ip=sign_in.ip, request=request)
+        raise
     if access is not None:
         if sign_in.attempt is not None:
             sign_in.attempt.succeeded()
@@ -294,5 +355,5 @@ def complete(
     else:
         if sign_in.attempt is not None:
             sign_in.attempt.failed()
-        announce_failure(sign_in.realm, sign_in.login_name, request=request)
+        announce_failure(sign_in.realm, sign_in.login_name, ip=sign_in.ip, request=request)
     return access

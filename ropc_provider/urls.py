@@ -11,6 +11,8 @@ urlpatterns = [
     path("revoke_token/", views.RevokeTokenView.as_view(), name="revoke-token"),
     path("introspect/", views.IntrospectTokenView.as_view(), name="introspect"),
     path("revoke_sessions/", views.RevokeSessionsView.as_view(), name="revoke-sessions"),
+    path("sessions/", views.OwnSessionsView.as_view(http_method_names=["get"]), name="sessions"),
+    path("sessions/<str:session_id>/", views.OwnSessionsView.as_view(http_method_names=["delete"]), name="session"),
     path("mfa/", views.OwnFactorView.as_view(http_method_names=["get"]), name="mfa"),
     path("mfa/totp/", views.OwnFactorView.as_view(action="begin"), name="mfa-totp"),
     path("mfa/totp/confirm/", views.OwnFactorView.as_view(action="confirm"), name="mfa-totp-confirm"),

@@ -6,7 +6,7 @@ import logging
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.core.exceptions import BadRequest, SuspiciousOperation
-from django.db import InterfaceError, OperationalError
+from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpResponse, JsonResponse
 from django.http.multipartparser import MultiPartParserError
 from django.utils.decorators import method_decorator
@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_post_parameters, sensitive_v
 from oauth2_provider.views.mixins import OAuthLibMixin
 from oauthlib.oauth2.rfc6749 import errors
 
-from . import accounts, metadata, mfa, oidc, protection, sessions, tokens
+from . import accounts, audit, metadata, mfa, oidc, protection, sessions, tokens
 from .claims import user_claims
 from .conf import ropc_settings
 from .exceptions import (
@@ -28,7 +28,7 @@ from .exceptions import (
     TooManyAttempts,
     WrongFactor,
 )
-from .models import SessionCutoff
+from .models import Session, SessionCutoff
 from .oauth2_backends import OAuthLibCore, claims_hook_failure, read_form, without_credentials
 from .oauth2_validators import RopcValidator
 from .server import Server
@@ -75,6 +75,9 @@ def oauth_response(request, headers, body, status):
 @method_decorator(csrf_exempt, name="dispatch")
 @method_decorator(login_not_required, name="dispatch")
 @method_decorator(sensitive_post_parameters(*SENSITIVE_PARAMETERS), name="dispatch")
+# Each grant is its own transaction (signin.complete), and a failed one is recorded after it: with
+# ATOMIC_REQUESTS the whole request's transaction would take that record down with it.
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
 class OAuthEndpoint(OAuthLibMixin, View):
     server_class = Server
     validator_class = RopcValidator
@@ -90,7 +93,10 @@ class OAuthEndpoint(OAuthLibMixin, View):
                 "HTTPS is required. Behind a TLS proxy, set Django's SECURE_PROXY_SSL_HEADER.",
             )
         try:
-            return super().dispatch(request, *args, **kwargs)
+            # What every event recorded while answering shares (the validator adds the client, and
+            # the address as attack protection counts it).
+            with audit.context(user_agent=request.META.get("HTTP_USER_AGENT", ""), ip=request.META.get("REMOTE_ADDR")):
+                return super().dispatch(request, *args, **kwargs)
         except (OperationalError, InterfaceError) as error:
             # The database is down or unreachable: every transaction was rolled back, and the
             # client may retry. Without this the client would get Django's HTML 500.
@@ -153,18 +159,9 @@ class RevokeSessionsView(OAuthEndpoint):
         return oauth_response(request, {}, "", 204)
 
 
-class OwnFactorView(OAuthEndpoint):
-    """The signed-in user's own second factor (bearer access token): see README, "Multi-factor
-    sign-in". Bodies are form-encoded, read as strictly as the token endpoint's."""
-
-    # Each path one action: GET the status, POST the others (urls.py).
-    action = "status"
-
-    def get(self, request, *args, **kwargs):
-        return self._acting(request, lambda user, form: (200, mfa.status(user)))
-
-    def post(self, request, *args, **kwargs):
-        return self._acting(request, getattr(self, self.action))
+class OwnAccountView(OAuthEndpoint):
+    """What a signed-in user does with their own account, with a bearer access token of a first-party
+    client (ours). Bodies are form-encoded, read as strictly as the token endpoint's."""
 
     @method_decorator(sensitive_variables())
     def _acting(self, request, act):
@@ -203,7 +200,65 @@ class OwnFactorView(OAuthEndpoint):
                 f'error_description="{description}", max_age="{refusal.max_age}"'
             )
             return json_error(request, 401, code, description, **{"WWW-Authenticate": challenge})
+        except NotFound as refusal:
+            return json_error(request, 404, "not_found", str(refusal))
         return oauth_response(request, {}, json.dumps(body) if body is not None else "", status)
+
+
+class NotFound(Exception):
+    pass
+
+
+class OwnSessionsView(OwnAccountView):
+    """The signed-in user's live sessions (README, "Sessions"): GET lists them, DELETE on one's path
+    ends it. Another user's session is not found, as an unknown one."""
+
+    http_method_names = ["get", "delete"]
+
+    def get(self, request, *args, **kwargs):
+        return self._acting(request, self.list)
+
+    def delete(self, request, session_id, *args, **kwargs):
+        return self._acting(request, lambda user, form: self.end(user, session_id))
+
+    def list(self, user, form):
+        current = sessions.session_of(self.access_token)
+        return 200, {
+            "sessions": [
+                {
+                    "id": str(session.pk),
+                    "client": session.application.name,
+                    "client_id": session.application.client_id,
+                    "realm": session.realm.slug,
+                    "started_at": session.started_at.isoformat(),
+                    "last_used_at": session.last_used_at.isoformat(),
+                    "ip_address": session.ip_address,
+                    "user_agent": session.user_agent,
+                    "current": session.pk == current,
+                }
+                for session in sessions.live_sessions(user)
+            ]
+        }
+
+    def end(self, user, session_id):
+        session = sessions.own_session(user, session_id)
+        if session is None:
+            raise NotFound("No such session.")
+        sessions.end_session(session, reason=Session.SIGNED_OUT)
+        return 204, None
+
+
+class OwnFactorView(OwnAccountView):
+    """The signed-in user's own second factor: see README, "Multi-factor sign-in"."""
+
+    # Each path one action: GET the status, POST the others (urls.py).
+    action = "status"
+
+    def get(self, request, *args, **kwargs):
+        return self._acting(request, lambda user, form: (200, mfa.status(user)))
+
+    def post(self, request, *args, **kwargs):
+        return self._acting(request, getattr(self, self.action))
 
     @method_decorator(sensitive_variables())
     def begin(self, user, form):

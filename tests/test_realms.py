@@ -6,6 +6,7 @@ from ropc_provider import accounts, clients, realms, signals
 from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import Realm, RealmAccount
 from tests.helpers import INTROSPECT, assert_error, me
+from tests.test_query_counts import PASSWORD_GRANT_QUERIES
 
 EMPLOYEE_PASSWORD = "employee pass phrase 1"
 CUSTOMER_PASSWORD = "customer pass phrase 2"
@@ -305,13 +306,13 @@ def test_signals_carry_realm_and_login_never_the_password(api, two_alices, both_
 
 def test_realm_password_grant_queries(api, two_alices, both_realms_app, django_assert_num_queries):
     # Application; account with its user and realm, if the client may use the realm; the tokens; last_login.
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(PASSWORD_GRANT_QUERIES):
         assert sign_in(api, both_realms_app, "alice", EMPLOYEE_PASSWORD, "employees").status_code == 200
 
 
 def test_default_realm_password_grant_queries(api, two_alices, django_assert_num_queries):
     app = clients.register_client(name="Staff app", confidential=False, realms=["employees"]).application
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(PASSWORD_GRANT_QUERIES):
         assert sign_in(api, app, "alice", EMPLOYEE_PASSWORD).status_code == 200
 
 
