@@ -23,4 +23,6 @@ class RopcProviderConfig(AppConfig):
             receivers.follow_client_realm_changes, sender=ClientPolicy.realms.through, dispatch_uid="ropc.realms"
         )
         post_delete.connect(receivers.delete_account_user, sender=RealmAccount, dispatch_uid="ropc.account")
+        post_save.connect(receivers.record_account_change, sender=RealmAccount, dispatch_uid="ropc.account_saved")
+        post_save.connect(receivers.record_client_change, sender=ClientPolicy, dispatch_uid="ropc.policy_saved")
         post_delete.connect(receivers.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")

@@ -7,10 +7,10 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 
-from . import client_secrets
+from . import audit, client_secrets
 from .conf import ropc_settings
 from .exceptions import InvalidInput
-from .models import ClientPolicy
+from .models import ClientPolicy, SecurityEvent
 from .realms import get_realm, project_realm
 from .sessions import revoke_client_tokens
 
@@ -339,6 +339,7 @@ def rotate_secret(application):
         # A client that DOT could still authenticate (adopted with its DOT secret) no longer can.
         application.client_secret, application.hash_client_secret = client_secrets.unknown_to_dot(), True
         application.save(update_fields=["client_secret", "hash_client_secret"])
+        audit.record(SecurityEvent.CLIENT_SECRET_ROTATED, client=application)
     return secret
 
 
@@ -348,5 +349,7 @@ def set_active(policy, active):
     with transaction.atomic():
         policy.is_active = active
         policy.save(update_fields=["is_active"])
+        event = SecurityEvent.CLIENT_CHANGED if active else SecurityEvent.CLIENT_DEACTIVATED
+        audit.record(event, client=policy.application, reason="activated" if active else "")
         if not active:
             revoke_client_tokens(policy.application)

@@ -7,8 +7,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import get_hasher, identify_hasher
 from oauth2_provider.models import get_application_model
 
-from . import sessions
-from .models import ClientPolicy, Realm, SessionCutoff
+from . import audit, sessions
+from .models import ClientPolicy, Realm, SecurityEvent, SessionCutoff
 
 
 def remember_account_state(sender, instance, **kwargs):
@@ -34,10 +34,15 @@ def end_sessions_on_account_change(sender, instance, created, update_fields=None
     new_password = getattr(instance, "_password", None) is not None or (
         instance.password != loaded_password and not _is_hash_upgrade(loaded_password, instance, update_fields)
     )
+    is_active = getattr(instance, "is_active", True)
     if new_password:
+        audit.record(SecurityEvent.ACCOUNT_CHANGED, user=instance, reason="password_changed")
         sessions.revoke_sessions(instance, reason=SessionCutoff.PASSWORD_CHANGED)
-    elif was_active and not getattr(instance, "is_active", True):
+    elif was_active and not is_active:
+        audit.record(SecurityEvent.ACCOUNT_CHANGED, user=instance, reason="deactivated")
         sessions.revoke_sessions(instance, reason=SessionCutoff.ACCOUNT_DEACTIVATED)
+    elif is_active and not was_active:
+        audit.record(SecurityEvent.ACCOUNT_CHANGED, user=instance, reason="activated")
 
 
 def _is_hash_upgrade(old, user, update_fields):
@@ -58,9 +63,35 @@ def _is_hash_upgrade(old, user, update_fields):
 
 
 def end_sessions_on_realm_change(sender, instance, created, **kwargs):
-    """post_save of Realm: deactivating a realm ends its sessions at once."""
+    """post_save of Realm: deactivating a realm ends its sessions at once. Every save is on record."""
+    audit.record(
+        SecurityEvent.REALM_CHANGED,
+        realm=instance,
+        reason="created" if created else "changed" if instance.is_active else "deactivated",
+    )
     if not created and not instance.is_active:
         sessions.revoke_realm_tokens(instance)
+
+
+def record_client_change(sender, instance, created, update_fields=None, **kwargs):
+    """post_save of ClientPolicy: a client registered or changed, whoever changed it. (Activation and
+    deactivation are recorded by clients.set_active, which says which.)"""
+    if update_fields is not None and set(update_fields) == {"is_active"}:
+        return
+    event = SecurityEvent.CLIENT_REGISTERED if created else SecurityEvent.CLIENT_CHANGED
+    audit.record(event, client=instance.application)
+
+
+def record_account_change(sender, instance, created, **kwargs):
+    """post_save / post_delete of RealmAccount: a directory account created, renamed or deleted."""
+    reason = "created" if created else "changed" if created is not None else "deleted"
+    audit.record(
+        SecurityEvent.ACCOUNT_CHANGED,
+        user_id=instance.user_id,
+        realm=instance.realm.slug,
+        login_name=instance.login_key,
+        reason=reason,
+    )
 
 
 def follow_client_realm_changes(sender, instance, action, reverse, pk_set, **kwargs):
@@ -88,6 +119,7 @@ def follow_client_realm_changes(sender, instance, action, reverse, pk_set, **kwa
 def delete_account_user(sender, instance, origin=None, **kwargs):
     """post_delete of RealmAccount: its Django user goes too. Left behind, it would be one of the
     project's users, with the account's password."""
+    record_account_change(sender, instance, created=None)
     if not isinstance(origin, get_user_model()):
         get_user_model()._default_manager.filter(pk=instance.user_id).delete()
 

@@ -102,7 +102,8 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key, ip=ip)
     except TooManyAttempts as refusal:
         # Refusals cost no hash, so an attacker can send many: one on record a minute is enough.
-        if protection.worth_recording(refusal.kind, realm.slug, lockout_key, ip):
+        subject = (ip,) if refusal.kind == FAILED_THROTTLED else (realm.slug, lockout_key)
+        if protection.worth_recording(refusal.kind, *subject):
             record_failure(realm, login, reason=refusal.kind, ip=ip)
         raise
 

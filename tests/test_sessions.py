@@ -3,6 +3,7 @@ at once, and leaves tokens obtained afterwards working."""
 
 import io
 import json
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -15,11 +16,11 @@ from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
-from ropc_provider import accounts, clients, realms, sessions, signals
+from ropc_provider import accounts, clients, realms, sessions, signals, tokens
 from ropc_provider.exceptions import InvalidInput
-from ropc_provider.models import SessionCutoff
-from tests.factories import PASSWORD, ClientFactory, UserFactory
-from tests.helpers import assert_error, me
+from ropc_provider.models import Session, SessionCutoff
+from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
+from tests.helpers import INTROSPECT, assert_error, assert_no_store, me, verify
 from tests.test_query_counts import REFRESH_GRANT_QUERIES
 
 NEW_PASSWORD = "a brand new pass phrase 7"
@@ -382,3 +383,210 @@ def test_session_limits_from_the_cli_and_their_rules(db):
     assert (described["session_max_lifetime"], described["session_idle_timeout"]) == (3600, 300)
     with pytest.raises(InvalidInput, match="session idle timeout must be a positive"):
         clients.register_client(name="Broken", confidential=False, session_idle_timeout=0)
+
+
+# -- sessions one by one ---------------------------------------------------------------------------
+
+SESSIONS = "/o/sessions/"
+
+
+def bearer(body):
+    return {"HTTP_AUTHORIZATION": f"Bearer {body['access_token']}"}
+
+
+def listed(api, body):
+    response = api.client.get(SESSIONS, **bearer(body))
+    assert response.status_code == 200, response.content
+    assert_no_store(response)
+    return response.json()["sessions"]
+
+
+def end(api, body, session_id):
+    return api.client.delete(f"{SESSIONS}{session_id}/", **bearer(body))
+
+
+def session_id_of(body):
+    return str(tokens.find_refresh_token(body["refresh_token"]).token_family)
+
+
+def test_a_sign_in_is_a_session_with_its_client_address_and_agent(api, user, public_app):
+    with freeze_time("2026-12-03 09:00:00.250+00:00"):
+        body = api.token(
+            {"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": public_app.client_id},
+            HTTP_USER_AGENT="ExampleApp/2.1 (iPhone)",
+        ).data
+    session = Session.objects.get()
+    assert str(session.pk) == session_id_of(body)
+    assert (session.user, session.application, session.realm.slug) == (user, public_app, "project")
+    assert session.started_at.isoformat() == "2026-12-03T09:00:00.250000+00:00"
+    assert (session.ip_address, session.user_agent, session.ended_at) == ("127.0.0.1", "ExampleApp/2.1 (iPhone)", None)
+
+
+def test_the_user_lists_their_live_sessions_with_the_current_one_marked(api, user, public_app):
+    other_client = ClientFactory(name="Desktop app").application
+    with freeze_time("2026-12-03 09:00:00+00:00") as clock:
+        phone = api.password_grant(public_app, "alice").data
+        clock.tick(60)
+        desktop = api.password_grant(other_client, "alice").data
+        clock.tick(60)
+        desktop = api.refresh(other_client, desktop["refresh_token"]).data
+        UserFactory(username="bob")
+        api.password_grant(public_app, "bob")  # someone else's
+        found = listed(api, phone)
+    assert [(s["client"], s["current"]) for s in found] == [("Desktop app", False), ("Native app", True)]
+    newest = found[0]
+    assert newest["id"] == session_id_of(desktop)
+    assert (newest["started_at"], newest["last_used_at"]) == ("2026-12-03T09:01:00+00:00", "2026-12-03T09:02:00+00:00")
+    assert (newest["realm"], newest["ip_address"], newest["client_id"]) == (
+        "project",
+        "127.0.0.1",
+        other_client.client_id,
+    )
+    assert found[1]["last_used_at"] == found[1]["started_at"] == "2026-12-03T09:00:00+00:00"
+    assert listed(api, desktop)[0]["current"] is True
+
+
+def test_ending_one_session_leaves_the_others_working(api, user, public_app):
+    phone = api.password_grant(public_app, "alice").data
+    laptop = api.password_grant(public_app, "alice").data
+    response = end(api, phone, session_id_of(laptop))
+    assert response.status_code == 204
+    assert_session_ended(api, public_app, laptop)
+    assert me(api, phone).status_code == 200
+    assert [s["id"] for s in listed(api, phone)] == [session_id_of(phone)]
+    assert api.refresh(public_app, phone["refresh_token"]).status_code == 200
+    ended = Session.objects.get(pk=session_id_of(laptop))
+    assert (ended.end_reason, ended.ended_at is not None) == (Session.SIGNED_OUT, True)
+
+
+def test_a_user_may_end_the_session_they_call_from(api, user, public_app):
+    phone = api.password_grant(public_app, "alice").data
+    assert end(api, phone, session_id_of(phone)).status_code == 204
+    assert_session_ended(api, public_app, phone)
+
+
+@pytest.mark.parametrize("whose", ["another user's", "unknown", "malformed"])
+def test_another_users_session_is_not_found(api, user, public_app, whose):
+    mine = api.password_grant(public_app, "alice").data
+    UserFactory(username="bob")
+    bobs = api.password_grant(public_app, "bob").data
+    session_id = {"another user's": session_id_of(bobs), "unknown": str(uuid.uuid4()), "malformed": "1 OR 1=1"}[whose]
+    response = end(api, mine, session_id)
+    assert_error(response, 404, "not_found")
+    assert me(api, bobs).status_code == 200
+    assert api.refresh(public_app, bobs["refresh_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("method", ["get", "delete"])
+def test_sessions_need_a_bearer_token(api, user, public_app, method):
+    session_id = session_id_of(api.password_grant(public_app, "alice").data)
+    path = SESSIONS if method == "get" else f"{SESSIONS}{session_id}/"
+    response = getattr(api.client, method)(path)
+    assert_error(response, 401, "unauthorized")
+    assert response["WWW-Authenticate"] == 'Bearer realm="oauth"'
+    assert Session.objects.get().ended_at is None
+
+
+def test_a_token_of_another_kind_of_client_may_not_see_sessions(api, token_of_no_user):
+    response = api.client.get(SESSIONS, HTTP_AUTHORIZATION=f"Bearer {token_of_no_user}")
+    assert_error(response, 401, "invalid_token")
+
+
+def test_a_session_without_refresh_tokens_is_its_access_token(api, user):
+    app = ClientFactory(name="Script", issue_refresh_tokens=False).application
+    body = api.password_grant(app, "alice").data
+    [session] = listed(api, body)
+    assert (session["client"], session["current"]) == ("Script", True)
+    assert end(api, body, session["id"]).status_code == 204
+    assert me(api, body).status_code == 401
+    assert Session.objects.get().end_reason == Session.SIGNED_OUT
+
+
+def test_the_session_id_is_sid_in_id_tokens_and_introspection(api, user, jwks, settings, resource_server):
+    app = ClientFactory(scopes=["openid", "read"]).application
+    body = api.password_grant(app, "alice", scope="openid read").data
+    sid = session_id_of(body)
+    assert verify(body["id_token"], jwks, app.client_id)["sid"] == sid
+    refreshed = api.refresh(app, body["refresh_token"]).data
+    assert verify(refreshed["id_token"], jwks, app.client_id)["sid"] == sid
+    server, secret = resource_server
+    for token in (refreshed["access_token"], refreshed["refresh_token"]):
+        described = api.post(INTROSPECT, {"token": token}, basic=(server.client_id, secret)).data
+        assert (described["active"], described["sid"]) == (True, sid)
+
+
+def _end_reason(body):
+    return Session.objects.get(pk=session_id_of(body)).end_reason
+
+
+def test_every_way_of_ending_a_session_says_why(api, user, public_app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SESSION_IDLE_TIMEOUT": 600, "REFRESH_TOKEN_REUSE_TOLERANCE": 0}
+    signed_out = api.password_grant(public_app, "alice").data
+    assert (
+        api.post(
+            "/o/revoke_token/", {"token": signed_out["refresh_token"], "client_id": public_app.client_id}
+        ).status_code
+        == 200
+    )
+    assert _end_reason(signed_out) == Session.SIGNED_OUT
+
+    reused = api.password_grant(public_app, "alice").data
+    api.refresh(public_app, reused["refresh_token"])
+    assert_error(api.refresh(public_app, reused["refresh_token"]), 400, "invalid_grant")
+    assert _end_reason(reused) == Session.REUSE_DETECTED
+
+    with freeze_time(timezone.now()) as clock:
+        idle = api.password_grant(public_app, "alice").data
+        clock.tick(601)
+        assert_error(api.refresh(public_app, idle["refresh_token"]), 400, "invalid_grant")
+    assert _end_reason(idle) == Session.IDLE
+
+    cut_off = api.password_grant(public_app, "alice").data
+    sessions.revoke_sessions(user, reason=SessionCutoff.PASSWORD_CHANGED)
+    assert _end_reason(cut_off) == Session.CUT_OFF
+    everywhere = api.password_grant(public_app, "alice").data
+    assert api.post("/o/revoke_sessions/", **bearer(everywhere)).status_code == 204
+    assert _end_reason(everywhere) == Session.SIGNED_OUT
+    by_operator = api.password_grant(public_app, "alice").data
+    sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
+    assert _end_reason(by_operator) == Session.OPERATOR
+
+
+def test_deactivating_the_client_or_the_realm_ends_its_sessions(api, db):
+    realm = RealmFactory(slug="staff")
+    alice = AccountFactory(realm=realm, login_name="alice")
+    first, second = (ClientFactory(realms=[realm], default_realm="staff") for _ in range(2))
+    on_first = api.password_grant(first.application, "alice", alice.password).data
+    on_second = api.password_grant(second.application, "alice", alice.password).data
+    clients.set_active(first.application.ropc_policy, False)
+    assert _end_reason(on_first) == Session.CLIENT_DEACTIVATED
+    assert _end_reason(on_second) == ""
+    realm.is_active = False
+    realm.save()
+    assert _end_reason(on_second) == Session.REALM_DEACTIVATED
+
+
+def test_the_client_page_count_is_of_live_sessions(api, user, public_app):
+    live = [api.password_grant(public_app, "alice").data for _ in range(3)]
+    api.post("/o/revoke_token/", {"token": live[0]["refresh_token"], "client_id": public_app.client_id})
+    assert sessions.live_session_count(public_app) == 2
+    with freeze_time(timezone.now() + timedelta(seconds=clients.refresh_token_lifetime(public_app) + 1)):
+        assert sessions.live_session_count(public_app) == 0
+        assert sessions.live_sessions(user) == []
+
+
+def test_a_third_party_apps_token_cannot_see_or_end_sessions(api, alice, authorization_code_app):
+    token = AccessToken.objects.create(
+        user=alice.user, application=authorization_code_app, token="third-party-token-2", scope="read",
+        expires=timezone.now() + timedelta(hours=1),
+    )  # fmt: skip
+    assert_error(api.client.get(SESSIONS, HTTP_AUTHORIZATION=f"Bearer {token.token}"), 403, "insufficient_scope")
+    response = api.client.delete(f"{SESSIONS}{uuid.uuid4()}/", HTTP_AUTHORIZATION=f"Bearer {token.token}")
+    assert_error(response, 403, "insufficient_scope")
+
+
+def test_the_sessions_paths_take_only_their_methods(api, user, public_app):
+    body = api.password_grant(public_app, "alice").data
+    response = api.client.post(SESSIONS, **bearer(body))
+    assert_error(response, 405, "invalid_request")
+    assert response["Allow"] == "GET"

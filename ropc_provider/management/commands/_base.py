@@ -1,17 +1,21 @@
 import argparse
+import getpass
 import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ... import accounts, audit, realms
 from ...exceptions import RopcError
 
 
 class JSONCommand(BaseCommand):
-    """A command that prints one JSON object on stdout; errors go to stderr with exit status 1."""
+    """A command that prints one JSON object on stdout; errors go to stderr with exit status 1.
+    What it changes is on the audit trail as done by the command line (``actor``)."""
 
     def handle(self, *args, **options):
         try:
-            result = self.run(**options)
+            with audit.context(actor=command_line_actor()):
+                result = self.run(**options)
         except RopcError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(json.dumps(result, sort_keys=True))
@@ -34,6 +38,22 @@ class JSONCommand(BaseCommand):
 
         actions.add_parser = add_action
         return actions
+
+
+def command_line_actor():
+    """Who acts, for the audit trail: "command line", with the OS user when it can be told."""
+    try:
+        name = getpass.getuser()
+    except (ImportError, KeyError, OSError):  # no login name, no passwd entry (a container's uid)
+        name = ""
+    return f"command line ({name})" if name else "command line"
+
+
+def find_account(realm, username):
+    """The realm of this slug and its account of this login name: ``(realm, user)``; an unknown
+    realm or account is an error (``InvalidInput``), as the other account commands say it."""
+    realm = realms.get_realm(realm)
+    return realm, accounts.find_user(realm, username)
 
 
 # Django's BaseCommand options (manage.py already reads --settings and --pythonpath anywhere).

@@ -1,0 +1,39 @@
+import argparse
+from datetime import timedelta
+
+from django.utils import timezone
+
+from ... import audit
+from ...conf import ropc_settings
+from ._base import JSONCommand
+
+
+def _days(value):
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days") from None
+    if number <= 0:
+        raise argparse.ArgumentTypeError("must be a positive number of days")
+    return number
+
+
+class Command(JSONCommand):
+    help = (
+        "The audit trail: 'purge' deletes the security events older than AUDIT_RETENTION_DAYS, "
+        "and the sessions that ended before then."
+    )
+
+    def add_arguments(self, parser):
+        actions = self.add_actions(parser)
+        purge = actions.add_parser("purge", help="Delete the events and ended sessions past the retention.")
+        purge.add_argument(
+            "--days", type=_days, metavar="N", help="Keep N days for this run instead of AUDIT_RETENTION_DAYS."
+        )
+
+    def run(self, *, action, days=None, **options):
+        now = timezone.now()
+        if days is not None:
+            # audit.purge keeps AUDIT_RETENTION_DAYS back from ``now``: shift it to keep N days.
+            now += timedelta(days=ropc_settings.AUDIT_RETENTION_DAYS - days)
+        return audit.purge(now=now)
