@@ -87,6 +87,8 @@ def _event(event_type, *, user=None, realm=None, client=None, **fields):
 
 
 def _log(event):
+    if not log.isEnabledFor(logging.INFO):
+        return  # nobody listens: spare the grant the JSON
     payload = {
         "time": event.time.isoformat(),
         "type": event.type,
@@ -118,12 +120,12 @@ def record_many(event_type, many):
     return events
 
 
-def purge(*, now=None):
-    """Delete the events older than ``AUDIT_RETENTION_DAYS``, and the sessions that ended (or whose
-    tokens are all gone) before then. Returns ``{"events": n, "sessions": n}``."""
+def purge(*, days=None, now=None):
+    """Delete the events older than ``days`` (``AUDIT_RETENTION_DAYS``), and the sessions that ended
+    (or whose tokens are all gone) before then. Returns ``{"events": n, "sessions": n}``."""
     from . import sessions  # sessions records through this module
 
-    before = (now or timezone.now()) - timedelta(days=ropc_settings.AUDIT_RETENTION_DAYS)
+    before = (now or timezone.now()) - timedelta(days=days or ropc_settings.AUDIT_RETENTION_DAYS)
     with transaction.atomic():
         events, _ = SecurityEvent.objects.filter(time__lt=before).delete()
         ended = sessions.purge(before)

@@ -166,27 +166,30 @@ def _ended(found, reason, *, now=None):
     """Mark the open sessions in ``found`` ended, keeping when each was last used; each is recorded
     in the audit trail. Returns their ids."""
     now = now or timezone.now()
-    open_sessions = found.filter(ended_at__isnull=True)
-    rows = list(open_sessions.values("pk", "user_id", "realm__slug", "login_name", "application__client_id"))
-    if not rows:
-        return []
-    Session.objects.filter(pk__in=[row["pk"] for row in rows], ended_at__isnull=True).update(
-        ended_at=now, end_reason=reason, last_used_at=Subquery(_newest_token())
-    )
-    audit.record_many(
-        SecurityEvent.SESSION_ENDED,
-        [
-            {
-                "reason": reason,
-                "session_id": row["pk"],
-                "user_id": row["user_id"],
-                "realm": row["realm__slug"],
-                "login_name": row["login_name"],
-                "client_id": row["application__client_id"],
-            }
-            for row in rows
-        ],
-    )
+    with transaction.atomic():
+        # Locked, so of two ends of one session (two operators, a sign-out racing a cutoff) one
+        # ends it and is on record, and the other finds it ended.
+        open_sessions = found.filter(ended_at__isnull=True).select_for_update(of=("self",))
+        rows = list(open_sessions.values("pk", "user_id", "realm__slug", "login_name", "application__client_id"))
+        if not rows:
+            return []
+        Session.objects.filter(pk__in=[row["pk"] for row in rows]).update(
+            ended_at=now, end_reason=reason, last_used_at=Subquery(_newest_token())
+        )
+        audit.record_many(
+            SecurityEvent.SESSION_ENDED,
+            [
+                {
+                    "reason": reason,
+                    "session_id": row["pk"],
+                    "user_id": row["user_id"],
+                    "realm": row["realm__slug"],
+                    "login_name": row["login_name"],
+                    "client_id": row["application__client_id"],
+                }
+                for row in rows
+            ],
+        )
     return [row["pk"] for row in rows]
 
 
@@ -208,7 +211,8 @@ def own_session(user, session_id):
 
 
 def end_session(session, *, reason):
-    """End one session: its refresh tokens revoked and access tokens deleted at once."""
+    """End one session: its refresh tokens revoked and access tokens deleted at once. Returns
+    whether this call ended it (False: it had ended already)."""
     with transaction.atomic():
         AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
         family = Q(refresh_token__token_family=session.pk) | Q(source_refresh_token__token_family=session.pk)
@@ -218,7 +222,7 @@ def end_session(session, *, reason):
         RefreshToken.objects.filter(token_family=session.pk, revoked__isnull=True).update(
             revoked=timezone.now(), access_token=None
         )
-        _ended(Session.objects.filter(pk=session.pk), reason)
+        return bool(_ended(Session.objects.filter(pk=session.pk), reason))
 
 
 def _alive(now):

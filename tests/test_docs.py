@@ -101,7 +101,10 @@ def test_the_command_line_table_lists_every_argument_of_every_command():
         if match:
             table[match.group(1)] = match.group(2)
     documented = set()
-    for command in ("ropc_client", "ropc_realm", "ropc_user", "ropc_unlock", "ropc_revoke", "ropc_mfa"):
+    commands = sorted(
+        path.stem for path in (README.parent / "ropc_provider" / "management" / "commands").glob("ropc_*.py")
+    )
+    for command in commands:
         parser = load_command_class("ropc_provider", command).create_parser("manage.py", command)
         subs = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
         for name, sub in subs[0].choices.items() if subs else [(None, parser)]:

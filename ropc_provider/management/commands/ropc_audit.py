@@ -1,10 +1,6 @@
 import argparse
-from datetime import timedelta
-
-from django.utils import timezone
 
 from ... import audit
-from ...conf import ropc_settings
 from ._base import JSONCommand
 
 
@@ -32,8 +28,4 @@ class Command(JSONCommand):
         )
 
     def run(self, *, action, days=None, **options):
-        now = timezone.now()
-        if days is not None:
-            # audit.purge keeps AUDIT_RETENTION_DAYS back from ``now``: shift it to keep N days.
-            now += timedelta(days=ropc_settings.AUDIT_RETENTION_DAYS - days)
-        return audit.purge(now=now)
+        return audit.purge(days=days)

@@ -1,5 +1,5 @@
-from ... import accounts, mfa, realms
-from ._base import JSONCommand
+from ... import accounts, mfa
+from ._base import JSONCommand, find_account
 
 
 class Command(JSONCommand):
@@ -19,8 +19,7 @@ class Command(JSONCommand):
             action.add_argument("--username", required=True)
 
     def run(self, *, action, realm, username, **options):
-        realm = realms.get_realm(realm)
-        user = accounts.find_user(realm, username)
+        realm, user = find_account(realm, username)
         shown = {"realm": realm.slug, "username": accounts.identity_of(user).login_name}
         if action == "enroll":
             enrolment = mfa.enroll(user)

@@ -1,6 +1,6 @@
-from ... import accounts, realms, sessions
+from ... import accounts, sessions
 from ...models import SessionCutoff
-from ._base import JSONCommand
+from ._base import JSONCommand, find_account
 
 
 class Command(JSONCommand):
@@ -11,8 +11,7 @@ class Command(JSONCommand):
         parser.add_argument("--username", required=True)
 
     def run(self, *, realm, username, **options):
-        realm = realms.get_realm(realm)
-        user = accounts.find_user(realm, username)
+        realm, user = find_account(realm, username)
         cutoff = sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
         return {
             "realm": realm.slug,

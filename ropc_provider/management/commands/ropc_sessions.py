@@ -1,7 +1,5 @@
 import uuid
 
-from django.db import transaction
-
 from ... import accounts, sessions
 from ...exceptions import InvalidInput
 from ...models import Session
@@ -51,17 +49,14 @@ class Command(JSONCommand):
             pk = uuid.UUID(session_id)
         except ValueError:
             raise InvalidInput(f"{session_id!r} is not a session id (a UUID, as 'list' shows it).") from None
-        with transaction.atomic():
-            # Locked: two operators ending it at once get one "ended" and one "already ended".
-            session = Session.objects.select_for_update().filter(pk=pk).first()
-            if session is None:
-                raise InvalidInput(f"No session {str(pk)!r}.")
-            if session.ended_at is not None:
-                raise InvalidInput(
-                    f"Session {str(pk)!r} has already ended ({session.end_reason or 'ended'}, "
-                    f"{session.ended_at.isoformat()})."
-                )
-            sessions.end_session(session, reason=Session.OPERATOR)
+        session = Session.objects.filter(pk=pk).first()
+        if session is None:
+            raise InvalidInput(f"No session {str(pk)!r}.")
+        if not sessions.end_session(session, reason=Session.OPERATOR):
+            session.refresh_from_db()
+            raise InvalidInput(
+                f"Session {str(pk)!r} has already ended ({session.end_reason}, {session.ended_at.isoformat()})."
+            )
         return {
             "ended": str(session.pk),
             "realm": session.realm.slug,
