@@ -17,13 +17,14 @@ import logging
 from contextlib import contextmanager
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import router, transaction
 from django.utils import timezone
 
 from .conf import ropc_settings
 from .models import SecurityEvent
 
-log = logging.getLogger("ropc_provider.audit")
+log = logging.getLogger("ropc_provider.audit")  # the events, one JSON object each, and nothing else
+problems = logging.getLogger("ropc_provider")
 
 # The API host projects may call (README: "Python API"); the rest may change.
 __all__ = ["context", "purge", "record"]
@@ -106,7 +107,12 @@ def record(event_type, **fields):
     if not _recorded(event_type):
         return None
     event = _event(event_type, **fields)
-    event.save(force_insert=True)
+    if transaction.get_connection(router.db_for_write(SecurityEvent)).needs_rollback:
+        # Inside a caller's transaction that is already lost: a row would go down with it, and the
+        # attempt would hide the error that lost it. The log keeps the event.
+        problems.warning("Security event not stored, its transaction is rolling back: %s", event_type)
+    else:
+        event.save(force_insert=True)
     _log(event)
     return event
 

@@ -151,10 +151,11 @@ def start(*, session_id, user, realm, application, login_name, started_at, ip, u
     )
 
 
-def _newest_token(session_field="pk"):
+def _newest_token():
+    """When a session's newest refresh token was issued: when it was last used."""
     return (
         get_refresh_token_model()
-        .objects.filter(token_family=OuterRef(session_field))
+        .objects.filter(token_family=OuterRef("pk"))
         .order_by()
         .values("token_family")
         .annotate(newest=Max("created"))

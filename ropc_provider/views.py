@@ -159,6 +159,10 @@ class RevokeSessionsView(OAuthEndpoint):
         return oauth_response(request, {}, "", 204)
 
 
+class NotFound(Exception):
+    """What a user asked for is not theirs, or not there: 404, alike."""
+
+
 class OwnAccountView(OAuthEndpoint):
     """What a signed-in user does with their own account, with a bearer access token of a first-party
     client (ours). Bodies are form-encoded, read as strictly as the token endpoint's."""
@@ -203,10 +207,6 @@ class OwnAccountView(OAuthEndpoint):
         except NotFound as refusal:
             return json_error(request, 404, "not_found", str(refusal))
         return oauth_response(request, {}, json.dumps(body) if body is not None else "", status)
-
-
-class NotFound(Exception):
-    pass
 
 
 class OwnSessionsView(OwnAccountView):

@@ -262,3 +262,21 @@ def test_the_readmes_logging_block_sends_one_json_object_per_event():
         "alice",
         "invalid_credentials",
     )
+
+
+def test_a_failure_inside_a_callers_lost_transaction_is_logged_not_stored(api, public_app, audit_log, caplog):
+    """Called inside a transaction of the caller's (here the test's own) that the failure dooms:
+    a row would be lost with it and its attempt would hide the real error; the log keeps it."""
+    UserFactory(username="alice")
+
+    def database_gives_way(sender, **kwargs):
+        raise OperationalError("could not serialize access")
+
+    post_save.connect(database_gives_way, sender=AccessToken, dispatch_uid="test.doomed")
+    try:
+        response = api.password_grant(public_app, "alice")
+    finally:
+        post_save.disconnect(dispatch_uid="test.doomed", sender=AccessToken)
+    assert_error(response, 503, "temporarily_unavailable")  # the database's error, not ours
+    assert audit_log()[-1]["type"] == SecurityEvent.SIGN_IN_FAILED
+    assert "Security event not stored, its transaction is rolling back: sign_in_failed" in caplog.text
