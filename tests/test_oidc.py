@@ -15,7 +15,7 @@ from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
 
 from example_project.keys import generate_rsa_key
-from ropc_provider import accounts, clients, realms
+from ropc_provider import accounts, clients, realms, sessions
 from tests.factories import UserFactory
 from tests.helpers import assert_error, verify
 
@@ -231,7 +231,11 @@ def test_auth_time_survives_cleartokens(api, user, oidc_app, jwks, settings):
         assert RefreshToken.objects.count() < 17  # the first ones are gone
         assert verify(tokens["id_token"], jwks, oidc_app.client_id)["auth_time"] == signed_in
         tokens = api.refresh(oidc_app, tokens["refresh_token"]).data
-        assert verify(tokens["id_token"], jwks, oidc_app.client_id)["auth_time"] == signed_in
+        claims = verify(tokens["id_token"], jwks, oidc_app.client_id)
+        assert claims["auth_time"] == signed_in
+        # The session is the same one, and it says so too.
+        [session] = sessions.live_sessions(user)
+        assert (str(session.pk), int(session.started_at.timestamp())) == (claims["sid"], signed_in)
 
 
 def test_one_issuer_whatever_the_host_header(api, user, oidc_app, jwks):
