@@ -492,11 +492,16 @@ def test_a_token_of_another_kind_of_client_may_not_see_sessions(api, token_of_no
     assert_error(response, 401, "invalid_token")
 
 
-def test_a_session_without_refresh_tokens_is_its_access_token(api, user):
+def test_a_session_without_refresh_tokens_is_its_access_token(api, user, resource_server):
     app = ClientFactory(name="Script", issue_refresh_tokens=False).application
     body = api.password_grant(app, "alice").data
     [session] = listed(api, body)
     assert (session["client"], session["current"]) == ("Script", True)
+    server, secret = resource_server
+    assert (
+        api.post(INTROSPECT, {"token": body["access_token"]}, basic=(server.client_id, secret)).data["sid"]
+        == session["id"]
+    )
     assert end(api, body, session["id"]).status_code == 204
     assert me(api, body).status_code == 401
     assert Session.objects.get().end_reason == Session.SIGNED_OUT
