@@ -123,6 +123,9 @@ def redeem(value, *, application, received_at, presented_by=None):
             tokens.revoke_family(found)
         raise _refused(REFUSED_ENDED, found, description=sessions.SESSION_ENDED, ends=Session.CUT_OFF)
     policy, retry_of = clients.policy_of(application), None
+    if found.revoked is not None and sessions.has_ended(found.token_family):
+        # Signed out of, or ended by an operator: no replay to suspect, and the client is told so.
+        raise _refused(REFUSED_ENDED, found, description=sessions.SESSION_ENDED)
     if found.revoked is not None:
         successor, honoured_at = grace_successor(found, policy.refresh_grace_seconds, received_at=received_at)
         if successor is None:

@@ -194,6 +194,11 @@ def _ended(found, reason, *, now=None):
     return [row["pk"] for row in rows]
 
 
+def has_ended(session_id):
+    """Whether the session with this id was ended (its tokens then are refused as such)."""
+    return session_id is not None and Session.objects.filter(pk=session_id, ended_at__isnull=False).exists()
+
+
 def end_family(session_id, reason):
     """Mark one session ended (its tokens are the caller's to revoke): reuse detected, a limit
     reached, the client revoking its refresh token."""
@@ -216,6 +221,12 @@ def end_session(session, *, reason):
     whether this call ended it (False: it had ended already)."""
     with transaction.atomic():
         AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
+        # Wait for a rotation in flight (it holds its refresh token's row): its new pair is then
+        # committed, and the statements below see and end it; one that starts later finds its token
+        # revoked. (revoke_sessions does the same for all of a user's.)
+        list(
+            RefreshToken.objects.select_for_update().filter(token_family=session.pk, revoked__isnull=True).values("pk")
+        )
         family = Q(refresh_token__token_family=session.pk) | Q(source_refresh_token__token_family=session.pk)
         if session.access_token_checksum:
             family |= Q(token_checksum=session.access_token_checksum)

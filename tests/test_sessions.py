@@ -18,7 +18,7 @@ from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import accounts, clients, realms, sessions, signals, tokens
 from ropc_provider.exceptions import InvalidInput
-from ropc_provider.models import Session, SessionCutoff
+from ropc_provider.models import SecurityEvent, Session, SessionCutoff
 from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
 from tests.helpers import INTROSPECT, assert_error, assert_no_store, me, verify
 from tests.test_query_counts import REFRESH_GRANT_QUERIES
@@ -451,7 +451,10 @@ def test_ending_one_session_leaves_the_others_working(api, user, public_app):
     laptop = api.password_grant(public_app, "alice").data
     response = end(api, phone, session_id_of(laptop))
     assert response.status_code == 204
-    assert_session_ended(api, public_app, laptop)
+    refused = assert_session_ended(api, public_app, laptop)
+    # Told as an ended session, not suspected as a replay.
+    assert refused.data["error_description"] == "The session was ended; sign in again."
+    assert not SecurityEvent.objects.filter(type=SecurityEvent.REUSE_DETECTED).exists()
     assert me(api, phone).status_code == 200
     assert [s["id"] for s in listed(api, phone)] == [session_id_of(phone)]
     assert api.refresh(public_app, phone["refresh_token"]).status_code == 200
