@@ -1,5 +1,8 @@
 """Operators' screens. Every rule is the services' (clients, realms, accounts, sessions):
-forms translate their ``InvalidInput`` into form errors, actions call them after a confirmation."""
+forms translate their ``InvalidInput`` into form errors, actions call them after a confirmation.
+Whatever they change is on the audit trail as done by the operator signed in (``OperatorOnRecord``)."""
+
+import functools
 
 import segno
 from django import forms
@@ -8,16 +11,16 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Q
-from django.http import HttpResponseRedirect
+from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import accounts, clients, mfa, realms, sessions
+from . import accounts, audit, clients, mfa, realms, sessions
 from .exceptions import InvalidInput
-from .models import LIFETIME_FIELDS, ClientPolicy, Realm, RealmAccount, SessionCutoff
+from .models import LIFETIME_FIELDS, ClientPolicy, Realm, RealmAccount, SecurityEvent, Session, SessionCutoff
 
 
 def confirm_first(*, title, question, details=None):
@@ -49,6 +52,29 @@ def confirm_first(*, title, question, details=None):
         return confirmed
 
     return decorate
+
+
+def _as_operator(view):
+    """Run ``view`` with the operator signed in as the audit trail's ``actor``."""
+
+    @functools.wraps(view)  # keeps what the admin's wrapper carries (model_admin, csrf flags)
+    def view_as_operator(request, *args, **kwargs):
+        with audit.context(actor=request.user.get_username() or None):
+            return view(request, *args, **kwargs)
+
+    return view_as_operator
+
+
+class OperatorOnRecord:
+    """Every view of the admin (list and its actions, forms, delete, our own pages) runs as done
+    by the operator: the services then stamp them on every event they record. Wrapped where the
+    admin site takes the URLs, so a view added in ``get_urls`` cannot be left out."""
+
+    @property
+    def urls(self):
+        return [
+            URLPattern(url.pattern, _as_operator(url.callback), url.default_args, url.name) for url in self.get_urls()
+        ]
 
 
 def _form_error(form, error):
@@ -118,7 +144,7 @@ class ClientForm(forms.ModelForm):
 
 
 @admin.register(ClientPolicy)
-class ClientAdmin(admin.ModelAdmin):
+class ClientAdmin(OperatorOnRecord, admin.ModelAdmin):
     form = ClientForm
     list_display = [
         "name",
@@ -132,7 +158,7 @@ class ClientAdmin(admin.ModelAdmin):
     ]
     list_filter = ["is_active", "application__client_type", "realms"]
     search_fields = ["application__name", "application__client_id"]
-    readonly_fields = ["client_id"]
+    readonly_fields = ["client_id", "live_sessions"]
     actions = ["rotate_secret", "revoke_tokens", "deactivate"]
 
     def get_fieldsets(self, request, obj=None):
@@ -151,7 +177,10 @@ class ClientAdmin(admin.ModelAdmin):
                     ]
                 },
             ),
-            ("Sessions", {"fields": ["session_max_lifetime", "session_idle_timeout"]}),
+            (
+                "Sessions",
+                {"fields": (["live_sessions"] if obj else []) + ["session_max_lifetime", "session_idle_timeout"]},
+            ),
             ("Attack protection", {"fields": ["may_forward_user_ip"]}),
         ]
 
@@ -188,6 +217,12 @@ class ClientAdmin(admin.ModelAdmin):
     @admin.display(ordering="application__created")
     def created(self, policy):
         return policy.application.created
+
+    @admin.display(description="live sessions")
+    def live_sessions(self, policy):
+        # The change page only: it counts with the client's own lifetimes, a query per client,
+        # which as a list column would be a query per row.
+        return sessions.live_session_count(policy.application)
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
@@ -335,7 +370,7 @@ def _realm_impact(queryset):
 
 
 @admin.register(Realm)
-class RealmAdmin(admin.ModelAdmin):
+class RealmAdmin(OperatorOnRecord, admin.ModelAdmin):
     form = RealmForm
     list_display = ["slug", "name", "source", "account_count", "allow_email_login", "mfa", "is_active"]
     list_filter = ["source", "is_active"]
@@ -433,7 +468,9 @@ class AccountCreationForm(forms.ModelForm):
 
 
 @admin.register(RealmAccount)
-class RealmAccountAdmin(admin.ModelAdmin):
+class RealmAccountAdmin(OperatorOnRecord, admin.ModelAdmin):
+    # The account's live sessions, each with its "End session", below the fields.
+    change_form_template = "ropc_provider/admin/account_change_form.html"
     list_display = ["login_name", "realm", "is_active", "last_login"]
     list_filter = ["realm", "user__is_active"]
     search_fields = ["login_name", "login_key"]
@@ -521,6 +558,11 @@ class RealmAccountAdmin(admin.ModelAdmin):
         ]
         return format_html("{} — {}", summary, format_html_join(" · ", "{}", ((part,) for part in parts)))
 
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None:
+            context["live_sessions"] = sessions.live_sessions(obj.user)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
     def save_model(self, request, obj, form, change):
         if change:
             return
@@ -546,6 +588,11 @@ class RealmAccountAdmin(admin.ModelAdmin):
                 )
                 for action in MFA_ACTIONS
             ],
+            path(
+                "<int:account_id>/sessions/<str:session_id>/end/",
+                self.admin_site.admin_view(self.end_session),
+                name="ropc_provider_realmaccount_end_session",
+            ),
             *super().get_urls(),
         ]
 
@@ -610,6 +657,37 @@ class RealmAccountAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "no-store"
         return response
 
+    def end_session(self, request, account_id, session_id):
+        """End one session of the account, after a confirmation: its tokens stop working, the
+        account's other sessions go on."""
+        account = get_object_or_404(RealmAccount.objects.select_related("user", "realm"), pk=account_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        # Another account's session, an unknown or malformed id: all the same "no such session".
+        session = sessions.own_session(account.user, session_id)
+        if session is None:
+            raise Http404("No such session of this account.")
+        account_url = reverse("admin:ropc_provider_realmaccount_change", args=[account.pk])
+        client = session.application.name
+        if request.method == "POST" and request.POST.get("confirmed") == "yes":
+            if sessions.end_session(session, reason=Session.OPERATOR):
+                self.log_change(request, account, f"Ended the session {session.pk} on {client}.")
+                self.message_user(request, f"Ended the session of {account.login_name} on {client}.")
+            else:
+                self.message_user(request, "That session had ended already.", messages.WARNING)
+            return HttpResponseRedirect(account_url)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"End a session of {account.login_name} ({account.realm.slug})",
+            "question": f"{account.login_name} is signed out of {client} now: this session's tokens stop "
+            "working at once. The account's other sessions go on.",
+            "account": account,
+            "session": session,
+            "account_url": account_url,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "ropc_provider/admin/account_session_end.html", context)
+
     @admin.action(description="Sign out everywhere", permissions=["change"])
     @confirm_first(title="Sign out everywhere", question="Their refresh and access tokens stop working now.")
     def sign_out_everywhere(self, request, queryset):
@@ -630,3 +708,68 @@ class RealmAccountAdmin(admin.ModelAdmin):
         for account in queryset.select_related("user"):
             accounts.set_account_active(account, False)
         self.message_user(request, f"Deactivated {queryset.count()} account(s).")
+
+
+# -- the audit trail -----------------------------------------------------------------------------
+
+
+class EventClientFilter(admin.SimpleListFilter):
+    """The trail keeps plain values, not foreign keys; the choices come from the clients registered
+    (a short table), never from the trail itself (a scan of a long one on every page)."""
+
+    title = "client"
+    parameter_name = "client_id"
+
+    def lookups(self, request, model_admin):
+        named = ClientPolicy.objects.values_list("application__client_id", "application__name")
+        return [(client_id, f"{name} ({client_id})") for client_id, name in named.order_by("application__name")]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(client_id=self.value()) if self.value() else queryset
+
+
+class EventRealmFilter(admin.SimpleListFilter):
+    """As ``EventClientFilter``: the realms, from the realms' table."""
+
+    title = "realm"
+    parameter_name = "realm"
+
+    def lookups(self, request, model_admin):
+        return [(slug, slug) for slug in Realm.objects.values_list("slug", flat=True)]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(realm=self.value()) if self.value() else queryset
+
+
+@admin.register(SecurityEvent)
+class SecurityEventAdmin(OperatorOnRecord, admin.ModelAdmin):
+    """The audit trail, read-only: nobody adds, edits or deletes an event here (``ropc_audit purge``
+    keeps the retention). An event holds no secret by design, so every field may show."""
+
+    list_display = [
+        "time",
+        "type",
+        "reason",
+        "realm",
+        "login_name",
+        "client_name",
+        "ip_address",
+        "session_id",
+        "actor",
+    ]
+    # The date filter's choices (today, past 7 days, this month, this year) cost no query; a date
+    # hierarchy would ask the whole trail for its distinct dates.
+    list_filter = ["type", EventRealmFilter, EventClientFilter, "time"]
+    search_fields = ["^login_name", "^ip_address"]
+    search_help_text = "A login name or an IP address, or how either begins."
+    # The trail grows large: no count of the whole table on every filtered page.
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 
 from django.db import router, transaction
+from django.db.models import CharField
 from django.utils import timezone
 
 from .conf import ropc_settings
@@ -31,9 +32,11 @@ __all__ = ["context", "purge", "record"]
 
 _context = contextvars.ContextVar("ropc_provider_audit", default=None)
 
+# The text columns, and how long each may be: what is longer is cut, never refused.
 _LIMITS = {
-    name: SecurityEvent._meta.get_field(name).max_length
-    for name in ("reason", "realm", "login_name", "user_id", "client_id", "client_name", "user_agent", "actor")
+    field.name: field.max_length
+    for field in SecurityEvent._meta.concrete_fields
+    if isinstance(field, CharField) and field.name != "type"
 }
 
 

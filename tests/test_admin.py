@@ -1,13 +1,17 @@
 """Admin screens without a browser: permissions, what pages never show, form errors."""
 
+import re
+from datetime import timedelta
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.urls import reverse
+from django.utils import timezone
 
 from ropc_provider import accounts, clients, mfa, realms
 from ropc_provider.admin import MFA_ACTIONS, RealmAccountAdmin
-from ropc_provider.models import ClientPolicy, Realm, RealmAccount, SessionCutoff
+from ropc_provider.models import ClientPolicy, Realm, RealmAccount, SecurityEvent, Session, SessionCutoff
 from tests.factories import UserFactory
 
 PASSWORD = "account pass phrase 1"
@@ -26,9 +30,11 @@ def operator(client, db):
     return client
 
 
-def our_admin_urls(realm):
-    policy = clients.register_client(name="App", confidential=True, realms=["customers"]).application.ropc_policy
+def our_admin_urls(realm, api):
+    registered = clients.register_client(name="App", confidential=True, realms=["customers"])
+    policy = registered.application.ropc_policy
     account = RealmAccount.objects.get()
+    api.password_grant(registered.application, "carol", password=PASSWORD, secret=registered.client_secret)
     urls = []
     for model, obj in ((ClientPolicy, policy), (Realm, realm), (RealmAccount, account)):
         name = model._meta.model_name
@@ -40,21 +46,30 @@ def our_admin_urls(realm):
         ]
     urls.append(reverse("admin:ropc_provider_realmaccount_password", args=[account.pk]))
     urls += [reverse(f"admin:ropc_provider_realmaccount_mfa_{action}", args=[account.pk]) for action in MFA_ACTIONS]
+    urls.append(end_session_url(account, Session.objects.get().pk))
+    urls += [
+        reverse("admin:ropc_provider_securityevent_changelist"),
+        reverse("admin:ropc_provider_securityevent_change", args=[SecurityEvent.objects.first().pk]),
+    ]
     return urls
 
 
-def test_staff_without_our_permissions_gets_403_everywhere(client, realm):
+def end_session_url(account, session_id):
+    return reverse("admin:ropc_provider_realmaccount_end_session", args=[account.pk, session_id])
+
+
+def test_staff_without_our_permissions_gets_403_everywhere(client, realm, api):
     staff = UserFactory(username="staff", is_staff=True)
     staff.user_permissions.add(Permission.objects.get(codename="view_user"))
     client.force_login(staff)
-    for url in our_admin_urls(realm):
+    for url in our_admin_urls(realm, api):
         assert client.get(url).status_code == 403, url
     index = client.get(reverse("admin:index")).content.decode()
     assert "Password-grant clients" not in index and "Realm accounts" not in index
 
 
-def test_operator_reaches_every_page(operator, realm):
-    for url in our_admin_urls(realm):
+def test_operator_reaches_every_page(operator, realm, api):
+    for url in our_admin_urls(realm, api):
         assert operator.get(url).status_code == 200, url
 
 
@@ -275,3 +290,177 @@ def test_session_limits_in_the_client_form(operator, realm):
     assert edited.status_code == 302, edited.content
     policy.refresh_from_db()
     assert (policy.session_max_lifetime, policy.session_idle_timeout) == (7200, None)
+
+
+# -- sessions and the audit trail ------------------------------------------------------------------
+
+
+def signed_in(api, app, login_name="carol"):
+    """A real sign-in through the token endpoint: its token response and its session."""
+    response = api.password_grant(app, login_name, password=PASSWORD)
+    assert response.status_code == 200, response.content
+    event = SecurityEvent.objects.filter(type=SecurityEvent.SIGN_IN_SUCCEEDED).order_by("-time", "-id").first()
+    return response.data, Session.objects.get(pk=event.session_id)
+
+
+def account_page(client, account):
+    return client.get(reverse("admin:ropc_provider_realmaccount_change", args=[account.pk])).content.decode()
+
+
+def test_operator_ends_one_session_of_an_account(operator, realm, api):
+    phone_app = clients.register_client(name="Phone app", confidential=False, realms=["customers"]).application
+    web_app = clients.register_client(name="Web app", confidential=False, realms=["customers"]).application
+    phone, phone_session = signed_in(api, phone_app)
+    web, web_session = signed_in(api, web_app)
+    account = RealmAccount.objects.get()
+    page = account_page(operator, account)
+    assert "Live sessions" in page and "Phone app" in page and "Web app" in page
+    url = end_session_url(account, phone_session.pk)
+    assert url in page and end_session_url(account, web_session.pk) in page
+
+    asked = operator.get(url).content.decode()
+    assert "signed out of Phone app" in asked and "other sessions go on" in asked
+    assert operator.post(url, {}).status_code == 200  # unconfirmed: the question again
+    phone_session.refresh_from_db()
+    assert phone_session.ended_at is None  # neither a GET nor an unconfirmed POST ends it
+
+    ended = operator.post(url, {"confirmed": "yes"}, follow=True)
+    assert "Ended the session of carol on Phone app" in ended.content.decode()
+    page = ended.content.decode()
+    assert url not in page and end_session_url(account, web_session.pk) in page
+    phone_session.refresh_from_db()
+    assert phone_session.end_reason == Session.OPERATOR  # marked ended, the row kept
+
+    refused = api.refresh(phone_app, phone["refresh_token"])
+    assert refused.status_code == 400 and refused.data["error"] == "invalid_grant"
+    assert api.refresh(web_app, web["refresh_token"]).status_code == 200
+    event = SecurityEvent.objects.get(type=SecurityEvent.SESSION_ENDED, session_id=phone_session.pk)
+    assert (event.reason, event.actor, event.login_name) == ("operator", "operator", "carol")
+    assert LogEntry.objects.filter(change_message__contains="Ended the session").count() == 1
+
+    again = operator.post(url, {"confirmed": "yes"}, follow=True)
+    assert "had ended already" in again.content.decode()
+    assert SecurityEvent.objects.filter(type=SecurityEvent.SESSION_ENDED).count() == 1
+
+
+def test_a_session_of_another_account_is_not_ended_from_this_one(operator, realm, api):
+    accounts.create_account(realm, "dave", PASSWORD)
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    daves, daves_session = signed_in(api, app, "dave")
+    carol = RealmAccount.objects.get(login_name="carol")
+    url = end_session_url(carol, daves_session.pk)
+    assert operator.get(url).status_code == 404
+    assert operator.post(url, {"confirmed": "yes"}).status_code == 404
+    assert operator.post(end_session_url(carol, "not-a-session"), {"confirmed": "yes"}).status_code == 404
+    daves_session.refresh_from_db()
+    assert daves_session.ended_at is None
+    assert api.refresh(app, daves["refresh_token"]).status_code == 200
+    assert not SecurityEvent.objects.filter(type=SecurityEvent.SESSION_ENDED).exists()
+
+
+def test_ending_a_session_needs_the_change_permission(client, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    issued, session = signed_in(api, app)
+    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_realmaccount"))
+    client.force_login(viewer)
+    account = RealmAccount.objects.get()
+    page = account_page(client, account)
+    assert "Live sessions" in page and "App" in page and "End session" not in page
+    assert client.post(end_session_url(account, session.pk), {"confirmed": "yes"}).status_code == 403
+    assert api.refresh(app, issued["refresh_token"]).status_code == 200
+
+
+def test_the_client_page_counts_its_live_sessions(operator, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    signed_in(api, app)
+    _, session = signed_in(api, app)
+    url = reverse("admin:ropc_provider_clientpolicy_change", args=[app.ropc_policy.pk])
+
+    def shown():
+        page = operator.get(url).content.decode()
+        return re.search(r'field-live_sessions.*?<div class="readonly">(\d+)</div>', page, re.S).group(1)
+
+    assert shown() == "2"
+    operator.post(end_session_url(RealmAccount.objects.get(), session.pk), {"confirmed": "yes"})
+    assert shown() == "1"
+    assert operator.get(reverse("admin:ropc_provider_clientpolicy_add")).status_code == 200  # none to count
+
+
+def test_changes_made_in_the_admin_name_the_operator(operator, realm):
+    operator.post(
+        reverse("admin:ropc_provider_clientpolicy_add"),
+        {"name": "Backend", "client_type": "confidential", "realms": [realm.pk], "issue_refresh_tokens": "on"},
+    )
+    account = RealmAccount.objects.get()
+    url = reverse("admin:ropc_provider_realmaccount_changelist")
+    operator.post(url, {"action": "sign_out_everywhere", "_selected_action": [account.pk], "confirmed": "yes"})
+    operator.post(
+        reverse("admin:ropc_provider_realmaccount_password", args=[account.pk]),
+        {"password1": "a new pass phrase 22", "password2": "a new pass phrase 22", "usable_password": "true"},
+    )
+    registered = SecurityEvent.objects.get(type=SecurityEvent.CLIENT_REGISTERED)
+    assert registered.actor == "operator" and registered.client_name == "Backend"
+    cutoffs = SecurityEvent.objects.filter(type=SecurityEvent.CUTOFF_MOVED)
+    assert {(event.reason, event.actor) for event in cutoffs} == {
+        (SessionCutoff.OPERATOR, "operator"),
+        (SessionCutoff.PASSWORD_CHANGED, "operator"),
+    }
+    # Outside the admin nobody is named.
+    clients.register_client(name="Elsewhere", confidential=False, realms=["customers"])
+    assert SecurityEvent.objects.get(client_name="Elsewhere").actor == ""
+
+
+def test_security_events_are_listed_filtered_and_searched(operator, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    other = clients.register_client(name="Other", confidential=False, realms=["customers"]).application
+    signed_in(api, app)
+    api.password_grant(app, "carol", password="not her password")
+    api.password_grant(other, "nobody", password="a guess")
+    url = reverse("admin:ropc_provider_securityevent_changelist")
+
+    def listed(**query):
+        response = operator.get(url, query)
+        assert response.status_code == 200, query
+        return response
+
+    page = listed().content.decode()
+    for column in ("time", "type", "reason", "realm", "login_name", "client_name", "ip_address", "session_id", "actor"):
+        assert f"column-{column}" in page, column
+    assert PASSWORD not in page and "not her password" not in page
+    failed = listed(type__exact=SecurityEvent.SIGN_IN_FAILED).context["cl"]
+    assert [event.login_name for event in failed.result_list] == ["nobody", "carol"]
+    carols = SecurityEvent.objects.filter(login_name="carol").count()
+    assert carols >= 2
+    assert {event.login_name for event in listed(q="carol").context["cl"].result_list} == {"carol"}
+    assert listed(q="carol").context["cl"].result_count == carols
+    assert listed(q="car").context["cl"].result_count == carols  # a prefix finds them too
+    by_address = listed(q="127.0.0.").context["cl"]
+    assert by_address.result_count == SecurityEvent.objects.filter(ip_address="127.0.0.1").count() == 3
+    by_client = listed(client_id=other.client_id).context["cl"]
+    assert {event.client_name for event in by_client.result_list} == {"Other"}
+    assert listed(realm="customers").context["cl"].result_count > 0
+    recent = SecurityEvent.objects.count()
+    SecurityEvent.objects.create(time=timezone.now() - timedelta(days=3), type=SecurityEvent.SIGN_IN_FAILED)
+    # As the filter's "Today" link asks it.
+    today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+    since_today = listed(time__gte=str(today), time__lt=str(today + timedelta(days=1))).context["cl"]
+    assert since_today.result_count == recent
+
+
+def test_security_events_are_read_only(operator, realm, api):
+    app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
+    signed_in(api, app)
+    event = SecurityEvent.objects.get(type=SecurityEvent.SIGN_IN_SUCCEEDED)
+    change = reverse("admin:ropc_provider_securityevent_change", args=[event.pk])
+    shown = operator.get(change)
+    assert shown.status_code == 200 and 'name="_save"' not in shown.content.decode()
+    assert operator.get(reverse("admin:ropc_provider_securityevent_add")).status_code == 403
+    assert operator.post(change, {"type": "sign_in_failed", "login_name": "mallory"}).status_code == 403
+    assert operator.get(reverse("admin:ropc_provider_securityevent_delete", args=[event.pk])).status_code == 403
+    deleted = operator.post(reverse("admin:ropc_provider_securityevent_delete", args=[event.pk]), {"post": "yes"})
+    assert deleted.status_code == 403
+    listing = reverse("admin:ropc_provider_securityevent_changelist")
+    operator.post(listing, {"action": "delete_selected", "_selected_action": [event.pk], "post": "yes"})
+    event.refresh_from_db()
+    assert (event.type, event.login_name) == (SecurityEvent.SIGN_IN_SUCCEEDED, "carol")

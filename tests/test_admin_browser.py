@@ -7,6 +7,7 @@ from pathlib import Path
 import pyotp
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from ropc_provider import accounts, clients, realms
 from tests.factories import UserFactory
@@ -134,6 +135,40 @@ def test_operator_enrols_an_authenticator(operator_site, browser_page):
     page.click("input[type=submit]")
     assert "Removed the authenticator" in page.locator(".messagelist").inner_text()
     assert token(base, password).status_code == 200
+
+
+def test_operator_ends_one_session_of_an_account(operator_site, browser_page):
+    """Carol is signed in on two apps; the operator ends one session from her account's page,
+    confirmed, and the other goes on."""
+    base, page = operator_site, browser_page
+    refresh_tokens = {}
+    for name in ("Phone app", "Web app"):
+        client_id = clients.register_client(name=name, confidential=False, realms=["customers"]).application.client_id
+        password = {"grant_type": "password", "username": "carol", "password": CUSTOMER_PASSWORD}
+        signed_in = token(base, {**password, "client_id": client_id})
+        assert signed_in.status_code == 200, signed_in.text
+        refresh_tokens[name] = (client_id, signed_in.json()["refresh_token"])
+
+    sign_in(page, base)
+    page.goto(f"{base}/admin/ropc_provider/realmaccount/")
+    page.get_by_role("link", name="carol").click()
+    listed = page.locator("#live-sessions tr.ropc-session")
+    expect(listed).to_have_count(2)
+    listed.filter(has_text="Phone app").get_by_role("link", name="End session").click()
+    assert "signed out of Phone app" in page.locator("#question").inner_text()
+    page.click("input[type=submit][value^='Yes']")
+    assert "Ended the session of carol on Phone app" in page.locator(".messagelist").inner_text()
+    expect(listed).to_have_count(1)
+    assert "Web app" in listed.inner_text()
+    page.screenshot(path=SCREENSHOTS / "account-sessions.png", full_page=True)
+
+    def refresh(name):
+        client_id, refresh_token = refresh_tokens[name]
+        return token(base, {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": client_id})
+
+    ended = refresh("Phone app")
+    assert ended.status_code == 400 and ended.json()["error"] == "invalid_grant"
+    assert refresh("Web app").status_code == 200
 
 
 def test_forwarding_the_user_ip_is_refused_for_a_public_client(operator_site, browser_page):

@@ -53,6 +53,7 @@ def test_the_wheel_carries_the_app_whole_and_nothing_else(wheel):
         "ropc_provider/migrations/0001_initial.py",
         "ropc_provider/migrations/0002_second_factors.py",
         "ropc_provider/migrations/0003_session_limits.py",
+        "ropc_provider/migrations/0004_sessions_and_audit.py",
     }
     assert any(name.endswith("licenses/LICENSE") for name in names)
     assert not [name for name in names if name.startswith(("example_project/", "tests/", "benchmarks/"))]
