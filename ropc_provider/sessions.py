@@ -17,7 +17,7 @@ from django.db.models import Exists, Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from oauth2_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
 
-from . import audit, signals, tokens
+from . import audit, signals, statements, tokens
 from .accounts import identity_of
 from .models import SecurityEvent, Session, SessionCutoff
 
@@ -138,16 +138,19 @@ def past_its_limits(refresh_token, *, started_at, max_lifetime, idle_timeout, no
 def start(*, session_id, user, realm, application, login_name, started_at, ip, user_agent, access_token=None):
     """Store a new session, in the sign-in's transaction. ``access_token``: the one token of a
     client that gets no refresh tokens, which then is what the session holds."""
-    return Session.objects.create(
-        id=session_id,
-        user=user,
-        realm=realm,
-        application=application,
-        login_name=login_name,
-        started_at=started_at,
-        ip_address=ip,
-        user_agent=(user_agent or "")[: Session._meta.get_field("user_agent").max_length],
-        access_token_checksum=access_token.token_checksum if access_token is not None else "",
+    # Written on every sign-in: one statement written once (statements.py), not compiled each time.
+    return statements.insert(
+        Session(
+            id=session_id,
+            user=user,
+            realm=realm,
+            application=application,
+            login_name=login_name,
+            started_at=started_at,
+            ip_address=ip,
+            user_agent=(user_agent or "")[: Session._meta.get_field("user_agent").max_length],
+            access_token_checksum=access_token.token_checksum if access_token is not None else "",
+        )
     )
 
 
