@@ -1,7 +1,5 @@
 """Introspection (RFC 7662): what a resource server may learn of a live token of ours."""
 
-from datetime import timedelta
-
 from django.utils import timezone
 
 from . import accounts, clients, sessions, tokens
@@ -37,10 +35,16 @@ def describe(value, type_hint=None):
                 return None
             scope, expires = token.scope, token.expires
         else:
-            lifetime = clients.refresh_token_lifetime(token.application)
-            if token.access_token is None or tokens.refresh_token_expired(token, lifetime, now=now):
+            expires = sessions.refresh_token_ends(
+                token,
+                lifetime=clients.refresh_token_lifetime(token.application),
+                max_lifetime=clients.session_max_lifetime(token.application),
+                idle_timeout=clients.session_idle_timeout(token.application),
+            )
+            # Past its session's limits a refresh token is refused: it is not active either.
+            if token.access_token is None or expires <= now:
                 return None
-            scope, expires = token.access_token.scope, token.created + timedelta(seconds=lifetime)
+            scope = token.access_token.scope
         if not token.user.is_active:
             return None
         identity = accounts.identity_of(token.user)

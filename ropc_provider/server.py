@@ -14,13 +14,19 @@ from oauthlib.oauth2.rfc6749.endpoints import (
 )
 from oauthlib.oauth2.rfc6749.tokens import BearerToken
 
-from . import clients
+from . import clients, sessions
 from .conf import ropc_settings
 from .grants import AuthorizationChallenge, AuthorizationCodeGrant, PasswordGrant, RefreshTokenGrant
 
 
 def access_token_lifetime(request):
-    return clients.access_token_lifetime(request.client)
+    lifetime = clients.access_token_lifetime(request.client)
+    refreshed = getattr(request, "refresh_token_instance", None)
+    if refreshed is None:
+        return lifetime
+    return sessions.capped_to_session(
+        lifetime, refreshed, max_lifetime=clients.session_max_lifetime(request.client), now=request.received_at
+    )
 
 
 class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndpoint):

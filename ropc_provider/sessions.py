@@ -132,6 +132,23 @@ def past_its_limits(refresh_token, *, started_at, max_lifetime, idle_timeout, no
     return None
 
 
+def refresh_token_ends(refresh_token, *, lifetime, max_lifetime, idle_timeout):
+    """When this refresh token stops working: its own lifetime, or its session's limits, whichever
+    comes first. No token outlives its session."""
+    started = tokens.family_started(refresh_token)
+    ends = [refresh_token.created + timedelta(seconds=lifetime), started + timedelta(seconds=max_lifetime)]
+    if idle_timeout is not None:
+        ends.append(refresh_token.created + timedelta(seconds=idle_timeout))
+    return min(ends)
+
+
+def capped_to_session(lifetime, refresh_token, *, max_lifetime, now):
+    """An access token's lifetime (seconds) from a refresh, cut to what its session has left, so
+    the last tokens of a session expire with it. Whole seconds, at least one."""
+    left = tokens.family_started(refresh_token) + timedelta(seconds=max_lifetime) - now
+    return max(1, min(lifetime, int(left.total_seconds())))
+
+
 # -- one session at a time ------------------------------------------------------------------------
 
 

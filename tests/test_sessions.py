@@ -598,3 +598,33 @@ def test_the_sessions_paths_take_only_their_methods(api, user, public_app):
     response = api.client.post(SESSIONS, **bearer(body))
     assert_error(response, 405, "invalid_request")
     assert response["Allow"] == "GET"
+
+
+def test_no_token_outlives_its_session(api, user, public_app, settings, resource_server):
+    """The last access token of a session expires with it, and introspection says when a refresh
+    token stops: its session's end, when that comes before its own."""
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SESSION_MAX_LIFETIME": 3600, "ACCESS_TOKEN_LIFETIME": 1800}
+    server, secret = resource_server
+    with freeze_time("2026-12-03 12:00:00+00:00") as clock:
+        issued = api.password_grant(public_app, "alice").data
+        clock.tick(3000)
+        refreshed = api.refresh(public_app, issued["refresh_token"]).data
+        assert refreshed["expires_in"] == 600  # not 1800: the session ends at 13:00
+        described = api.post(INTROSPECT, {"token": refreshed["refresh_token"]}, basic=(server.client_id, secret)).data
+        assert described["exp"] == int(timezone.now().timestamp()) + 600
+        clock.tick(601)
+        assert me(api, refreshed).status_code == 401
+        described = api.post(INTROSPECT, {"token": refreshed["refresh_token"]}, basic=(server.client_id, secret)).data
+        assert described == {"active": False}
+
+
+def test_an_idle_sessions_refresh_token_is_not_active(api, user, public_app, settings, resource_server):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SESSION_IDLE_TIMEOUT": 600}
+    server, secret = resource_server
+    with freeze_time("2026-12-03 12:00:00+00:00") as clock:
+        refresh_token = api.password_grant(public_app, "alice").data["refresh_token"]
+        described = api.post(INTROSPECT, {"token": refresh_token}, basic=(server.client_id, secret)).data
+        assert described["exp"] == int(timezone.now().timestamp()) + 600
+        clock.tick(601)
+        described = api.post(INTROSPECT, {"token": refresh_token}, basic=(server.client_id, secret)).data
+    assert described == {"active": False}
