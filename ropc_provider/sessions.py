@@ -296,6 +296,20 @@ def live_sessions(user, *, now=None):
     return live
 
 
+def describe(session):
+    """What a user or an operator sees of a live session: never a token."""
+    return {
+        "id": str(session.pk),
+        "client": session.application.name,
+        "client_id": session.application.client_id,
+        "realm": session.realm.slug,
+        "started_at": session.started_at.isoformat(),
+        "last_used_at": session.last_used_at.isoformat(),
+        "ip_address": session.ip_address,
+        "user_agent": session.user_agent,
+    }
+
+
 def live_session_count(application, *, now=None):
     """How many sessions of this client still work (its lifetimes and limits counted)."""
     from . import clients  # clients imports this module

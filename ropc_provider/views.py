@@ -225,17 +225,7 @@ class OwnSessionsView(OwnAccountView):
         current = sessions.session_of(self.access_token)
         return 200, {
             "sessions": [
-                {
-                    "id": str(session.pk),
-                    "client": session.application.name,
-                    "client_id": session.application.client_id,
-                    "realm": session.realm.slug,
-                    "started_at": session.started_at.isoformat(),
-                    "last_used_at": session.last_used_at.isoformat(),
-                    "ip_address": session.ip_address,
-                    "user_agent": session.user_agent,
-                    "current": session.pk == current,
-                }
+                {**sessions.describe(session), "current": session.pk == current}
                 for session in sessions.live_sessions(user)
             ]
         }

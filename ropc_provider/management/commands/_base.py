@@ -40,6 +40,21 @@ class JSONCommand(BaseCommand):
         return actions
 
 
+def positive_number(unit):
+    """An argparse type: a whole number above zero, of ``unit`` (seconds, days)."""
+
+    def parse(value):
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of {unit}") from None
+        if number <= 0:
+            raise argparse.ArgumentTypeError(f"must be a positive number of {unit}")
+        return number
+
+    return parse
+
+
 def command_line_actor():
     """Who acts, for the audit trail: "command line", with the OS user when it can be told."""
     try:

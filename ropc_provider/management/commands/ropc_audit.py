@@ -1,17 +1,7 @@
-import argparse
-
 from ... import audit
-from ._base import JSONCommand
+from ._base import JSONCommand, positive_number
 
-
-def _days(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of days") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of days")
-    return number
+_days = positive_number("days")
 
 
 class Command(JSONCommand):

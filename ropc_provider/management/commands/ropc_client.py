@@ -1,17 +1,7 @@
-import argparse
-
 from ... import clients
-from ._base import JSONCommand
+from ._base import JSONCommand, positive_number
 
-
-def _positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of seconds") from None
-    if number <= 0:
-        raise argparse.ArgumentTypeError("must be a positive number of seconds")
-    return number
+_positive_int = positive_number("seconds")
 
 
 class Command(JSONCommand):

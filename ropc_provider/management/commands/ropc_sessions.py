@@ -29,19 +29,7 @@ class Command(JSONCommand):
         return {
             "realm": realm.slug,
             "username": accounts.identity_of(user).login_name,
-            "sessions": [
-                {
-                    "id": str(session.pk),
-                    "client": session.application.name,
-                    "client_id": session.application.client_id,
-                    "realm": session.realm.slug,
-                    "started_at": session.started_at.isoformat(),
-                    "last_used_at": session.last_used_at.isoformat(),
-                    "ip_address": session.ip_address,
-                    "user_agent": session.user_agent,
-                }
-                for session in sessions.live_sessions(user)
-            ],
+            "sessions": [sessions.describe(session) for session in sessions.live_sessions(user)],
         }
 
     def end(self, *, session_id, **options):
