@@ -12,6 +12,7 @@ its own statement: a sign-in whose transaction rolled back is still on record.
 """
 
 import contextvars
+import ipaddress
 import json
 import logging
 from contextlib import contextmanager
@@ -61,6 +62,15 @@ def note(**known):
         values.update({name: value for name, value in known.items() if value is not None})
 
 
+def stored_address(ip):
+    """``ip`` if it is an address, else None: attack protection counts a server that knows no peer
+    address (a unix socket) as "unknown", which has no place in an address column."""
+    try:
+        return str(ipaddress.ip_address(ip))
+    except ValueError:
+        return None
+
+
 def _recorded(event_type):
     return event_type != SecurityEvent.REFRESH_SUCCEEDED or ropc_settings.AUDIT_REFRESH_SUCCEEDED
 
@@ -78,7 +88,7 @@ def _event(event_type, *, user=None, realm=None, client=None, **fields):
     for name in ("ip", "user_agent", "actor"):
         if fields.get(name) is None and known.get(name) is not None:
             fields[name] = known[name]
-    fields["ip_address"] = fields.pop("ip", None) or None
+    fields["ip_address"] = stored_address(fields.pop("ip", None))
     values = {
         name: "" if value is None else str(value)[: _LIMITS[name]] for name, value in fields.items() if name in _LIMITS
     }

@@ -164,7 +164,7 @@ def start(*, session_id, user, realm, application, login_name, started_at, ip, u
             application=application,
             login_name=login_name,
             started_at=started_at,
-            ip_address=ip,
+            ip_address=audit.stored_address(ip),
             user_agent=(user_agent or "")[: Session._meta.get_field("user_agent").max_length],
             access_token_checksum=access_token.token_checksum if access_token is not None else "",
         )

@@ -93,9 +93,12 @@ class OAuthEndpoint(OAuthLibMixin, View):
                 "HTTPS is required. Behind a TLS proxy, set Django's SECURE_PROXY_SSL_HEADER.",
             )
         try:
-            # What every event recorded while answering shares (the validator adds the client, and
-            # the address as attack protection counts it).
-            with audit.context(user_agent=request.META.get("HTTP_USER_AGENT", ""), ip=request.META.get("REMOTE_ADDR")):
+            # What every event recorded while answering shares: the address as attack protection
+            # counts it (behind proxies, the user's), to which the validator adds the client.
+            context = audit.context(
+                user_agent=request.META.get("HTTP_USER_AGENT", ""), ip=protection.client_ip(request.META)
+            )
+            with context:
                 return super().dispatch(request, *args, **kwargs)
         except (OperationalError, InterfaceError) as error:
             # The database is down or unreachable: every transaction was rolled back, and the

@@ -401,8 +401,12 @@ def listed(api, body):
     return response.json()["sessions"]
 
 
-def end(api, body, session_id):
-    return api.client.delete(f"{SESSIONS}{session_id}/", **bearer(body))
+def end(api, body, session_id, **extra):
+    return api.client.delete(f"{SESSIONS}{session_id}/", **bearer(body), **extra)
+
+
+def grant_of(app, username):
+    return {"grant_type": "password", "username": username, "password": PASSWORD, "client_id": app.client_id}
 
 
 def session_id_of(body):
@@ -629,3 +633,23 @@ def test_an_idle_sessions_refresh_token_is_not_active(api, user, public_app, set
         clock.tick(601)
         described = api.post(INTROSPECT, {"token": refresh_token}, basic=(server.client_id, secret)).data
     assert described == {"active": False}
+
+
+def test_a_server_that_knows_no_address_still_signs_in_and_stores_none(api, user, public_app):
+    # A unix socket (gunicorn --bind unix:) gives no peer address: it is counted as one unknown
+    # address, never written where an address belongs (PostgreSQL's inet would refuse it).
+    body = api.token(grant_of(public_app, "alice"), REMOTE_ADDR="").data
+    assert "refresh_token" in body
+    assert Session.objects.get().ip_address is None
+    assert SecurityEvent.objects.get(type=SecurityEvent.SIGN_IN_SUCCEEDED).ip_address is None
+    assert end(api, body, session_id_of(body), REMOTE_ADDR="unix:/run/gunicorn.sock").status_code == 204
+    assert SecurityEvent.objects.get(type=SecurityEvent.SESSION_ENDED).ip_address is None
+
+
+def test_behind_a_proxy_the_session_endpoints_record_the_users_address(api, user, public_app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "TRUSTED_PROXY_COUNT": 1}
+    proxied = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "203.0.113.9"}
+    body = api.token(grant_of(public_app, "alice"), **proxied).data
+    assert end(api, body, session_id_of(body), **proxied).status_code == 204
+    assert Session.objects.get().ip_address == "203.0.113.9"
+    assert SecurityEvent.objects.get(type=SecurityEvent.SESSION_ENDED).ip_address == "203.0.113.9"
