@@ -85,7 +85,8 @@ class CodeRefused(ChallengeRefused):
 
 
 class TooManyAttempts(RopcError):
-    """``kind``: "locked" (the identity) or "throttled" (the address), for the audit trail."""
+    """``kind``, for the audit trail: "locked" (the identity), "throttled" (the address), or
+    "too_many_at_once" (more checks of the identity running than it has failures left)."""
 
     def __init__(self, retry_after, kind="locked"):
         super().__init__("Too many failed attempts; try again later.")

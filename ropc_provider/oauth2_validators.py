@@ -312,6 +312,7 @@ class RopcValidator(OAuth2Validator):
                 application=client,
                 received_at=request.received_at,
                 presented_by=self._presenter(request),
+                ip=self._client_ip(request),
             )
         except exceptions.RefreshRefused as refusal:
             if refusal.description:

@@ -177,7 +177,7 @@ class _AddressWindow:
         if self.earlier(state) + count > ropc_settings.IP_FAILURE_LIMIT:
             _take_back(self.current_key)
             signals.throttled.send(sender=begin, ip=ip)
-            if worth_recording("address", ip):
+            if worth_recording("address", ip=ip):
                 audit.record(SecurityEvent.ADDRESS_THROTTLED, ip=ip)
             raise TooManyAttempts(self.retry_after(state, count - 1), kind="throttled")
 
@@ -273,15 +273,19 @@ class Attempt:
 
         self._settle(forget)
 
+    def _release(self):
+        _take_back(self.window_key)
+
     def second_factor_due(self):
         """The password was right, and the sign-in waits for a second factor: the check is over, and
         no failure of the address, but the identity's failures stand until the factor is verified
         (its codes count on them), and the address is not yet known to the account."""
+        self._settle(self._release)
 
-        def release():
-            _take_back(self.window_key)
-
-        self._settle(release)
+    def interrupted(self):
+        """The check could not finish for a fault of ours (the database gave way): no failure of the
+        identity or the address, for a right password must not step towards a lock."""
+        self._settle(self._release)
 
     def _announce_lock(self, login, seconds):
         audit.record(
@@ -315,6 +319,9 @@ class _Uncounted:
         pass
 
     def second_factor_due(self):
+        pass
+
+    def interrupted(self):
         pass
 
 
@@ -356,7 +363,7 @@ def begin(*, realm_slug, login_key, ip, account_key=None):
             _take_back(typed.checking)
             _take_back(window.current_key)
             # Not a failure, and no lock: they are only the attempts beyond what may run at once.
-            raise TooManyAttempts(1)
+            raise TooManyAttempts(1, kind="too_many_at_once")
     except TooManyAttempts:
         raise
     except Exception as error:  # the cache backend's own: connection refused, timeouts
@@ -380,9 +387,12 @@ def begin(*, realm_slug, login_key, ip, account_key=None):
 RECORD_REFUSALS_EVERY = 60
 
 
-def worth_recording(kind, *subject):
+def worth_recording(kind, *subject, ip=None):
     """Whether a refusal (locked, throttled) of this subject is the first in RECORD_REFUSALS_EVERY
-    seconds: the rest cost no hash, and must not each cost an insert either."""
+    seconds: the rest cost no hash, and must not each cost an insert either. ``ip`` joins the
+    subject as attempts are counted, so the addresses of one IPv6 prefix are one subject."""
+    if ip is not None:
+        subject = (*subject, _counted_address(ip))
     try:
         return _cache().add(f"ropc:noted:{kind}:{_digest(*map(str, subject))}", 1, RECORD_REFUSALS_EVERY)
     except Exception:  # the cache is down: better a record too many than none

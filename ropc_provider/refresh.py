@@ -94,28 +94,33 @@ REFUSED_NOT_ALLOWED = "not_allowed"
 
 
 def _refused(reason, found=None, *, description=None, ends=None):
-    """Record the refusal (and end the session, with ``ends`` as its reason), then refuse."""
+    """Record the refusal (and end the session, with ``ends`` as its reason), then refuse. A dead
+    token presented again and again is on record once a minute: each costs its sender nothing."""
     if ends is not None:
         sessions.end_family(found.token_family, ends)
-    audit.record(
-        SecurityEvent.REFRESH_REFUSED,
-        reason=reason,
-        user=found.user if found is not None else None,
-        session_id=found.token_family if found is not None else None,
-    )
+    if found is None or protection.worth_recording(reason, found.token_family or found.pk):
+        audit.record(SecurityEvent.REFRESH_REFUSED, reason=reason, **_whose(found))
     return RefreshRefused(description)
 
 
-def redeem(value, *, application, received_at, presented_by=None):
+def _whose(found):
+    """What an event about this token says of it: its user, session, realm and login name."""
+    if found is None:
+        return {}
+    return {"user": found.user, "session_id": found.token_family, **sessions.named(found.token_family)}
+
+
+def redeem(value, *, application, received_at, presented_by=None, ip=None):
     """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
     when that is a grace-period retry (else None). Raises ``RefreshRefused``, recorded in the audit
-    trail. ``presented_by``: the ``presenter()`` of this request."""
+    trail. ``presented_by``: the ``presenter()`` of this request; ``ip``: its counted address."""
     found = tokens.find_refresh_token(value)
     # Another client's token is refused without side effects, so one client cannot revoke
     # another's sessions by replaying their tokens.
     if found is None or found.application_id != application.pk:
-        # Guesses cost one lookup each; on record once a minute per client and presenter.
-        if protection.worth_recording(REFUSED_UNKNOWN, application.pk, presented_by):
+        # Guesses cost one lookup each; on record once a minute per client and address (not per
+        # presenter: a user agent is the sender's to vary).
+        if protection.worth_recording(REFUSED_UNKNOWN, application.pk, ip=ip):
             raise _refused(REFUSED_UNKNOWN)
         raise RefreshRefused()
     if sessions.cut_off(found):
@@ -134,7 +139,7 @@ def redeem(value, *, application, received_at, presented_by=None):
                 replay = _raced_by_another(found, presented_by, last_used=honoured_at)
             if ropc_settings.REFRESH_TOKEN_REUSE_PROTECTION and replay:
                 tokens.revoke_family(found)
-                audit.record(SecurityEvent.REUSE_DETECTED, user=found.user, session_id=found.token_family)
+                audit.record(SecurityEvent.REUSE_DETECTED, **_whose(found))
                 raise _refused(REFUSED_REUSED, found, ends=Session.REUSE_DETECTED)
             raise _refused(REFUSED_REUSED, found)
         # The answer to the rotation was lost: rotate its (unused) successor instead, so the
@@ -171,5 +176,6 @@ def rotate(previous, *, presented_by=None, **pair):
     ``presented_by``: the ``presenter()`` of this request."""
     access = tokens.rotate(previous, **pair)
     _remember_rotation(pair.get("retry_of") or previous, presented_by)
-    audit.record(SecurityEvent.REFRESH_SUCCEEDED, user=previous.user, session_id=previous.token_family)
+    if ropc_settings.AUDIT_REFRESH_SUCCEEDED:  # spares every refresh the session's lookup
+        audit.record(SecurityEvent.REFRESH_SUCCEEDED, **_whose(previous))
     return access

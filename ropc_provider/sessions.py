@@ -39,6 +39,7 @@ def revoke_sessions(user, *, reason, now=None):
     """Move the user's cutoff to now, revoke their refresh tokens and delete their access tokens
     issued before it, and mark their open sessions ended. Returns the ``SessionCutoff``."""
     User = get_user_model()
+    identity = identity_of(user)
     with transaction.atomic():
         # Locking the user row orders this after any sign-in already writing it (last_login),
         # and makes sign-ins that start now wait for the new cutoff.
@@ -61,9 +62,15 @@ def revoke_sessions(user, *, reason, now=None):
             Session.objects.filter(user=user, started_at__lt=cutoff.refresh_tokens_valid_from),
             _END_OF_CUTOFF.get(reason, Session.CUT_OFF),
         )
-        audit.record(SecurityEvent.CUTOFF_MOVED, user=user, reason=reason)
+        audit.record(
+            SecurityEvent.CUTOFF_MOVED,
+            user=user,
+            reason=reason,
+            realm=identity.realm,
+            login_name=identity.login_name,
+        )
     user.session_cutoff = cutoff
-    signals.sessions_revoked.send(sender=revoke_sessions, user=user, realm=identity_of(user).realm, reason=reason)
+    signals.sessions_revoked.send(sender=revoke_sessions, user=user, realm=identity.realm, reason=reason)
     return cutoff
 
 
@@ -169,6 +176,13 @@ def start(*, session_id, user, realm, application, login_name, started_at, ip, u
             access_token_checksum=access_token.token_checksum if access_token is not None else "",
         )
     )
+
+
+def named(session_id):
+    """``{"realm": slug, "login_name": name}`` of a session, for events about its tokens; empty for
+    none (a token from before sessions were kept)."""
+    found = Session.objects.filter(pk=session_id).values("realm__slug", "login_name").first() if session_id else None
+    return {"realm": found["realm__slug"], "login_name": found["login_name"]} if found else {}
 
 
 def _newest_token():

@@ -92,7 +92,9 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
     login_key = normalize_login(login)
     realm, account, looked_up = _resolve(policy, realm_slug, login_key)
     if not realm.is_active:
-        record_failure(realm, login, reason=FAILED_REALM_DISABLED, ip=ip)
+        # Refused before any hash: an address knocking on a closed realm is on record once a minute.
+        if protection.worth_recording(FAILED_REALM_DISABLED, realm.slug, ip=ip):
+            record_failure(realm, login, reason=FAILED_REALM_DISABLED, ip=ip)
         raise RealmInactive("Sign-in to this realm is disabled.")
     if realm.is_directory and not looked_up:
         account = account_by_login(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
@@ -102,8 +104,11 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
         attempt = protection.begin(realm_slug=realm.slug, login_key=lockout_key, account_key=account_key, ip=ip)
     except TooManyAttempts as refusal:
         # Refusals cost no hash, so an attacker can send many: one on record a minute is enough.
-        subject = (ip,) if refusal.kind == FAILED_THROTTLED else (realm.slug, lockout_key)
-        if protection.worth_recording(refusal.kind, *subject):
+        if refusal.kind == FAILED_THROTTLED:
+            worth_recording = protection.worth_recording(refusal.kind, ip=ip)
+        else:
+            worth_recording = protection.worth_recording(refusal.kind, realm.slug, lockout_key)
+        if worth_recording:
             record_failure(realm, login, reason=refusal.kind, ip=ip)
         raise
 
@@ -128,6 +133,7 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
             # The account is locked through another of its names: refuse as a wrong password would.
             user, why = None, FAILED_LOCKED
     except BaseException:
+        # A check that crashed counts: an error an attacker can provoke must not be a free guess.
         attempt.failed()
         raise
 
@@ -248,6 +254,7 @@ FAILED_INACTIVE = "inactive"
 FAILED_REALM_DISABLED = "realm_disabled"
 FAILED_LOCKED = "locked"
 FAILED_THROTTLED = "throttled"
+FAILED_TOO_MANY_AT_ONCE = "too_many_at_once"
 # The sign-in's transaction failed (the database, a receiver of the host's): nothing was issued.
 FAILED_ERROR = "error"
 
@@ -342,10 +349,11 @@ def complete(
                 if during is not None:
                     during(access)
     except Exception:
-        # Rolled back: recorded now, outside it, for this is the failure a security team needs.
+        # Rolled back: recorded now, outside it, for this is the failure a security team needs. Not
+        # the user's failure: no count towards a lock, no signal that someone guessed wrong.
         if sign_in.attempt is not None:
-            sign_in.attempt.failed()
-        announce_failure(sign_in.realm, sign_in.login_name, reason=FAILED_ERROR, ip=sign_in.ip, request=request)
+            sign_in.attempt.interrupted()
+        record_failure(sign_in.realm, sign_in.login_name, reason=FAILED_ERROR, ip=sign_in.ip)
         raise
     if access is not None:
         if sign_in.attempt is not None:

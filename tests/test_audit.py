@@ -15,8 +15,8 @@ from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken
 
-from ropc_provider import audit, clients, mfa, tokens
-from ropc_provider.models import SecurityEvent, Session
+from ropc_provider import audit, clients, mfa, protection, sessions, signin, tokens
+from ropc_provider.models import SecurityEvent, Session, SessionCutoff
 from tests.factories import AccountFactory, ClientFactory, RealmFactory, UserFactory
 from tests.helpers import assert_error, readme_block
 
@@ -280,3 +280,76 @@ def test_a_failure_inside_a_callers_lost_transaction_is_logged_not_stored(api, p
     assert_error(response, 503, "temporarily_unavailable")  # the database's error, not ours
     assert audit_log()[-1]["type"] == SecurityEvent.SIGN_IN_FAILED
     assert "Security event not stored, its transaction is rolling back: sign_in_failed" in caplog.text
+
+
+def _grant_from(api, app, login, address, **fields):
+    data = {"grant_type": "password", "username": login, "password": "a guess", "client_id": app.client_id}
+    return api.token({**data, **fields}, REMOTE_ADDR=address)
+
+
+def test_refusals_that_cost_no_hash_cannot_flood_the_trail(api, db, public_app, settings):
+    # Each of these costs the sender nothing: one row a minute per subject, however they vary
+    # what they may vary (the addresses of their own IPv6 prefix, their user agent, the token).
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 2}
+    staff = RealmFactory(slug="staff", is_active=False)
+    app = ClientFactory(realms=[staff, "project"], default_realm="project").application
+    with freeze_time(timezone.now()):
+        for number in range(8):
+            address = f"2001:db8:0:{number:x}::{number + 1}"  # one /56
+            _grant_from(api, public_app, f"nobody{number}", address)
+            _grant_from(api, app, "dave", f"192.0.2.{number}" if number < 4 else "192.0.2.1", realm="staff")
+            api.token(
+                {"grant_type": "refresh_token", "refresh_token": f"guess-{number}", "client_id": app.client_id},
+                HTTP_USER_AGENT=f"agent {number}",
+            )
+    reasons = [e.reason for e in events(SecurityEvent.SIGN_IN_FAILED)]
+    assert reasons.count("throttled") == 1 and len(events(SecurityEvent.ADDRESS_THROTTLED)) == 1
+    assert reasons.count("realm_disabled") == 4  # once for each of four addresses
+    assert [e.reason for e in events(SecurityEvent.REFRESH_REFUSED)] == ["unknown_token"]
+
+
+def test_a_dead_refresh_token_presented_again_and_again_is_on_record_once_a_minute(api, user, public_app):
+    body = api.password_grant(public_app, "alice").data
+    assert (
+        api.client.delete(
+            f"/o/sessions/{Session.objects.get().pk}/",
+            HTTP_AUTHORIZATION=f"Bearer {body['access_token']}",
+        ).status_code
+        == 204
+    )
+    with freeze_time(timezone.now()) as clock:
+        for _ in range(5):
+            assert_error(api.refresh(public_app, body["refresh_token"]), 400, "invalid_grant")
+        clock.tick(61)
+        assert_error(api.refresh(public_app, body["refresh_token"]), 400, "invalid_grant")
+    assert [e.reason for e in events(SecurityEvent.REFRESH_REFUSED)] == ["session_ended", "session_ended"]
+
+
+def test_refresh_and_cutoff_events_name_the_realm_and_login(api, db, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "REFRESH_TOKEN_REUSE_TOLERANCE": 0}
+    staff = RealmFactory(slug="staff")
+    alice = AccountFactory(realm=staff, login_name="alice")
+    app = ClientFactory(realms=[staff], default_realm="staff").application
+    body = api.password_grant(app, "alice", alice.password).data
+    assert api.refresh(app, body["refresh_token"]).status_code == 200
+    assert_error(api.refresh(app, body["refresh_token"]), 400, "invalid_grant")  # a replay
+    bob = AccountFactory(realm=staff, login_name="bob")
+    sessions.revoke_sessions(bob.user, reason=SessionCutoff.OPERATOR)
+    named = [
+        (e.type, e.realm, e.login_name)
+        for e in events()
+        if e.type in (SecurityEvent.REFRESH_REFUSED, SecurityEvent.REUSE_DETECTED, SecurityEvent.CUTOFF_MOVED)
+    ]
+    assert named == [
+        (SecurityEvent.REUSE_DETECTED, "staff", "alice"),
+        (SecurityEvent.REFRESH_REFUSED, "staff", "alice"),
+        (SecurityEvent.CUTOFF_MOVED, "staff", "bob"),
+    ]
+
+
+def test_more_checks_of_one_name_at_once_than_it_has_failures_left_is_its_own_reason(api, user, public_app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "LOCKOUT_THRESHOLD": 1}
+    # A check of alice's password is running (another request), and she has one failure left.
+    protection.begin(realm_slug="project", login_key=signin.project_lockout_key("alice"), ip="192.0.2.7")
+    assert api.password_grant(public_app, "alice").status_code == 429
+    assert [e.reason for e in events(SecurityEvent.SIGN_IN_FAILED)] == ["too_many_at_once"]

@@ -10,9 +10,12 @@ import pytest
 import requests
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
+from django.db import OperationalError
+from django.db.models.signals import post_save
 from django.test import Client
 from django.utils import timezone
 from freezegun import freeze_time
+from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, clients, protection, realms, signals
 from ropc_provider.exceptions import InvalidInput
@@ -433,3 +436,28 @@ def test_a_crash_on_the_threshold_attempt_still_locks(api, app, monkeypatch):
     locked = attempt(api, app, password=PASSWORD)
     assert_locked(locked)
     assert 55 <= int(locked["Retry-After"]) <= 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sign_in_our_database_failed_counts_no_failure(api, app, settings):
+    # The password was right and the fault ours: no step towards a lock, and no failed-sign-in
+    # signal to alarm a listener about the user.
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "LOCKOUT_THRESHOLD": 1, "IP_FAILURE_LIMIT": 1}
+    heard = []
+
+    def listener(**kwargs):
+        heard.append(kwargs)
+
+    def database_gives_way(sender, **kwargs):
+        raise OperationalError("could not serialize access")
+
+    signals.sign_in_failed.connect(listener, dispatch_uid="test.heard")
+    post_save.connect(database_gives_way, sender=AccessToken, dispatch_uid="test.rollback")
+    try:
+        for _ in range(2):
+            assert_error(attempt(api, app, password=PASSWORD), 503, "temporarily_unavailable")
+    finally:
+        post_save.disconnect(dispatch_uid="test.rollback", sender=AccessToken)
+        signals.sign_in_failed.disconnect(dispatch_uid="test.heard")
+    assert heard == []
+    assert attempt(api, app, password=PASSWORD).status_code == 200
