@@ -15,15 +15,14 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
-from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+from oauth2_provider.models import get_access_token_model
 
-from . import mfa, signals, signin, tokens
+from . import mfa, sessions, signals, signin, tokens
 from .conf import ropc_settings
 from .exceptions import CodeRefused, InvalidInput, InvalidSession, ProtectionUnavailable, TooManyAttempts, WrongFactor
-from .models import AuthorizationCode, AuthSession, SessionCutoff
+from .models import AuthorizationCode, AuthSession, Session, SessionCutoff
 
 PASSWORD = "pwd"  # RFC 8176
 # What a client may send to verify each kind of factor.
@@ -275,12 +274,13 @@ def redeem_code(value, application, *, code_verifier=None):
 
 
 def _revoke_first_use(code):
+    # A code presented twice may have leaked (RFC 6749 §4.1.2): its first use's session ends, as a
+    # replayed refresh token's does.
     code.refresh_from_db(fields=["token_family", "access_token_checksum"])
-    with transaction.atomic(savepoint=False):
-        if code.token_family:
-            get_refresh_token_model().revoke_family(code.token_family)
-        if code.access_token_checksum:
-            get_access_token_model().objects.filter(token_checksum=code.access_token_checksum).delete()
+    if code.token_family:
+        sessions.end_family(code.token_family, Session.REUSE_DETECTED)
+    elif code.access_token_checksum:
+        get_access_token_model().objects.filter(token_checksum=code.access_token_checksum).delete()
 
 
 def family_of(code):

@@ -412,6 +412,6 @@ class RopcValidator(OAuth2Validator):
     # -- revocation (RFC 7009) --------------------------------------------------------------
 
     def revoke_token(self, token, token_type_hint, request, *args, **kwargs):
-        session_id = sessions.session_of_live_refresh_token(token, request.client)
+        session_id = sessions.session_of_live_token(token, request.client)
         super().revoke_token(token, token_type_hint, request, *args, **kwargs)
         sessions.end_family(session_id, Session.SIGNED_OUT)

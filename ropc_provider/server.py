@@ -14,18 +14,24 @@ from oauthlib.oauth2.rfc6749.endpoints import (
 )
 from oauthlib.oauth2.rfc6749.tokens import BearerToken
 
-from . import clients, sessions
+from . import clients, sessions, tokens
 from .conf import ropc_settings
 from .grants import AuthorizationChallenge, AuthorizationCodeGrant, PasswordGrant, RefreshTokenGrant
 
 
 def access_token_lifetime(request):
-    lifetime = clients.access_token_lifetime(request.client)
+    """The client's access-token lifetime, cut to what the session could have left."""
+    client = request.client
     refreshed = getattr(request, "refresh_token_instance", None)
-    if refreshed is None:
-        return lifetime
     return sessions.capped_to_session(
-        lifetime, refreshed, max_lifetime=clients.session_max_lifetime(request.client), now=request.received_at
+        clients.access_token_lifetime(client),
+        started_at=request.received_at if refreshed is None else tokens.family_started(refreshed),
+        now=request.received_at,
+        max_lifetime=clients.session_max_lifetime(client),
+        idle_timeout=clients.session_idle_timeout(client),
+        refresh_lifetime=clients.refresh_token_lifetime(client)
+        if clients.policy_of(client).issue_refresh_tokens
+        else None,
     )
 
 

@@ -149,11 +149,13 @@ def refresh_token_ends(refresh_token, *, lifetime, max_lifetime, idle_timeout):
     return min(ends)
 
 
-def capped_to_session(lifetime, refresh_token, *, max_lifetime, now):
-    """An access token's lifetime (seconds) from a refresh, cut to what its session has left, so
-    the last tokens of a session expire with it. Whole seconds, at least one."""
-    left = tokens.family_started(refresh_token) + timedelta(seconds=max_lifetime) - now
-    return max(1, min(lifetime, int(left.total_seconds())))
+def capped_to_session(lifetime, *, started_at, now, max_lifetime, idle_timeout=None, refresh_lifetime=None):
+    """An access token's lifetime (seconds), cut to what its session could have left: its maximum
+    lifetime from the sign-in, and its idle timeout and refresh token's lifetime from now (the
+    refresh token issued beside it is the session's newest). So no token outlives its session.
+    Whole seconds, at least one."""
+    left = int((started_at + timedelta(seconds=max_lifetime) - now).total_seconds())
+    return max(1, min(cap for cap in (lifetime, left, idle_timeout, refresh_lifetime) if cap is not None))
 
 
 # -- one session at a time ------------------------------------------------------------------------
@@ -234,10 +236,10 @@ def has_ended(session_id):
 
 
 def end_family(session_id, reason):
-    """Mark one session ended (its tokens are the caller's to revoke): reuse detected, a limit
-    reached, the client revoking its refresh token."""
+    """End one session by its id, with its tokens: reuse detected, a limit reached, a code
+    replayed, the client revoking a token."""
     if session_id is not None:
-        _ended(Session.objects.filter(pk=session_id), reason)
+        _end(session_id, reason)
 
 
 def own_session(user, session_id):
@@ -253,22 +255,30 @@ def own_session(user, session_id):
 def end_session(session, *, reason):
     """End one session: its refresh tokens revoked and access tokens deleted at once. Returns
     whether this call ended it (False: it had ended already)."""
+    return _end(session.pk, reason, access_token_checksum=session.access_token_checksum)
+
+
+def _end(session_id, reason, *, access_token_checksum=None):
     with transaction.atomic():
         AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
         # Wait for a rotation in flight (it holds its refresh token's row): its new pair is then
         # committed, and the statements below see and end it; one that starts later finds its token
         # revoked. (revoke_sessions does the same for all of a user's.)
         list(
-            RefreshToken.objects.select_for_update().filter(token_family=session.pk, revoked__isnull=True).values("pk")
+            RefreshToken.objects.select_for_update().filter(token_family=session_id, revoked__isnull=True).values("pk")
         )
-        family = Q(refresh_token__token_family=session.pk) | Q(source_refresh_token__token_family=session.pk)
-        if session.access_token_checksum:
-            family |= Q(token_checksum=session.access_token_checksum)
+        family = Q(refresh_token__token_family=session_id) | Q(source_refresh_token__token_family=session_id)
+        if access_token_checksum is None:  # the session's, when a client gets no refresh tokens
+            access_token_checksum = (
+                Session.objects.filter(pk=session_id).values_list("access_token_checksum", flat=True).first()
+            )
+        if access_token_checksum:
+            family |= Q(token_checksum=access_token_checksum)
         AccessToken.objects.filter(family).delete()
-        RefreshToken.objects.filter(token_family=session.pk, revoked__isnull=True).update(
+        RefreshToken.objects.filter(token_family=session_id, revoked__isnull=True).update(
             revoked=timezone.now(), access_token=None
         )
-        return bool(_ended(Session.objects.filter(pk=session.pk), reason))
+        return bool(_ended(Session.objects.filter(pk=session_id), reason))
 
 
 def _alive(now):
@@ -329,7 +339,11 @@ def live_session_count(application, *, now=None):
     from . import clients  # clients imports this module
 
     now = now or timezone.now()
+    # A refresh token stops working at its lifetime or after the idle timeout, whichever is first.
     lifetime = clients.refresh_token_lifetime(application)
+    idle_timeout = clients.session_idle_timeout(application)
+    if idle_timeout is not None:
+        lifetime = min(lifetime, idle_timeout)
     fresh = get_refresh_token_model().objects.filter(
         token_family=OuterRef("pk"), revoked__isnull=True, created__gt=now - timedelta(seconds=lifetime)
     )
@@ -362,17 +376,28 @@ def _refresh_token_of(access_token):
         return None
 
 
-def session_of_live_refresh_token(value, application):
-    """The session of this client's live refresh token with this value, or None: revoking it (RFC
-    7009) signs that session out."""
+def session_of_live_token(value, application):
+    """The session of this client's live refresh or access token with this value, or None:
+    revoking either (RFC 7009) signs that session out, for a refresh token whose access token is
+    gone is refused anyway."""
     if application is None:
         return None
-    return (
+    checksum = tokens.checksum(value)
+    found = (
         get_refresh_token_model()
-        .objects.filter(token_checksum=tokens.checksum(value), application=application, revoked__isnull=True)
+        .objects.filter(token_checksum=checksum, application=application, revoked__isnull=True)
         .values_list("token_family", flat=True)
         .first()
     )
+    if found is None:
+        access = (
+            get_access_token_model()
+            .objects.filter(token_checksum=checksum, application=application)
+            .select_related("source_refresh_token")
+            .first()
+        )
+        found = session_of(access) if access is not None else None
+    return found
 
 
 def purge(before):

@@ -18,7 +18,7 @@ from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, mfa, signals
 from ropc_provider.exceptions import InvalidSession
-from ropc_provider.models import AuthorizationCode, AuthSession, Realm
+from ropc_provider.models import AuthorizationCode, AuthSession, Realm, SecurityEvent, Session
 from tests.factories import AccountFactory, ClientFactory, RealmFactory
 from tests.helpers import INTROSPECT, RacingHasher, assert_error, me, readme_block, require_program, verify
 
@@ -233,6 +233,9 @@ def test_a_code_used_twice_revokes_what_its_first_use_issued(api, app, alice, fa
     assert_error(redeem(api, app, code), 400, "invalid_grant")
     assert me(api, first.data).status_code == 401
     assert_error(api.refresh(app, first.data["refresh_token"]), 400, "invalid_grant")
+    # Its session says why it ended, in the list, the trail and the refresh refusal.
+    assert Session.objects.get().end_reason == Session.REUSE_DETECTED
+    assert SecurityEvent.objects.filter(type=SecurityEvent.SESSION_ENDED, reason=Session.REUSE_DETECTED).exists()
 
 
 def test_a_code_used_twice_without_refresh_tokens_revokes_the_access_token(api, staff, alice):
@@ -242,6 +245,7 @@ def test_a_code_used_twice_without_refresh_tokens_revokes_the_access_token(api, 
     assert "refresh_token" not in first.data
     assert_error(redeem(api, client, code), 400, "invalid_grant")
     assert me(api, first.data).status_code == 401
+    assert Session.objects.get().end_reason == Session.REUSE_DETECTED
 
 
 def test_codes_expire_after_a_minute(api, app, alice, clock):

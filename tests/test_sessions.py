@@ -542,6 +542,12 @@ def test_every_way_of_ending_a_session_says_why(api, user, public_app, settings)
         == 200
     )
     assert _end_reason(signed_out) == Session.SIGNED_OUT
+    # Revoking the access token ends its session too: its refresh token would be refused anyway.
+    revoked_access = api.password_grant(public_app, "alice").data
+    api.post("/o/revoke_token/", {"token": revoked_access["access_token"], "client_id": public_app.client_id})
+    assert _end_reason(revoked_access) == Session.SIGNED_OUT
+    refused = assert_session_ended(api, public_app, revoked_access)
+    assert refused.data["error_description"] == sessions.SESSION_ENDED
 
     reused = api.password_grant(public_app, "alice").data
     api.refresh(public_app, reused["refresh_token"])
@@ -586,6 +592,14 @@ def test_the_client_page_count_is_of_live_sessions(api, user, public_app):
     with freeze_time(timezone.now() + timedelta(seconds=clients.refresh_token_lifetime(public_app) + 1)):
         assert sessions.live_session_count(public_app) == 0
         assert sessions.live_sessions(user) == []
+
+
+def test_the_client_page_and_the_users_list_agree_on_idle_sessions(api, user, public_app, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "SESSION_IDLE_TIMEOUT": 600}
+    with freeze_time(timezone.now()) as clock:
+        api.password_grant(public_app, "alice")
+        clock.tick(601)
+        assert (sessions.live_session_count(public_app), sessions.live_sessions(user)) == (0, [])
 
 
 def test_a_third_party_apps_token_cannot_see_or_end_sessions(api, alice, authorization_code_app):
@@ -653,3 +667,38 @@ def test_behind_a_proxy_the_session_endpoints_record_the_users_address(api, user
     assert end(api, body, session_id_of(body), **proxied).status_code == 204
     assert Session.objects.get().ip_address == "203.0.113.9"
     assert SecurityEvent.objects.get(type=SecurityEvent.SESSION_ENDED).ip_address == "203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    "limit, expires_in",
+    [
+        ({}, 3600),
+        ({"SESSION_IDLE_TIMEOUT": 600}, 600),
+        ({"SESSION_MAX_LIFETIME": 300}, 300),
+        ({"REFRESH_TOKEN_LIFETIME": 120}, 120),
+    ],
+    ids=["access-lifetime", "idle-timeout", "max-lifetime", "refresh-lifetime"],
+)
+def test_a_sign_ins_access_token_ends_no_later_than_its_session_could(
+    api, user, public_app, settings, limit, expires_in
+):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "ACCESS_TOKEN_LIFETIME": 3600, **limit}
+    with freeze_time("2026-12-03 12:00:00+00:00"):
+        issued = api.password_grant(public_app, "alice").data
+        assert issued["expires_in"] == expires_in
+        assert AccessToken.objects.get().expires == timezone.now() + timedelta(seconds=expires_in)
+        refreshed = api.refresh(public_app, issued["refresh_token"]).data
+    assert refreshed["expires_in"] == expires_in
+
+
+def test_a_session_a_limit_ends_takes_its_access_tokens_with_it(api, user, public_app):
+    with freeze_time("2026-12-03 12:00:00+00:00") as clock:
+        issued = api.password_grant(public_app, "alice").data
+        # The operator shortens the client's idle timeout while the session's access token lives.
+        public_app.ropc_policy.session_idle_timeout = 300
+        public_app.ropc_policy.save()
+        clock.tick(301)
+        refused = api.refresh(public_app, issued["refresh_token"])
+        assert refused.data["error_description"] == sessions.SESSION_IDLE
+        assert me(api, issued).status_code == 401
+    assert Session.objects.get().end_reason == Session.IDLE
