@@ -1,6 +1,7 @@
 """Operators' screens. Every rule is the services' (clients, realms, accounts, sessions):
 forms translate their ``InvalidInput`` into form errors, actions call them after a confirmation.
-Whatever they change is on the audit trail as done by the operator signed in (``OperatorOnRecord``)."""
+Whatever any admin screen changes is on the audit trail as done by the operator signed in
+(``record_operators``)."""
 
 import functools
 
@@ -14,7 +15,7 @@ from django.db.models import Count, Q
 from django.http import Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
@@ -54,27 +55,25 @@ def confirm_first(*, title, question, details=None):
     return decorate
 
 
-def _as_operator(view):
-    """Run ``view`` with the operator signed in as the audit trail's ``actor``."""
+def record_operators(site):
+    """Run every view of ``site`` with the operator signed in as the audit trail's ``actor``:
+    ours (lists, actions, forms, our own pages) and other apps' too, for Django's user screens move
+    the session cutoff. The app does it for ``admin.site`` when it is ready; call it for a site of
+    your own. Wrapping ``admin_view`` catches every view, since the admin routes them all through it."""
+    if getattr(site, "records_operators", False):
+        return
+    admin_view = site.admin_view
 
-    @functools.wraps(view)  # keeps what the admin's wrapper carries (model_admin, csrf flags)
-    def view_as_operator(request, *args, **kwargs):
-        with audit.context(actor=request.user.get_username() or None):
-            return view(request, *args, **kwargs)
+    def admin_view_as_operator(view, cacheable=False):
+        @functools.wraps(view)  # keeps what the admin reads off the view (csrf flags)
+        def view_as_operator(request, *args, **kwargs):
+            with audit.context(actor=request.user.get_username() or None):
+                return view(request, *args, **kwargs)
 
-    return view_as_operator
+        return admin_view(view_as_operator, cacheable)
 
-
-class OperatorOnRecord:
-    """Every view of the admin (list and its actions, forms, delete, our own pages) runs as done
-    by the operator: the services then stamp them on every event they record. Wrapped where the
-    admin site takes the URLs, so a view added in ``get_urls`` cannot be left out."""
-
-    @property
-    def urls(self):
-        return [
-            URLPattern(url.pattern, _as_operator(url.callback), url.default_args, url.name) for url in self.get_urls()
-        ]
+    site.admin_view = admin_view_as_operator
+    site.records_operators = True
 
 
 def _form_error(form, error):
@@ -144,7 +143,7 @@ class ClientForm(forms.ModelForm):
 
 
 @admin.register(ClientPolicy)
-class ClientAdmin(OperatorOnRecord, admin.ModelAdmin):
+class ClientAdmin(admin.ModelAdmin):
     form = ClientForm
     list_display = [
         "name",
@@ -370,7 +369,7 @@ def _realm_impact(queryset):
 
 
 @admin.register(Realm)
-class RealmAdmin(OperatorOnRecord, admin.ModelAdmin):
+class RealmAdmin(admin.ModelAdmin):
     form = RealmForm
     list_display = ["slug", "name", "source", "account_count", "allow_email_login", "mfa", "is_active"]
     list_filter = ["source", "is_active"]
@@ -468,7 +467,7 @@ class AccountCreationForm(forms.ModelForm):
 
 
 @admin.register(RealmAccount)
-class RealmAccountAdmin(OperatorOnRecord, admin.ModelAdmin):
+class RealmAccountAdmin(admin.ModelAdmin):
     # The account's live sessions, each with its "End session", below the fields.
     change_form_template = "ropc_provider/admin/account_change_form.html"
     list_display = ["login_name", "realm", "is_active", "last_login"]
@@ -742,7 +741,7 @@ class EventRealmFilter(admin.SimpleListFilter):
 
 
 @admin.register(SecurityEvent)
-class SecurityEventAdmin(OperatorOnRecord, admin.ModelAdmin):
+class SecurityEventAdmin(admin.ModelAdmin):
     """The audit trail, read-only: nobody adds, edits or deletes an event here (``ropc_audit purge``
     keeps the retention). An event holds no secret by design, so every field may show."""
 

@@ -26,3 +26,12 @@ class RopcProviderConfig(AppConfig):
         post_save.connect(receivers.record_account_change, sender=RealmAccount, dispatch_uid="ropc.account_saved")
         post_save.connect(receivers.record_client_change, sender=ClientPolicy, dispatch_uid="ropc.policy_saved")
         post_delete.connect(receivers.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")
+
+        from django.apps import apps
+
+        if apps.is_installed("django.contrib.admin"):
+            from django.contrib import admin
+
+            from .admin import record_operators
+
+            record_operators(admin.site)

@@ -411,6 +411,24 @@ def test_changes_made_in_the_admin_name_the_operator(operator, realm):
     assert SecurityEvent.objects.get(client_name="Elsewhere").actor == ""
 
 
+def test_deactivating_a_user_in_djangos_own_user_admin_names_the_operator(operator, db):
+    # The project realm's users are edited on Django's screens, not ours: the cutoff it moves is
+    # still on record as the operator's.
+    alice = UserFactory(username="alice")
+    page = operator.get(reverse("admin:auth_user_change", args=[alice.pk]))
+    form = {
+        name: value
+        for name, value in page.context["adminform"].form.initial.items()
+        if name not in ("is_active", "groups", "user_permissions", "password") and value is not None
+    }
+    response = operator.post(
+        reverse("admin:auth_user_change", args=[alice.pk]), {**form, "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    event = SecurityEvent.objects.get(type=SecurityEvent.CUTOFF_MOVED)
+    assert (event.login_name, event.reason, event.actor) == ("alice", SessionCutoff.ACCOUNT_DEACTIVATED, "operator")
+
+
 def test_security_events_are_listed_filtered_and_searched(operator, realm, api):
     app = clients.register_client(name="App", confidential=False, realms=["customers"]).application
     other = clients.register_client(name="Other", confidential=False, realms=["customers"]).application
