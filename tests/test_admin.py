@@ -4,13 +4,15 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.contrib.admin import AdminSite
+from django.http import HttpResponse
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
 from django.urls import reverse
 from django.utils import timezone
 
 from ropc_provider import accounts, clients, mfa, realms
-from ropc_provider.admin import MFA_ACTIONS, RealmAccountAdmin
+from ropc_provider.admin import MFA_ACTIONS, RealmAccountAdmin, record_operators
 from ropc_provider.models import ClientPolicy, Realm, RealmAccount, SecurityEvent, Session, SessionCutoff
 from tests.factories import UserFactory
 
@@ -422,11 +424,29 @@ def test_deactivating_a_user_in_djangos_own_user_admin_names_the_operator(operat
         if name not in ("is_active", "groups", "user_permissions", "password") and value is not None
     }
     response = operator.post(
-        reverse("admin:auth_user_change", args=[alice.pk]), {**form, "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"}
+        reverse("admin:auth_user_change", args=[alice.pk]),
+        {**form, "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"},
     )
     assert response.status_code == 302, response.context["adminform"].form.errors
     event = SecurityEvent.objects.get(type=SecurityEvent.CUTOFF_MOVED)
     assert (event.login_name, event.reason, event.actor) == ("alice", SessionCutoff.ACCOUNT_DEACTIVATED, "operator")
+
+
+def test_an_admin_site_of_the_projects_own_names_the_operator_once_recorded(rf, realm):
+    site = AdminSite(name="back_office")
+    record_operators(site)
+    wrapped = site.admin_view
+    record_operators(site)
+    assert site.admin_view is wrapped  # twice is once
+
+    def rotate(request):
+        clients.register_client(name="Back office", confidential=True, realms=["customers"])
+        return HttpResponse()
+
+    request = rf.get("/back-office/")
+    request.user = UserFactory(username="office", is_staff=True)
+    assert site.admin_view(rotate)(request).status_code == 200
+    assert SecurityEvent.objects.get(type=SecurityEvent.CLIENT_REGISTERED).actor == "office"
 
 
 def test_security_events_are_listed_filtered_and_searched(operator, realm, api):
