@@ -5,9 +5,9 @@ from datetime import timedelta
 
 import pytest
 from django.contrib.admin import AdminSite
-from django.http import HttpResponse
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
+from django.http import HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 
