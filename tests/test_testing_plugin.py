@@ -53,6 +53,19 @@ def test_tokens_refresh_and_are_what_the_client_may_have(api, db):
     assert api.client.get("/api/me/", HTTP_AUTHORIZATION=narrowest.authorization).json()["scopes"] == []
 
 
+def test_issued_tokens_are_a_session_the_user_sees_and_ends(api, db):
+    shop = RealmFactory(slug="shop")
+    client = ClientFactory(name="Shop app", realms=[shop])
+    pair = issue_tokens(AccountFactory(realm=shop, login_name="bob"), client)
+    listed = api.client.get("/o/sessions/", HTTP_AUTHORIZATION=pair.authorization)
+    assert [(s["client"], s["realm"]) for s in listed.json()["sessions"]] == [("Shop app", "shop")]
+    ended = api.client.delete(
+        f"/o/sessions/{listed.json()['sessions'][0]['id']}/", HTTP_AUTHORIZATION=pair.authorization
+    )
+    assert ended.status_code == 204
+    assert api.refresh(client.application, pair.refresh_token).status_code == 400
+
+
 def test_factories_obey_the_services_rules(db):
 
     realm = RealmFactory(slug="shop")

@@ -4,9 +4,11 @@ services, so what they make obeys the same rules as what the CLI and the admin m
 from dataclasses import dataclass, field
 
 import factory
+from django.db import transaction
+from django.utils import timezone
 from oauthlib.common import Request
 
-from .. import accounts, clients, realms, tokens
+from .. import accounts, clients, realms, sessions, tokens
 from ..conf import ropc_settings
 from ..exceptions import InvalidInput
 from ..models import Realm, RealmAccount
@@ -99,7 +101,8 @@ def issue_tokens(user, client, scope=None):
         raise InvalidInput("An inactive user gets no tokens.")
     if not clients.may_use_password_grant(application) or not clients.policy_of(application).is_active:
         raise InvalidInput("This client cannot use the password grant.")
-    if realms.realm_for_refresh(clients.policy_of(application), user) is None:
+    realm = realms.realm_for_refresh(clients.policy_of(application), user)
+    if realm is None:
         raise InvalidInput("This client may not sign in users of this user's realm.")
     if scope is None:
         scope = " ".join(sorted(clients.allowed_scopes(application)))
@@ -109,12 +112,28 @@ def issue_tokens(user, client, scope=None):
     generate = ropc_settings.TOKEN_GENERATOR
     access_token = generate(oauth_request)
     refresh_token = generate(oauth_request) if clients.policy_of(application).issue_refresh_tokens else None
-    tokens.issue(
-        user=user,
-        application=application,
-        scope=scope,
-        access_token=access_token,
-        expires_in=clients.access_token_lifetime(application),
-        refresh_token=refresh_token,
-    )
+    # A session as the grant starts one, so the session endpoints, limits and sign-out see it.
+    started_at = timezone.now()
+    family = tokens.new_family(started_at)
+    with transaction.atomic():
+        access = tokens.issue(
+            user=user,
+            application=application,
+            scope=scope,
+            access_token=access_token,
+            expires_in=clients.access_token_lifetime(application),
+            refresh_token=refresh_token,
+            family=family,
+        )
+        sessions.start(
+            session_id=family,
+            user=user,
+            realm=realm,
+            application=application,
+            login_name=accounts.identity_of(user).login_name,
+            started_at=started_at,
+            ip=None,
+            user_agent="",
+            access_token=None if refresh_token else access,
+        )
     return TokenPair(access_token=access_token, refresh_token=refresh_token, scope=scope)
