@@ -142,7 +142,7 @@ def record_many(event_type, many):
 
 def purge(*, days=None, now=None):
     """Delete the events older than ``days`` (``AUDIT_RETENTION_DAYS``), and the sessions that ended
-    (or whose tokens are all gone) before then. Returns ``{"events": n, "sessions": n}``."""
+    before then and have no token left (``sessions.purge``). Returns ``{"events": n, "sessions": n}``."""
     from . import sessions  # sessions records through this module
 
     before = (now or timezone.now()) - timedelta(days=days or ropc_settings.AUDIT_RETENTION_DAYS)

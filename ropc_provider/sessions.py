@@ -401,12 +401,16 @@ def session_of_live_token(value, application):
 
 
 def purge(before):
-    """Delete the sessions that ended before ``before``, or began before it and have no token
-    left (``cleartokens`` removed them). Returns how many."""
+    """Delete the sessions that ended or began before ``before`` and have no token left
+    (``cleartokens`` removed them). Returns how many. A session whose revoked refresh token is
+    still stored is kept, so the token presented again is refused as its session's, ended, not
+    taken for a replay."""
     AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
     tokens_left = Exists(RefreshToken.objects.filter(token_family=OuterRef("pk"))) | (
         ~Q(access_token_checksum="")
         & Exists(AccessToken.objects.filter(token_checksum=OuterRef("access_token_checksum")))
     )
-    deleted, _ = Session.objects.filter(Q(ended_at__lt=before) | (Q(started_at__lt=before) & ~tokens_left)).delete()
+    deleted, _ = Session.objects.filter(
+        Q(ended_at__lt=before) | Q(ended_at__isnull=True, started_at__lt=before), ~tokens_left
+    ).delete()
     return deleted

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pyotp
 import pytest
+from django.core.management import call_command
 from django.db import OperationalError, connection
 from django.db.models.signals import post_save
 from django.utils import timezone
@@ -232,12 +233,28 @@ def test_purge_keeps_what_the_retention_keeps(api, user, public_app, settings):
         old = api.password_grant(public_app, "alice").data
         api.post("/o/revoke_token/", {"token": old["refresh_token"], "client_id": public_app.client_id})
     recent = api.password_grant(public_app, "alice").data
-    assert audit.purge() == {"events": 2, "sessions": 1}
+    assert audit.purge() == {"events": 2, "sessions": 0}  # its revoked refresh token is still stored
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "REFRESH_TOKEN_EXPIRE_SECONDS": 30 * 24 * 3600}
+    call_command("cleartokens")
+    assert audit.purge() == {"events": 0, "sessions": 1}
     assert not SecurityEvent.objects.filter(time__lt=timezone.now() - timedelta(days=30)).exists()
     assert len(events(SecurityEvent.SIGN_IN_SUCCEEDED)) == 1
     assert list(Session.objects.values_list("pk", flat=True)) == [
         tokens.find_refresh_token(recent["refresh_token"]).token_family
     ]
+
+
+def test_a_signed_out_token_presented_after_the_purge_is_no_false_alarm(api, user, public_app, settings):
+    # Its session is kept while the token is, so it still answers "session ended", not "reused".
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "AUDIT_RETENTION_DAYS": 30}
+    with freeze_time(timezone.now() - timedelta(days=31)):
+        old = api.password_grant(public_app, "alice").data
+        api.post("/o/revoke_token/", {"token": old["refresh_token"], "client_id": public_app.client_id})
+    assert audit.purge()["sessions"] == 0
+    refused = api.refresh(public_app, old["refresh_token"])
+    assert_error(refused, 400, "invalid_grant")
+    assert "ended" in refused.data["error_description"]
+    assert events(SecurityEvent.REUSE_DETECTED) == []
 
 
 def test_the_readmes_logging_block_sends_one_json_object_per_event():

@@ -7,7 +7,7 @@ _days = positive_number("days")
 class Command(JSONCommand):
     help = (
         "The audit trail: 'purge' deletes the security events older than AUDIT_RETENTION_DAYS, "
-        "and the sessions that ended before then."
+        "and the sessions that ended before then and have no token left (run cleartokens first)."
     )
 
     def add_arguments(self, parser):
