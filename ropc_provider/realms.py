@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Case, Count, Exists, OuterRef, Q, When
 
 from .exceptions import InvalidInput
 from .models import Realm, RealmAccount
@@ -125,6 +125,28 @@ def default_realm(policy):
     if policy.pk is None:
         return project_realm()
     return policy.default_realm
+
+
+def refresh_allowed(policy):
+    """Whether a refresh token's user is in a realm this client may still use, and it is active, as
+    an expression on RefreshToken: folded into the token's lookup, it spares each refresh the query
+    ``realm_for_refresh`` makes. None for a DOT client (its project realm may not exist yet)."""
+    if policy.pk is None:
+        return None
+    usable = Realm.objects.filter(allowed_realms(policy), is_active=True)
+    return Case(
+        When(user__realm_account__isnull=True, then=Exists(usable.filter(source=Realm.PROJECT))),
+        default=Exists(usable.filter(pk=OuterRef("user__realm_account__realm"))),
+    )
+
+
+def may_refresh(policy, refresh_token):
+    """Whether this client may still refresh this token's user (``refresh_allowed``, read from the
+    lookup when it was folded in there)."""
+    folded = getattr(refresh_token, "realm_allowed", None)
+    if folded is not None:
+        return folded
+    return realm_for_refresh(policy, refresh_token.user) is not None
 
 
 def realm_for_refresh(policy, user):

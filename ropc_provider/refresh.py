@@ -114,7 +114,8 @@ def redeem(value, *, application, received_at, presented_by=None, ip=None):
     """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
     when that is a grace-period retry (else None). Raises ``RefreshRefused``, recorded in the audit
     trail. ``presented_by``: the ``presenter()`` of this request; ``ip``: its counted address."""
-    found = tokens.find_refresh_token(value)
+    policy, retry_of = clients.policy_of(application), None
+    found = tokens.find_refresh_token(value, realm_allowed=realms.refresh_allowed(policy))
     # Another client's token is refused without side effects, so one client cannot revoke
     # another's sessions by replaying their tokens.
     if found is None or found.application_id != application.pk:
@@ -127,7 +128,6 @@ def redeem(value, *, application, received_at, presented_by=None, ip=None):
         if found.revoked is None:
             tokens.revoke_family(found)
         raise _refused(REFUSED_ENDED, found, description=sessions.SESSION_ENDED, ends=Session.CUT_OFF)
-    policy, retry_of = clients.policy_of(application), None
     if found.revoked is not None and sessions.has_ended(found.token_family):
         # Signed out of, or ended by an operator: no replay to suspect, and the client is told so.
         raise _refused(REFUSED_ENDED, found, description=sessions.SESSION_ENDED)
@@ -164,7 +164,7 @@ def redeem(value, *, application, received_at, presented_by=None, ip=None):
         or not found.user.is_active
         # A client switched to no refresh tokens keeps none alive.
         or not policy.issue_refresh_tokens
-        or realms.realm_for_refresh(policy, found.user) is None
+        or not realms.may_refresh(policy, found)
     ):
         raise _refused(REFUSED_NOT_ALLOWED, found)
     return found, retry_of

@@ -39,9 +39,12 @@ def with_owner():
     )
 
 
-def find_refresh_token(value):
-    """The refresh token row for a presented value, live one first, or None."""
+def find_refresh_token(value, *, realm_allowed=None):
+    """The refresh token row for a presented value, live one first, or None. ``realm_allowed``: an
+    expression (``realms.refresh_allowed``) read in the same query, as ``found.realm_allowed``."""
     found = with_owner().filter(token_checksum=checksum(value))
+    if realm_allowed is not None:
+        found = found.annotate(realm_allowed=realm_allowed)
     # Rows share a checksum only when DOT re-issued a value without rotating; the live one wins.
     live = next(iter(found.filter(revoked__isnull=True)[:1]), None)
     return live or found.order_by("-revoked").first()

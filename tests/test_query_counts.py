@@ -14,9 +14,9 @@ from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactor
 # DOT keeps neither of: the session, and its sign-in in the audit trail.
 RECORDS = 2
 PASSWORD_GRANT_QUERIES = 5 + RECORDS
-# Application, refresh token with its user, realm and cutoff, client still allowed the realm,
-# claim (unless cut off), delete the old access token, new pair.
-REFRESH_GRANT_QUERIES = 7
+# Application, refresh token with its user, realm, cutoff and whether the client may still use the
+# realm (realms.refresh_allowed), claim (unless cut off), delete the old access token, new pair.
+REFRESH_GRANT_QUERIES = 6
 
 
 def test_password_grant_queries(api, user, public_app, django_assert_num_queries):

@@ -210,6 +210,24 @@ def test_refresh_refused_once_the_client_loses_the_realm(api, two_alices, employ
     assert_error(api.refresh(both_realms_app, first["refresh_token"]), 400, "invalid_grant")
 
 
+@pytest.mark.parametrize("realm", ["employees", "project"])
+@pytest.mark.parametrize("change", ["realm closed", "realm taken from the client"])
+def test_a_refresh_checks_the_realm_itself_not_only_the_sessions_a_change_ended(api, two_alices, realm, change):
+    # Changed behind the services' back (a bulk update sends no signal, so no session ends): the
+    # refresh's own check of the realm must still refuse.
+    get_user_model().objects.create_user("dora", password=EMPLOYEE_PASSWORD)
+    realms.project_realm()
+    app = clients.register_client(name="Both", confidential=False, realms=["employees", "project"]).application
+    login = "alice" if realm == "employees" else "dora"
+    issued = sign_in(api, app, login, EMPLOYEE_PASSWORD, realm).data
+    issued = api.refresh(app, issued["refresh_token"]).data  # refreshes while the realm is open
+    if change == "realm closed":
+        Realm.objects.filter(slug=realm).update(is_active=False)
+    else:
+        app.ropc_policy.realms.through.objects.filter(realm__slug=realm).delete()
+    assert_error(api.refresh(app, issued["refresh_token"]), 400, "invalid_grant")
+
+
 def test_introspection_names_the_realm(api, two_alices, both_realms_app, resource_server):
     tokens = sign_in(api, both_realms_app, "alice", CUSTOMER_PASSWORD, "customers").data
     application, secret = resource_server
