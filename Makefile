@@ -47,9 +47,10 @@ alone: install
 fuzz: install
 	HYPOTHESIS_PROFILE=long $(BIN)/python -m pytest tests/test_fuzzing.py
 
+# QUICK=1: a quick look, under a minute (few rounds, 5 s of load per side).
 bench: install
-	$(BIN)/python benchmarks/token_endpoint.py
-	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/token_endpoint.py $(if $(QUICK),--quick)
+	$(BIN)/python benchmarks/load.py $(if $(QUICK),--quick)
 
 lint: install
 	$(BIN)/ruff check ropc_provider example_project tests benchmarks noxfile.py

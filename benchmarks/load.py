@@ -1,9 +1,10 @@
 """A bounded load run against the production profile: PostgreSQL, Redis and two gunicorn
 instances of example_project, all started on loopback by this script and stopped after.
-Mixed password and refresh grants from concurrent clients; prints throughput and latency
-percentiles and writes benchmarks/results/load.json.
+Mixed password and refresh grants from concurrent clients, first at our endpoint, then at DOT's
+stock one on the same servers (its password grant let through its gate, the same users); prints
+throughput and latency percentiles of both and writes benchmarks/results/load.json.
 
-    make bench      # or: .venv/bin/python benchmarks/load.py [--seconds 30] [--concurrency 32]
+    make bench [QUICK=1]    # or: .venv/bin/python benchmarks/load.py [--seconds 30] [--concurrency 32]
 """
 
 import argparse
@@ -25,7 +26,7 @@ PASSWORD = "load test pass phrase 1"
 REFRESHES_PER_SIGN_IN = 3
 
 
-def run_load(instances, client_id, logins, password, *, seconds, concurrency):
+def run_load(instances, client_id, logins, password, *, seconds, concurrency, endpoint="/o/token/"):
     """Each client signs in, refreshes a few times, and again, until time is up; requests
     alternate between the instances. Only loopback addresses are targeted."""
     assert all(url.startswith("http://127.0.0.1:") for url in instances)
@@ -44,7 +45,7 @@ def run_load(instances, client_id, logins, password, *, seconds, concurrency):
                 turn += 1
                 started = time.perf_counter()
                 try:
-                    response = session.post(f"{instances[turn % len(instances)]}/o/token/", data=data, timeout=30)
+                    response = session.post(f"{instances[turn % len(instances)]}{endpoint}", data=data, timeout=30)
                 except requests.ConnectionError:
                     # Counted, not fatal: a reset kept-alive connection must not end this client unseen.
                     with lock:
@@ -90,33 +91,61 @@ def run_load(instances, client_id, logins, password, *, seconds, concurrency):
     }
 
 
+# Each side's users: ours signs in by login name in the realm; DOT's stock endpoint knows Django
+# users only, so it signs in the same accounts by their Django username (login@realm).
+SIDES = {"ours": ("/o/token/", "{login}"), "dot": ("/dot/token/", "{login}@load")}
+
+
 def main():
     from tests.servers import production_stack
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=30)
+    parser.add_argument("--seconds", type=int, default=30, help="per side")
     parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--quick", action="store_true", help="a quick look: 5 seconds per side")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds = 5
     logins = [f"user{n}" for n in range(args.concurrency)]
 
+    reports = {}
     with tempfile.TemporaryDirectory() as directory:
         with production_stack(
-            directory, realm="load", logins=logins, password=PASSWORD, DATABASE_CONN_MAX_AGE="60"
+            directory,
+            realm="load",
+            logins=logins,
+            password=PASSWORD,
+            DATABASE_CONN_MAX_AGE="60",
+            DJANGO_SETTINGS_MODULE="benchmarks.load_settings",
+            PYTHONWARNINGS="ignore::DeprecationWarning",  # DOT's nag about the password grant
         ) as stack:
-            report = run_load(
-                stack.instances, stack.client_id, logins, PASSWORD, seconds=args.seconds, concurrency=args.concurrency
-            )
+            for side, (endpoint, username) in SIDES.items():
+                reports[side] = run_load(
+                    stack.instances,
+                    stack.client_id,
+                    [username.format(login=login) for login in logins],
+                    PASSWORD,
+                    seconds=args.seconds,
+                    concurrency=args.concurrency,
+                    endpoint=endpoint,
+                )
 
-    print(f"{'requests':>9} {'per s':>7} {'5xx':>5}  {'grant':<9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}")
-    for kind, cuts in report["latency_ms"].items():
-        print(
-            f"{report['requests']:>9} {report['throughput_per_second']:>7} {report['server_errors']:>5}  "
-            f"{kind:<9} {cuts.get('p50', 0):>8} {cuts.get('p90', 0):>8} {cuts.get('p99', 0):>8}"
-        )
-    print(f"statuses: {report['statuses']}")
+    print(
+        f"{'side':<5} {'requests':>9} {'per s':>7} {'5xx':>5}  {'grant':<9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8}"
+    )
+    for side, report in reports.items():
+        for kind, cuts in report["latency_ms"].items():
+            print(
+                f"{side:<5} {report['requests']:>9} {report['throughput_per_second']:>7} {report['server_errors']:>5}  "
+                f"{kind:<9} {cuts.get('p50', 0):>8} {cuts.get('p90', 0):>8} {cuts.get('p99', 0):>8}"
+            )
+        print(f"{side:<5} statuses: {report['statuses']}")
+    ratio = reports["ours"]["throughput_per_second"] / reports["dot"]["throughput_per_second"]
+    print(f"throughput, ours ÷ DOT stock: {ratio:.3f}")
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "load.json").write_text(json.dumps(report, indent=2))
+    result = {**reports, "throughput_ours_vs_dot": round(ratio, 4)}
+    (out / "load.json").write_text(json.dumps(result, indent=2))
     print(f"JSON: {out / 'load.json'}")
 
 

@@ -1,22 +1,28 @@
-"""Token endpoint cost, side by side in one process: ropc_provider vs DOT's stock TokenView, and
-vs the floor of a password grant (one password-hash verification).
+"""Token endpoint and API cost, side by side in one process: ropc_provider against DOT's stock
+endpoint and djangorestframework-simplejwt for a password grant, a refresh and an authenticated API
+call; then our paths against their floors (one password-hash verification, a refresh).
 
 Requests go through Django's full request stack (test client, no network). Scenarios alternate
-request by request so machine noise hits both sides alike; medians and their ratios are reported.
-Prints a table and writes JSON to benchmarks/results/token_endpoint.json.
+request by request so machine noise hits every side alike; medians and their ratios are reported,
+and each request's SQL statements are counted once. Prints two tables and writes JSON with a stable
+key per figure to benchmarks/results/token_endpoint.json (benchmarks/README.md explains each).
 
-    make bench              # or: .venv/bin/python benchmarks/token_endpoint.py [--rounds N]
+    make bench [QUICK=1]    # or: .venv/bin/python benchmarks/token_endpoint.py [--quick] [--rounds N]
 """
 
 import argparse
+import itertools
 import json
 import logging
 import os
+import platform
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
 import warnings
+from importlib.metadata import version
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -34,8 +40,9 @@ from django.conf import settings  # noqa: E402
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.hashers import check_password, make_password  # noqa: E402
 from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
-from django.test.utils import setup_test_environment  # noqa: E402
+from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from oauth2_provider.models import get_application_model  # noqa: E402
 
 from ropc_provider import clients  # noqa: E402
@@ -49,12 +56,15 @@ def form(client, url, data, **extra):
     return client.generic("POST", url, urlencode(data), content_type="application/x-www-form-urlencoded", **extra)
 
 
+SETUPS = itertools.count()
+
+
 class Setup:
     def __init__(self, hashers):
         self.client = Client()
         with override_settings(PASSWORD_HASHERS=hashers):
             User = get_user_model()
-            self.user = User.objects.create(username=f"bench-{hashers[0].rsplit('.', 1)[-1]}")
+            self.user = User.objects.create(username=f"bench-{next(SETUPS)}")
             self.user.set_password(PASSWORD)
             self.user.save()
         self.public = clients.register_client(name="bench public", confidential=False).application
@@ -79,8 +89,10 @@ class Setup:
         assert response.status_code == 200, response.content
         return response.json()
 
-    def refresh(self, url, application, refresh_token):
+    def refresh(self, url, application, refresh_token, secret=None):
         data = {"grant_type": "refresh_token", "refresh_token": refresh_token, "client_id": application.client_id}
+        if secret:
+            data["client_secret"] = secret
         response = form(self.client, url, data)
         assert response.status_code == 200, response.content
         return response.json()
@@ -115,11 +127,11 @@ def race(scenarios, rounds):
     return {name: statistics.median(values) for name, values in samples.items()}
 
 
-def refresher(setup, url, application):
-    state = {"token": setup.password(url, application)["refresh_token"]}
+def refresher(setup, url, application, secret=None):
+    state = {"token": setup.password(url, application, secret)["refresh_token"]}
 
     def run():
-        state["token"] = setup.refresh(url, application, state["token"])["refresh_token"]
+        state["token"] = setup.refresh(url, application, state["token"], secret)["refresh_token"]
 
     return run
 
@@ -167,13 +179,13 @@ def failure_paths(rounds):
             rounds,
         )
     floor = medians["floor"]
+    refusals = ("unknown", "wrong", "inactive", "locked", "throttled")
     rows = [
-        ("default hasher", f"refused: {name}", medians[name], floor, "floor")
-        for name in ("unknown", "wrong", "inactive", "locked", "throttled")
+        (f"default.refused_{name}", "default", f"refused: {name}", medians[name], "floor", floor) for name in refusals
     ]
     # What an attacker could time: each refusal against a wrong password (should be 0.95-1.05).
     rows += [
-        ("default hasher", f"refused: {name}", medians[name], medians["wrong"], "wrong")
+        (f"default.refused_{name}_vs_wrong", "default", f"refused: {name}", medians[name], "wrong", medians["wrong"])
         for name in ("unknown", "inactive")
     ]
     return rows
@@ -229,50 +241,103 @@ def second_step(rounds):
         encoded = make_password(PASSWORD)
         floor = race({"floor": lambda: check_password(PASSWORD, encoded)}, 5)["floor"]
     return [
-        ("cheap hasher", "second step: challenge, otp", medians["step"], medians["refresh"], "refresh"),
-        ("cheap hasher", "second step: code for tokens", medians["redeem"], medians["refresh"], "refresh"),
-        ("cheap hasher", "second step: challenge, otp", medians["step"], floor, "floor"),
+        ("cheap.second_step", "cheap", "second step: challenge, otp", medians["step"], "refresh", medians["refresh"]),
+        (
+            "cheap.second_step_code",
+            "cheap",
+            "second step: code for tokens",
+            medians["redeem"],
+            "refresh",
+            medians["refresh"],
+        ),
+        ("default.second_step", "default", "second step: challenge, otp", medians["step"], "floor", floor),
     ]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=200, help="rounds with the cheap hasher")
-    parser.add_argument("--hash-rounds", type=int, default=15, help="rounds with Django's default hasher")
-    args = parser.parse_args()
+def statements(call):
+    """How many SQL statements one call runs once warm (savepoints aside: bookkeeping, not
+    queries); the first call of a process also fills caches (the project realm, content types)."""
+    call()
+    with CaptureQueriesContext(connection) as captured:
+        call()
+    return sum("SAVEPOINT" not in query["sql"] for query in captured.captured_queries)
 
-    setup_test_environment()
-    call_command("migrate", verbosity=0)
-    # DOT's per-request nag about the password grant on its own endpoint.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    logging.getLogger("oauth2_provider").setLevel(logging.ERROR)
+
+PEERS = ("ours", "dot", "simplejwt")
+PATHS = ("password_grant", "refresh", "api_call")
+
+
+def peers(rounds):
+    """Each peer signs the same user in, refreshes, and has an API call authenticated, with its
+    stock settings: DOT's ``TokenView`` and ``OAuth2Authentication`` (the password grant let
+    through its gate), simplejwt's ``TokenObtainPairView``, ``TokenRefreshView`` and
+    ``JWTAuthentication``. Returns ``{path: {peer: (median ms, statements)}}``."""
+    dot_gate_off = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    with override_settings(PASSWORD_HASHERS=CHEAP, OAUTH2_PROVIDER=dot_gate_off, ROOT_URLCONF="benchmarks.urls"):
+        s = Setup(CHEAP)
+        credentials = {"username": s.user.username, "password": PASSWORD}
+
+        def jwt_pair():
+            response = form(s.client, "/jwt/token/", credentials)
+            assert response.status_code == 200, response.content
+            return response.json()
+
+        def jwt_refresh(state):
+            response = form(s.client, "/jwt/refresh/", {"refresh": state["refresh"]})
+            assert response.status_code == 200, response.content
+
+        def api(url, token):
+            def call():
+                response = s.client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+                assert response.status_code == 200, response.content
+
+            return call
+
+        ours_token = s.password("/o/token/", s.public)["access_token"]
+        dot_token = s.password("/dot/token/", s.public)["access_token"]
+        jwt = jwt_pair()
+        scenarios = {
+            ("password_grant", "ours"): lambda: s.password("/o/token/", s.public),
+            ("password_grant", "dot"): lambda: s.password("/dot/token/", s.public),
+            ("password_grant", "simplejwt"): jwt_pair,
+            ("refresh", "ours"): refresher(s, "/o/token/", s.public),
+            ("refresh", "dot"): refresher(s, "/dot/token/", s.public),
+            ("refresh", "simplejwt"): lambda: jwt_refresh(jwt),
+            ("api_call", "ours"): api("/bench/ours/", ours_token),
+            ("api_call", "dot"): api("/bench/dot/", dot_token),
+            ("api_call", "simplejwt"): api("/bench/jwt/", jwt["access"]),
+        }
+        counted = {key: statements(call) for key, call in scenarios.items()}
+        medians = race(scenarios, rounds)
+    return {path: {peer: (medians[path, peer], counted[path, peer]) for peer in PEERS} for path in PATHS}
+
+
+def against_baselines(args):
+    """Our paths against what bounds them: DOT's time where we do more, one password hash where a
+    sign-in must cost one, a refresh for the second step. Rows: (key, hasher, label, ms, baseline
+    name, baseline ms)."""
     dot_gate_off = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
     ours, dot = "/o/token/", "/dot/token/"
     rows = []
-
     with override_settings(PASSWORD_HASHERS=CHEAP, OAUTH2_PROVIDER=dot_gate_off):
         s = Setup(CHEAP)
         medians = race(
             {
-                "ours password": lambda: s.password(ours, s.public),
-                "ours password, no records": without_records(lambda: s.password(ours, s.public)),
-                "dot password": lambda: s.password(dot, s.public),
-                "ours refresh": refresher(s, ours, s.public),
-                "dot refresh": refresher(s, dot, s.public),
+                "ours": lambda: s.password(ours, s.public),
+                "bare": without_records(lambda: s.password(ours, s.public)),
             },
             args.rounds,
         )
-        rows += [
-            ("cheap hasher", "password grant, public", medians["ours password"], medians["dot password"], "DOT"),
+        rows.append(
             (
-                "cheap hasher",
+                "cheap.session_and_event",
+                "cheap",
                 "password grant: session + event",
-                medians["ours password"],
-                medians["ours password, no records"],
+                medians["ours"],
                 "bare",
-            ),
-            ("cheap hasher", "refresh grant, public", medians["ours refresh"], medians["dot refresh"], "DOT"),
-        ]
+                medians["bare"],
+            )
+        )
 
     with override_settings(PASSWORD_HASHERS=DEFAULT, OAUTH2_PROVIDER=dot_gate_off):
         s = Setup(DEFAULT)
@@ -282,40 +347,113 @@ def main():
                 "floor": lambda: check_password(PASSWORD, encoded),
                 "ours public": lambda: s.password(ours, s.public),
                 "ours confidential": lambda: s.password(ours, s.confidential, s.secret),
+                "ours confidential refresh": refresher(s, ours, s.confidential, s.secret),
                 "dot public": lambda: s.password(dot, s.public),
                 "dot confidential": lambda: s.password(dot, s.dot_confidential, s.dot_secret),
             },
             args.hash_rounds,
         )
         floor = medians["floor"]
-        rows += [
-            ("default hasher", "password grant, public", medians["ours public"], floor, "floor"),
-            ("default hasher", "password grant, confidential", medians["ours confidential"], floor, "floor"),
-            ("default hasher", "DOT password grant, public", medians["dot public"], floor, "floor"),
-            ("default hasher", "DOT password grant, confidential", medians["dot confidential"], floor, "floor"),
-        ]
+        for key, label, name in (
+            ("default.password_grant_public", "password grant, public", "ours public"),
+            ("default.password_grant_confidential", "password grant, confidential", "ours confidential"),
+            ("default.refresh_confidential", "refresh, confidential", "ours confidential refresh"),
+            ("default.dot_password_grant_public", "DOT password grant, public", "dot public"),
+            ("default.dot_password_grant_confidential", "DOT password grant, confidential", "dot confidential"),
+        ):
+            rows.append((key, "default", label, medians[name], "floor", floor))
 
     rows += failure_paths(args.hash_rounds)
     rows += second_step(args.rounds)
+    return rows
 
-    print(f"{'hasher':<15} {'request':<34} {'median ms':>10} {'vs':>6} {'its ms':>9} {'ratio':>7}")
-    results = []
-    for hasher, name, value, baseline, against in rows:
-        ratio = value / baseline
-        print(f"{hasher:<15} {name:<34} {value:>10.2f} {against:>6} {baseline:>9.2f} {ratio:>7.3f}")
-        results.append(
-            {
-                "hasher": hasher,
-                "request": name,
-                "median_ms": round(value, 3),
-                "baseline": against,
-                "baseline_ms": round(baseline, 3),
-                "ratio": round(ratio, 4),
-            }
+
+def environment():
+    """What the figures were measured on, so two runs can be told apart."""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if "model name" in line
+            ),
+            platform.processor(),
         )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return {
+        "python": platform.python_version(),
+        "packages": {
+            name: version(name)
+            for name in (
+                "django",
+                "django-oauth-toolkit",
+                "oauthlib",
+                "djangorestframework",
+                "djangorestframework-simplejwt",
+                "ropc-provider",
+            )
+        },
+        "database": f"SQLite {sqlite3.sqlite_version} (a file in a temporary directory)",
+        "hashers": {"cheap": CHEAP[0], "default": f"{DEFAULT[0]} (Django's default iterations)"},
+        "machine": {"cpu": cpu, "cpus": os.cpu_count(), "platform": platform.platform()},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=200, help="rounds with the cheap hasher")
+    parser.add_argument("--hash-rounds", type=int, default=15, help="rounds with Django's default hasher")
+    parser.add_argument("--quick", action="store_true", help="a quick look: 40 and 3 rounds")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.hash_rounds = 40, 3
+
+    setup_test_environment()
+    call_command("migrate", verbosity=0)
+    # DOT's per-request nag about the password grant on its own endpoint.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    logging.getLogger("oauth2_provider").setLevel(logging.ERROR)
+
+    compared = peers(args.rounds)
+    print("Cheap hasher, SQLite: median ms, statements, and ours ÷ theirs (below 1: we are faster)")
+    print(f"{'':<16} {'ours':>8} {'q':>3} | {'DOT stock':>9} {'q':>3} {'÷':>6} | {'simplejwt':>9} {'q':>3} {'÷':>6}")
+    peer_results = {}
+    for path in PATHS:
+        (ours_ms, ours_q), (dot_ms, dot_q), (jwt_ms, jwt_q) = (compared[path][peer] for peer in PEERS)
+        print(
+            f"{path.replace('_', ' '):<16} {ours_ms:>8.2f} {ours_q:>3}"
+            f" | {dot_ms:>9.2f} {dot_q:>3} {ours_ms / dot_ms:>6.3f}"
+            f" | {jwt_ms:>9.2f} {jwt_q:>3} {ours_ms / jwt_ms:>6.3f}"
+        )
+        peer_results[path] = {
+            **{peer: {"median_ms": round(ms, 3), "statements": q} for peer, (ms, q) in compared[path].items()},
+            "ours_vs_dot": round(ours_ms / dot_ms, 4),
+            "ours_vs_simplejwt": round(ours_ms / jwt_ms, 4),
+        }
+    print(
+        "simplejwt keeps no state: a token it issued cannot be revoked or cut off by a password change,\n"
+        "and it has no lockout, no realm, no session and no audit record, so its figures are a lower bound.\n"
+    )
+
+    print(f"{'hasher':<8} {'request':<36} {'median ms':>10} {'vs':>8} {'its ms':>9} {'ratio':>7}")
+    ratios = {}
+    for key, hasher, label, value, against, baseline in against_baselines(args):
+        ratio = value / baseline
+        print(f"{hasher:<8} {label:<36} {value:>10.2f} {against:>8} {baseline:>9.2f} {ratio:>7.3f}")
+        ratios[key] = {
+            "request": label,
+            "hasher": hasher,
+            "median_ms": round(value, 3),
+            "baseline": against,
+            "baseline_ms": round(baseline, 3),
+            "ratio": round(ratio, 4),
+        }
     out = ROOT / "benchmarks" / "results"
     out.mkdir(exist_ok=True)
-    (out / "token_endpoint.json").write_text(json.dumps({"rounds": vars(args), "results": results}, indent=2))
+    result = {"rounds": vars(args), "environment": environment(), "peers": peer_results, "ratios": ratios}
+    (out / "token_endpoint.json").write_text(json.dumps(result, indent=2))
     print(f"\nJSON: {out / 'token_endpoint.json'}")
 
 

@@ -13,7 +13,7 @@ import uuid
 from datetime import timedelta
 
 from django.db import connections, router, transaction
-from django.db.models import Min
+from django.db.models import Min, Subquery
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -22,7 +22,7 @@ from oauth2_provider.models import (
 )
 
 from .exceptions import RefreshTokenAlreadyUsed
-from .models import GraceRetry, SessionCutoff
+from .models import GraceRetry, Realm, SessionCutoff
 
 log = logging.getLogger("ropc_provider")
 AccessToken = get_access_token_model()
@@ -36,6 +36,19 @@ def checksum(value):
 def with_owner():
     return RefreshToken.objects.select_related(
         "access_token", "user", "user__realm_account__realm", "user__session_cutoff", "user__oidc_subject"
+    )
+
+
+def find_access_token(value):
+    """The access token with this value, with its client, user, and the user's account and realm,
+    in one statement; ``project_realm`` is the project realm's slug, read in it too, for a project
+    user (who has no account). None if unknown."""
+    project_realm = Realm.objects.filter(source=Realm.PROJECT).order_by("slug").values("slug")[:1]
+    return (
+        AccessToken.objects.select_related("application", "user", "user__realm_account__realm")
+        .annotate(project_realm=Subquery(project_realm))
+        .filter(token_checksum=checksum(value))
+        .first()
     )
 
 

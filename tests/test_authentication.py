@@ -1,6 +1,11 @@
 """Protecting a project's own API with our bearer tokens (DRF), as example_project's /api/me/ does."""
 
+from datetime import timedelta
 from pathlib import Path
+
+from django.utils import timezone
+from freezegun import freeze_time
+from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, clients, realms
 from tests.factories import PASSWORD
@@ -37,6 +42,21 @@ def test_a_revoked_token_is_refused_as_invalid(api, user, public_app):
     api.client.post("/o/revoke_sessions/", HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
     response = api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {tokens['access_token']}")
     assert response.status_code == 401 and 'error="invalid_token"' in response["WWW-Authenticate"]
+
+
+def test_an_expired_token_is_refused_as_invalid(api, user, public_app):
+    token = api.password_grant(public_app, "alice").data["access_token"]
+    with freeze_time(timezone.now() + timedelta(seconds=clients.access_token_lifetime(public_app) + 1)):
+        response = api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 401 and 'error="invalid_token"' in response["WWW-Authenticate"]
+
+
+def test_the_header_is_read_as_oauthlib_reads_it_and_a_bound_token_goes_dots_way(api, user, public_app):
+    token = api.password_grant(public_app, "alice").data["access_token"]
+    assert api.client.get(ME, HTTP_AUTHORIZATION=f"bearer  {token} ").json()["username"] == "alice"
+    AccessToken.objects.update(resource=["https://elsewhere.example/"])  # RFC 8707: bound elsewhere
+    refused = api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert refused.status_code == 401 and 'error="invalid_token"' in refused["WWW-Authenticate"]
 
 
 def test_a_token_of_no_user_is_forbidden(api, token_of_no_user):

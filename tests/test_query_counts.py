@@ -110,3 +110,22 @@ def test_a_project_user_without_a_factor_costs_no_query_more(api, user, public_a
     mfa.enroll(UserFactory(username="bob"))  # someone else has one: alice's sign-in must not pay for it
     with django_assert_num_queries(PASSWORD_GRANT_QUERIES):
         assert api.password_grant(public_app, "alice").status_code == 200
+
+
+# An API call with our bearer token: the token with its client, user, account and realm (the
+# project realm's name read in the same statement), nothing more; DOT's own class needs one too.
+API_CALL_QUERIES = 1
+
+
+def test_an_api_call_costs_one_query(api, user, public_app, django_assert_num_queries):
+    staff = RealmFactory(slug="staff")
+    bob = AccountFactory(realm=staff, login_name="bob")
+    staff_app = ClientFactory(realms=[staff], default_realm="staff").application
+    for app, login, password, realm in (
+        (public_app, "alice", PASSWORD, "project"),
+        (staff_app, "bob", bob.password, "staff"),
+    ):
+        token = api.password_grant(app, login, password).data["access_token"]
+        with django_assert_num_queries(API_CALL_QUERIES):
+            response = api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {token}")
+        assert response.status_code == 200 and response.json()["realm"] == realm
