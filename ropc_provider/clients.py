@@ -7,7 +7,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 
-from . import audit, client_secrets
+from . import audit, client_secrets, statements
 from .conf import ropc_settings
 from .exceptions import InvalidInput
 from .models import ClientPolicy, SecurityEvent
@@ -211,17 +211,23 @@ def realms_of(realms, default_realm=None, *, resource_server=False):
     return realms, default
 
 
+# Every request to the token endpoint looks its client up: a statement written once (statements.py).
+_CLIENT = statements.Lookup(
+    get_application_model(),
+    lambda client_id: (
+        get_application_model()
+        .objects.select_related("ropc_policy", "ropc_policy__default_realm")
+        .filter(client_id=client_id)[:1]
+    ),
+)
+
+
 def load_client(client_id):
     """The Application with this client_id, its policy and default realm in one query, or None."""
     if not client_id or len(client_id) > 255:
         return None
-    Application = get_application_model()
-    try:
-        # get(), not first(): client_id is unique, and an ORDER BY costs compile time on every request.
-        application = Application.objects.select_related("ropc_policy", "ropc_policy__default_realm").get(
-            client_id=client_id
-        )
-    except Application.DoesNotExist:
+    application = _CLIENT.first(client_id)
+    if application is None:
         return None
     # A deactivated client is no client: it authenticates as nothing, as an unknown one would.
     return application if policy_of(application).is_active else None

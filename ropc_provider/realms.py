@@ -127,13 +127,11 @@ def default_realm(policy):
     return policy.default_realm
 
 
-def refresh_allowed(policy):
-    """Whether a refresh token's user is in a realm this client may still use, and it is active, as
-    an expression on RefreshToken: folded into the token's lookup, it spares each refresh the query
-    ``realm_for_refresh`` makes. None for a DOT client (its project realm may not exist yet)."""
-    if policy.pk is None:
-        return None
-    usable = Realm.objects.filter(allowed_realms(policy), is_active=True)
+def refresh_allowed():
+    """Whether a refresh token's user is in a realm the token's client may still use, and it is
+    active, as an expression on RefreshToken: folded into the token's lookup, it spares each
+    refresh the query ``realm_for_refresh`` makes."""
+    usable = Realm.objects.filter(client_policies__application=OuterRef("application"), is_active=True)
     return Case(
         When(user__realm_account__isnull=True, then=Exists(usable.filter(source=Realm.PROJECT))),
         default=Exists(usable.filter(pk=OuterRef("user__realm_account__realm"))),
@@ -141,10 +139,11 @@ def refresh_allowed(policy):
 
 
 def may_refresh(policy, refresh_token):
-    """Whether this client may still refresh this token's user (``refresh_allowed``, read from the
-    lookup when it was folded in there)."""
+    """Whether this client may still refresh this token's user: ``refresh_allowed`` as read with
+    the token, else (a DOT client, whose project realm may not exist yet; a token looked up another
+    way) ``realm_for_refresh``."""
     folded = getattr(refresh_token, "realm_allowed", None)
-    if folded is not None:
+    if folded is not None and policy.pk is not None:
         return folded
     return realm_for_refresh(policy, refresh_token.user) is not None
 

@@ -115,7 +115,7 @@ def redeem(value, *, application, received_at, presented_by=None, ip=None):
     when that is a grace-period retry (else None). Raises ``RefreshRefused``, recorded in the audit
     trail. ``presented_by``: the ``presenter()`` of this request; ``ip``: its counted address."""
     policy, retry_of = clients.policy_of(application), None
-    found = tokens.find_refresh_token(value, realm_allowed=realms.refresh_allowed(policy))
+    found = tokens.find_refresh_token(value)
     # Another client's token is refused without side effects, so one client cannot revoke
     # another's sessions by replaying their tokens.
     if found is None or found.application_id != application.pk:

@@ -21,6 +21,7 @@ from oauth2_provider.models import (
     set_token_value,
 )
 
+from . import statements
 from .exceptions import RefreshTokenAlreadyUsed
 from .models import GraceRetry, Realm, SessionCutoff
 
@@ -39,28 +40,42 @@ def with_owner():
     )
 
 
+# An API call looks its access token up, a refresh its refresh token: statements written once
+# (statements.py), with everything the caller reads next joined in.
+_ACCESS_TOKEN = statements.Lookup(
+    AccessToken,
+    lambda value: (
+        AccessToken.objects.select_related("application", "user", "user__realm_account__realm")
+        .annotate(
+            project_realm=Subquery(Realm.objects.filter(source=Realm.PROJECT).order_by("slug").values("slug")[:1])
+        )
+        .filter(token_checksum=value)[:1]
+    ),
+)
+
+
 def find_access_token(value):
     """The access token with this value, with its client, user, and the user's account and realm,
     in one statement; ``project_realm`` is the project realm's slug, read in it too, for a project
     user (who has no account). None if unknown."""
-    project_realm = Realm.objects.filter(source=Realm.PROJECT).order_by("slug").values("slug")[:1]
-    return (
-        AccessToken.objects.select_related("application", "user", "user__realm_account__realm")
-        .annotate(project_realm=Subquery(project_realm))
-        .filter(token_checksum=checksum(value))
-        .first()
-    )
+    return _ACCESS_TOKEN.first(checksum(value))
 
 
-def find_refresh_token(value, *, realm_allowed=None):
-    """The refresh token row for a presented value, live one first, or None. ``realm_allowed``: an
-    expression (``realms.refresh_allowed``) read in the same query, as ``found.realm_allowed``."""
-    found = with_owner().filter(token_checksum=checksum(value))
-    if realm_allowed is not None:
-        found = found.annotate(realm_allowed=realm_allowed)
+def _refresh_token_lookup(value):
+    from .realms import refresh_allowed  # realms imports this module's neighbours
+
+    return with_owner().annotate(realm_allowed=refresh_allowed()).filter(token_checksum=value, revoked__isnull=True)[:1]
+
+
+_LIVE_REFRESH_TOKEN = statements.Lookup(RefreshToken, _refresh_token_lookup)
+
+
+def find_refresh_token(value):
+    """The refresh token row for a presented value, live one first, or None. A live one comes with
+    ``realm_allowed`` (``realms.refresh_allowed``), read in the same statement."""
+    live = _LIVE_REFRESH_TOKEN.first(checksum(value))
     # Rows share a checksum only when DOT re-issued a value without rotating; the live one wins.
-    live = next(iter(found.filter(revoked__isnull=True)[:1]), None)
-    return live or found.order_by("-revoked").first()
+    return live or with_owner().filter(token_checksum=checksum(value)).order_by("-revoked").first()
 
 
 # The second factor a sign-in used, kept in its family id (see new_family); index 0: none.

@@ -1,12 +1,16 @@
 """The token endpoint's SQL is counted so it cannot creep up unnoticed. DOT 3.4.1's stock
 endpoint needs 5 queries for a password grant (without last_login) and 13 for a refresh."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pyotp
+import pytest
 from django.db import connection
+from oauth2_provider.models import AccessToken
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 
-from ropc_provider import mfa
+from ropc_provider import clients, mfa, realms, tokens
 from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
 
 # Application with policy and default realm, user (account), last_login (which also checks a
@@ -129,3 +133,35 @@ def test_an_api_call_costs_one_query(api, user, public_app, django_assert_num_qu
         with django_assert_num_queries(API_CALL_QUERIES):
             response = api.client.get("/api/me/", HTTP_AUTHORIZATION=f"Bearer {token}")
         assert response.status_code == 200 and response.json()["realm"] == realm
+
+
+# -- statements written once (ropc_provider/statements.py) ------------------------------------------
+
+
+def _fields(instance):
+    return {field.attname: getattr(instance, field.attname) for field in instance._meta.concrete_fields}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_lookup_written_once_returns_what_the_orm_returns_in_every_thread(api, db):
+    staff, _ = RealmFactory(slug="staff"), realms.project_realm()
+    AccountFactory(realm=staff, login_name="bob", password=PASSWORD)
+    app = ClientFactory(realms=[staff], default_realm="staff").application
+    issued = api.password_grant(app, "bob").data
+    by_orm = AccessToken.objects.select_related("user__realm_account__realm").get(
+        token_checksum=tokens.checksum(issued["access_token"])
+    )
+
+    def looked_up():
+        try:
+            found = tokens.find_access_token(issued["access_token"])
+            client = clients.load_client(app.client_id)
+            return found, client, tokens.find_access_token("not a token")
+        finally:
+            connection.close()  # a thread's own connection
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for found, client, unknown in pool.map(lambda _: looked_up(), range(4)):
+            assert _fields(found) == _fields(by_orm)  # converted alike: datetimes, JSON, UUIDs
+            assert found.user.realm_account.realm.slug == "staff" and found.project_realm == "project"
+            assert client.ropc_policy.default_realm.slug == "staff" and unknown is None
