@@ -6,30 +6,47 @@ import functools
 import weakref
 
 from django.db import connections, router
+from django.db.models import Model
+from django.db.models.signals import post_save, pre_save
 from django.db.models.query import get_related_populators
 
 
 @functools.cache
-def _insert_statement(model, alias):
-    quote = connections[alias].ops.quote_name
+def _insert_statement(model, alias, read_pk=False):
+    connection = connections[alias]
+    quote = connection.ops.quote_name
     # What the database fills in itself (an auto-increment id) is left to it.
     fields = [field for field in model._meta.concrete_fields if not getattr(field, "db_returning", False)]
     columns = ", ".join(quote(field.column) for field in fields)
     values = ", ".join(["%s"] * len(fields))
-    return f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({values})", fields  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    statement = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) VALUES ({values})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    returning = read_pk and connection.features.can_return_columns_from_insert
+    if returning:
+        statement += f" RETURNING {quote(model._meta.pk.column)}"
+    return statement, fields, returning
 
 
-def insert(instance):
+def insert(instance, *, read_pk=False):
     """Store a new row, as ``instance.save(force_insert=True)`` would but in a statement written
-    once: no ORM compilation, no ``pre_save``/``post_save`` signals, and a database-made id is not
-    read back. For rows written on every grant that nothing else listens for."""
+    once: no ORM compilation and no ``pre_save``/``post_save`` signals (fields' own ``pre_save``
+    still runs). ``read_pk``: read a database-made id back into the instance. For rows written on
+    every grant that nothing else listens for (``unheard``)."""
     model = type(instance)
     connection = connections[router.db_for_write(model)]
-    statement, fields = _insert_statement(model, connection.alias)
+    statement, fields, returning = _insert_statement(model, connection.alias, read_pk)
     params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
+        if read_pk:
+            instance.pk = cursor.fetchone()[0] if returning else cursor.lastrowid
+    instance._state.adding, instance._state.db = False, connection.alias
     return instance
+
+
+def unheard(model):
+    """Whether saving a ``model`` row may skip ``Model.save``: nothing listens for its signals and
+    the model does not override ``save`` (a swapped token model may)."""
+    return model.save is Model.save and not (pre_save.has_listeners(model) or post_save.has_listeners(model))
 
 
 # Stand-ins for a lookup's values while the ORM writes its statement (text: client ids, checksums);

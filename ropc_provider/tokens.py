@@ -139,13 +139,20 @@ def _new_access_token(*, user, application, scope, value, expires, source_refres
         source_refresh_token=source_refresh_token,
     )
     set_token_value(token, value)
-    token.save(force_insert=True)
-    return token
+    return _store(token)
 
 
 def _new_refresh_token(*, user, application, access_token, value, family):
     token = RefreshToken(user=user, application=application, access_token=access_token, token_family=family)
     set_token_value(token, value)
+    return _store(token)
+
+
+def _store(token):
+    # Two of these on every grant: written once (statements.insert) they spare the ORM's save
+    # machinery, unless a receiver of the host's listens for the save or the model has its own.
+    if statements.unheard(type(token)):
+        return statements.insert(token, read_pk=True)
     token.save(force_insert=True)
     return token
 

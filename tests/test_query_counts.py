@@ -6,9 +6,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pyotp
 import pytest
 from django.db import connection
-from oauth2_provider.models import AccessToken
+from django.db.models.signals import post_save
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from oauth2_provider.models import AccessToken, RefreshToken
 
 from ropc_provider import clients, mfa, realms, tokens
 from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
@@ -165,3 +166,22 @@ def test_a_lookup_written_once_returns_what_the_orm_returns_in_every_thread(api,
             assert _fields(found) == _fields(by_orm)  # converted alike: datetimes, JSON, UUIDs
             assert found.user.realm_account.realm.slug == "staff" and found.project_realm == "project"
             assert client.ropc_policy.default_realm.slug == "staff" and unknown is None
+
+
+def test_a_hosts_receiver_of_token_saves_still_hears_every_token(api, user, public_app):
+    # Tokens are written once (statements.insert) only while nothing listens for their saves.
+    heard = []
+
+    def receiver(sender, instance, created, **kwargs):
+        heard.append((sender.__name__, created, instance.pk is not None))
+
+    for model in (AccessToken, RefreshToken):
+        post_save.connect(receiver, sender=model, dispatch_uid=f"test.{model.__name__}")
+    try:
+        refresh_token = api.password_grant(public_app, "alice").data["refresh_token"]
+        assert api.refresh(public_app, refresh_token).status_code == 200
+    finally:
+        for model in (AccessToken, RefreshToken):
+            post_save.disconnect(sender=model, dispatch_uid=f"test.{model.__name__}")
+    pair = [("AccessToken", True, True), ("RefreshToken", True, True)]
+    assert heard[:2] == pair and heard[-2:] == pair
