@@ -7,8 +7,8 @@ import weakref
 
 from django.db import connections, router
 from django.db.models import Model
-from django.db.models.signals import post_save, pre_save
 from django.db.models.query import get_related_populators
+from django.db.models.signals import post_save, pre_save
 
 
 @functools.cache
