@@ -1,5 +1,6 @@
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_login_failed
 from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, clients, realms, signals
@@ -249,6 +250,54 @@ def test_project_realm_signs_in_existing_users_without_extra_rows(api, db):
         assert response.status_code == 200, response.content
         assert who(api, response)["realm"] == "project"
     assert not RealmAccount.objects.exists()
+
+
+class PassphraseBackend:
+    """A project's own backend: signs anyone in who says the passphrase."""
+
+    def authenticate(self, request, username=None, password=None):
+        return get_user_model().objects.filter(username=username).first() if password == "open sesame" else None
+
+    def get_user(self, user_id):
+        return get_user_model().objects.filter(pk=user_id).first()
+
+
+STOCK = ["django.contrib.auth.backends.ModelBackend"]
+
+
+@pytest.mark.parametrize(
+    "backends", [STOCK, [*STOCK, "tests.test_realms.PassphraseBackend"]], ids=["stock", "with-another"]
+)
+def test_project_users_sign_in_as_djangos_authenticate_says(api, db, settings, backends):
+    # With Django's stock backend alone, its lookup is written once (signin.authenticate_project_user);
+    # either way, every outcome Django's authenticate() has must be the grant's.
+    settings.AUTHENTICATION_BACKENDS = backends
+    User = get_user_model()
+    User.objects.create_user("dora", password="dora pass phrase 5")
+    User.objects.create_user("ed", password="ed pass phrase 6", is_active=False)
+    app = clients.register_client(name="Legacy", confidential=False).application
+    failed = []
+    receiver = lambda sender, credentials, request, **kwargs: failed.append((sender, credentials))  # noqa: E731
+    user_login_failed.connect(receiver, dispatch_uid="test.failed")
+    try:
+        assert sign_in(api, app, "dora", "dora pass phrase 5").status_code == 200
+        for login, password in (("nobody", "a guess"), ("dora", "not hers"), ("ed", "ed pass phrase 6")):
+            assert_error(sign_in(api, app, login, password), 400, "invalid_grant")
+    finally:
+        user_login_failed.disconnect(dispatch_uid="test.failed")
+    cleansed = "********************"
+    assert failed == [
+        ("django.contrib.auth", {"username": login, "password": cleansed}) for login in ("nobody", "dora", "ed")
+    ]
+    assert User.objects.get(username="dora").last_login is not None
+
+
+def test_a_projects_own_backend_is_asked(api, db, settings):
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_realms.PassphraseBackend"]
+    get_user_model().objects.create_user("dora", password="dora pass phrase 5")
+    app = clients.register_client(name="Legacy", confidential=False).application
+    assert sign_in(api, app, "dora", "open sesame").status_code == 200
+    assert_error(sign_in(api, app, "dora", "dora pass phrase 5"), 400, "invalid_grant")
 
 
 def test_directory_users_are_not_project_users(api, two_alices, db):

@@ -231,16 +231,21 @@ def test_no_secret_anywhere_after_every_flow(api, client, db, caplog, monkeypatc
         assert value not in everything
 
 
-def test_error_reports_do_not_show_passwords_or_secrets(user, confidential, monkeypatch):
+@pytest.mark.parametrize("lookup", ["written once", "Django's authenticate()"])
+def test_error_reports_do_not_show_passwords_or_secrets(user, confidential, monkeypatch, settings, lookup):
     """What Django mails to ADMINS (and shows any reporter) after a crash mid-grant, with
-    DEBUG off as in production."""
+    DEBUG off as in production: in our lookup of a project user, or in a backend of the project's."""
 
     application, secret = confidential
 
-    def broken(request, **credentials):
+    def broken(*args, **credentials):
         raise RuntimeError("backend exploded")
 
-    monkeypatch.setattr(signin, "django_authenticate", broken)
+    if lookup == "written once":
+        monkeypatch.setattr(signin._PROJECT_USER, "first", broken)
+    else:
+        settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, "tests.test_realms.PassphraseBackend"]
+        monkeypatch.setattr(signin, "django_authenticate", broken)
     reports = []
 
     def report(sender, request, **kwargs):
