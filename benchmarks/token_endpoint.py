@@ -45,7 +45,7 @@ from django.test import Client, override_settings  # noqa: E402
 from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
 from oauth2_provider.models import get_application_model  # noqa: E402
 
-from ropc_provider import clients  # noqa: E402
+from ropc_provider import accounts, clients, realms  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 CHEAP = ["django.contrib.auth.hashers.MD5PasswordHasher"]
@@ -142,7 +142,7 @@ def failure_paths(rounds):
     throttled address must cost next to nothing (no CPU for the attacker to burn)."""
     from django.core.cache import cache
 
-    from ropc_provider import accounts, protection, realms
+    from ropc_provider import protection
 
     with override_settings(
         PASSWORD_HASHERS=DEFAULT, ROPC_PROVIDER={**settings.ROPC_PROVIDER, "IP_FAILURE_LIMIT": 10**9}
@@ -196,7 +196,7 @@ def second_step(rounds):
     (no password hash), and the code then redeemed for tokens, each against a refresh."""
     import pyotp
 
-    from ropc_provider import accounts, mfa, realms
+    from ropc_provider import mfa
 
     with override_settings(PASSWORD_HASHERS=CHEAP):
         realm = realms.create_realm(slug="bench-mfa")
@@ -323,12 +323,33 @@ def against_baselines(args):
     rows = []
     with override_settings(PASSWORD_HASHERS=CHEAP, OAUTH2_PROVIDER=dot_gate_off):
         s = Setup(CHEAP)
+        realm = realms.create_realm(slug="bench-directory")
+        account = accounts.create_account(realm, "alice", PASSWORD)
+        directory = clients.register_client(name="bench directory", confidential=False, realms=[realm.slug])
+
+        def directory_grant():
+            data = {"grant_type": "password", "username": account.login_name, "password": PASSWORD}
+            response = form(s.client, ours, {**data, "client_id": directory.application.client_id})
+            assert response.status_code == 200, response.content
+
         medians = race(
             {
                 "ours": lambda: s.password(ours, s.public),
                 "bare": without_records(lambda: s.password(ours, s.public)),
+                "directory": directory_grant,
+                "dot": lambda: s.password(dot, s.public),
             },
             args.rounds,
+        )
+        rows.append(
+            (
+                "cheap.password_grant_directory",
+                "cheap",
+                "password grant, directory realm",
+                medians["directory"],
+                "DOT",
+                medians["dot"],
+            )
         )
         rows.append(
             (

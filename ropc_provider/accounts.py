@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.views.decorators.debug import sensitive_variables
 
-from . import protection
+from . import protection, statements
 from .conf import ropc_settings
 from .exceptions import InvalidInput
 from .models import Authenticator, Realm, RealmAccount
@@ -208,6 +208,27 @@ def account_by_login(realm_filter, login_key, email_filter):
     # The user's authenticator comes along: whether a second factor is due costs the sign-in no query.
     found = RealmAccount.objects.select_related("user__authenticator", "realm").filter(realm_filter, by_name)[:1]
     return next(iter(found), None)
+
+
+def _account_lookup(by_email):
+    def build(realm_slug, login_key, email_key=None):
+        by_name = Q(login_key=login_key) | Q(email_key=email_key) if by_email else Q(login_key=login_key)
+        return RealmAccount.objects.select_related("user__authenticator", "realm").filter(
+            Q(realm__slug=realm_slug), by_name
+        )[:1]
+
+    return statements.Lookup(RealmAccount, build, arity=3 if by_email else 2)
+
+
+# A sign-in to a client's default realm looks its account up: a statement written once (statements.py).
+_ACCOUNT_IN = {False: _account_lookup(False), True: _account_lookup(True)}
+
+
+def account_in(realm, login_key):
+    """``account_by_login`` in one realm: the account whose login name (or email, where the realm
+    allows signing in with one) this is, with its user, authenticator and realm."""
+    by_email = realm.allow_email_login and "@" in login_key
+    return _ACCOUNT_IN[by_email].first(realm.slug, login_key, *([login_key] if by_email else []))
 
 
 def lockout_keys(user, identity):

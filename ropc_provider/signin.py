@@ -22,7 +22,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import get_access_token_model
 
 from . import audit, mfa, protection, sessions, signals, statements, tokens
-from .accounts import Identity, account_by_login, normalize_login, project_lockout_key
+from .accounts import Identity, account_by_login, account_in, normalize_login, project_lockout_key
 from .conf import ropc_settings
 from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue, TooManyAttempts
 from .models import Authenticator, ClientPolicy, Realm, RealmAccount, SecurityEvent
@@ -146,7 +146,7 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
             record_failure(realm, login, reason=FAILED_REALM_DISABLED, ip=ip)
         raise RealmInactive("Sign-in to this realm is disabled.")
     if realm.is_directory and not looked_up:
-        account = account_by_login(Q(realm=realm), login_key, Q() if realm.allow_email_login else None)
+        account = account_in(realm, login_key)
     lockout_key = login_key if realm.is_directory else project_lockout_key(login)
     account_key = account.login_key if account else None
     try:
