@@ -4,6 +4,8 @@ identifiers from model metadata go into the text; every value is a parameter."""
 
 import functools
 import weakref
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from django.db import connections, router
 from django.db.models import Model
@@ -30,11 +32,17 @@ def insert(instance, *, read_pk=False):
     """Store a new row, as ``instance.save(force_insert=True)`` would but in a statement written
     once: no ORM compilation and no ``pre_save``/``post_save`` signals (fields' own ``pre_save``
     still runs). ``read_pk``: read a database-made id back into the instance. For rows written on
-    every grant that nothing else listens for (``unheard``)."""
+    every grant that nothing else listens for (``unheard``). Inside ``written_together`` the row
+    waits for the block's end."""
     model = type(instance)
     connection = connections[router.db_for_write(model)]
     statement, fields, returning = _insert_statement(model, connection.alias, read_pk)
+    # Fields' own pre_save now, whenever the row is written: DOT computes a token's checksum there.
     params = [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+    waiting = _together.get()
+    if waiting is not None and waiting[0] is connection:
+        waiting[1].append((instance, dict(zip((field.name for field in fields), params, strict=True))))
+        return instance
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         if read_pk:
@@ -111,3 +119,80 @@ class Lookup:
         for name, position in compiled["annotations"].items():
             setattr(instance, name, row[position])
         return instance
+
+
+# -- rows written together ----------------------------------------------------------------------------
+
+_together: ContextVar = ContextVar("ropc_written_together", default=None)
+
+
+@contextmanager
+def written_together(model):
+    """The rows ``insert`` stores inside this block, written at its end in one statement where the
+    database can (PostgreSQL: data-modifying WITH clauses), each database-made id read back: a
+    sign-in's token pair, session and event are one round trip, not four. A row whose foreign key
+    holds an earlier row of the block refers to it in the statement. Elsewhere rows are written
+    as they come."""
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql" or _together.get() is not None:
+        yield
+        return
+    rows = []
+    token = _together.set((connection, rows))
+    try:
+        yield
+    finally:
+        _together.reset(token)
+    _write_together(connection, rows)
+
+
+def _write_together(connection, waiting):
+    if not waiting:
+        return
+    rows = [row for row, _ in waiting]
+    # Which earlier row each row's foreign keys hold (objects assigned before that row had an id).
+    refers = []
+    for row in rows:
+        refer = {}
+        for field in type(row)._meta.concrete_fields:
+            if field.is_relation and field.is_cached(row):
+                target = field.get_cached_value(row)
+                earlier = next((number for number, other in enumerate(rows) if other is target), None)
+                if earlier is not None:
+                    refer[field.name] = earlier
+        refers.append(tuple(sorted(refer.items())))
+    statement, fields_of = _together_statement(connection.alias, tuple(type(row) for row in rows), tuple(refers))
+    params = []
+    for (_, prepped), fields, refer in zip(waiting, fields_of, refers, strict=True):
+        referring = dict(refer)
+        params += [prepped[field.name] for field in fields if field.name not in referring]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        ids = cursor.fetchone()
+    for row, refer, pk in zip(rows, refers, ids, strict=True):
+        row.pk = pk
+        for name, earlier in refer:
+            setattr(row, type(row)._meta.get_field(name).attname, rows[earlier].pk)
+        row._state.adding, row._state.db = False, connection.alias
+
+
+@functools.cache
+def _together_statement(alias, models, refers):
+    quote = connections[alias].ops.quote_name
+    clauses, fields_of = [], []
+    for number, (model, refer) in enumerate(zip(models, refers, strict=True)):
+        referring = dict(refer)
+        fields = [field for field in model._meta.concrete_fields if not getattr(field, "db_returning", False)]
+        values = [_id_of(quote, models, referring[field.name]) if field.name in referring else "%s" for field in fields]
+        columns = ", ".join(quote(field.column) for field in fields)
+        clauses.append(
+            f"row{number} AS (INSERT INTO {quote(model._meta.db_table)} ({columns})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+            f" VALUES ({', '.join(values)}) RETURNING {quote(model._meta.pk.column)})"
+        )
+        fields_of.append(fields)
+    ids = ", ".join(_id_of(quote, models, number) for number in range(len(models)))
+    return f"WITH {', '.join(clauses)} SELECT {ids}", fields_of
+
+
+def _id_of(quote, models, number):
+    return f"(SELECT {quote(models[number]._meta.pk.column)} FROM row{number})"  # noqa: S608  # nosec B608: quoted model identifiers

@@ -204,21 +204,22 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
             # Only the winner of the claim gets here, so concurrent retries cannot both record it.
             GraceRetry.objects.create(refresh_token=retry_of)
         if claimed:
-            access = _new_access_token(
-                user=previous.user,
-                application=application,
-                scope=scope,
-                value=access_token,
-                expires=expires,
-                source_refresh_token=retry_of or previous,
-            )
-            _new_refresh_token(
-                user=previous.user,
-                application=application,
-                access_token=access,
-                value=refresh_token,
-                family=previous.token_family or new_family(previous.created),
-            )
+            with statements.written_together(AccessToken):  # the new pair in one statement, where it can be
+                access = _new_access_token(
+                    user=previous.user,
+                    application=application,
+                    scope=scope,
+                    value=access_token,
+                    expires=expires,
+                    source_refresh_token=retry_of or previous,
+                )
+                _new_refresh_token(
+                    user=previous.user,
+                    application=application,
+                    access_token=access,
+                    value=refresh_token,
+                    family=previous.token_family or new_family(previous.created),
+                )
     if not claimed:
         raise RefreshTokenAlreadyUsed()
     return access

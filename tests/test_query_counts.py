@@ -14,14 +14,19 @@ from oauth2_provider.models import AccessToken, RefreshToken
 from ropc_provider import clients, mfa, realms, tokens
 from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
 
+# On PostgreSQL the rows a grant writes are one statement (statements.written_together): a sign-in's
+# token pair, session and event, a refresh's new pair.
+WRITTEN_TOGETHER = connection.vendor == "postgresql"
+
 # Application with policy and default realm, user (account), last_login (which also checks a
 # project-realm user is no directory account's), access token, refresh token; then the two records
-# DOT keeps neither of: the session, and its sign-in in the audit trail.
+# DOT keeps neither of: the session, and its sign-in in the audit trail. On PostgreSQL the last four
+# are one statement.
 RECORDS = 2
-PASSWORD_GRANT_QUERIES = 5 + RECORDS
+PASSWORD_GRANT_QUERIES = 4 if WRITTEN_TOGETHER else 5 + RECORDS
 # Application, refresh token with its user, realm, cutoff and whether the client may still use the
 # realm (realms.refresh_allowed), claim (unless cut off), delete the old access token, new pair.
-REFRESH_GRANT_QUERIES = 6
+REFRESH_GRANT_QUERIES = 5 if WRITTEN_TOGETHER else 6
 
 
 def test_password_grant_queries(api, user, public_app, django_assert_num_queries):
@@ -69,8 +74,9 @@ def test_no_more_queries_than_dot_stock_endpoint(api, user, public_app, settings
             "client_id": public_app.client_id,
         }
         _, dot_refresh = _counted(lambda: api.post("/dot/token/", refresh))
-    # The same work in no more statements; the session and its audit event are work DOT never does.
-    assert ours_password - RECORDS <= dot_password
+    # The same work in no more statements; the session and its audit event are work DOT never does
+    # (on PostgreSQL they cost no statement of their own).
+    assert ours_password - (0 if WRITTEN_TOGETHER else RECORDS) <= dot_password
     assert ours_refresh < dot_refresh
 
 
@@ -84,7 +90,7 @@ SECOND_STEP_QUERIES = 5
 # The code for tokens: application, code with its user, realm and cutoff, the code claimed, the
 # sign-in recorded (last_login), access token, refresh token, the session, its audit event, what the
 # code issued.
-CODE_GRANT_QUERIES = 7 + RECORDS
+CODE_GRANT_QUERIES = 6 if WRITTEN_TOGETHER else 7 + RECORDS
 
 
 def test_two_step_sign_in_queries(api, db, django_assert_num_queries):
