@@ -6,7 +6,6 @@ whatever the outcome, records the sign-in in the same transaction as its tokens,
 attempt attack protection counted, and announces the result.
 """
 
-import functools
 from dataclasses import dataclass, replace
 
 from django.conf import settings
@@ -25,7 +24,7 @@ from . import audit, mfa, protection, sessions, signals, statements, tokens
 from .accounts import Identity, account_by_login, account_in, normalize_login, project_lockout_key
 from .conf import ropc_settings
 from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue, TooManyAttempts
-from .models import Authenticator, ClientPolicy, Realm, RealmAccount, SecurityEvent
+from .models import Realm, SecurityEvent
 from .realms import allowed_realms, default_realm
 
 AccessToken = get_access_token_model()
@@ -217,7 +216,7 @@ def record_sign_in(sign_in):
     """
     user, policy = sign_in.user, sign_in.policy
     has_policy = policy is not None and policy.pk is not None
-    statement = _sign_in_statement(
+    statement = statements.sign_in(
         project_realm=not sign_in.realm.is_directory,
         write_last_login=ropc_settings.UPDATE_LAST_LOGIN,
         has_policy=has_policy,
@@ -226,7 +225,7 @@ def record_sign_in(sign_in):
     connection = connections[router.db_for_write(type(user))]
     now = timezone.now()
     params = [type(user)._meta.pk.get_db_prep_value(user.pk, connection), user.password]
-    if _user_columns()[1]:
+    if statements.user_columns()[1]:
         params.append(True)
     params += [sign_in.realm.pk, True]
     if has_policy:
@@ -239,61 +238,6 @@ def record_sign_in(sign_in):
     if done and ropc_settings.UPDATE_LAST_LOGIN:
         user.last_login = now
     return bool(done)
-
-
-def _user_columns():
-    User = get_user_model()
-    columns = {field.name: field.column for field in User._meta.concrete_fields}
-    return columns, "is_active" in columns
-
-
-@functools.cache
-def _sign_in_statement(*, project_realm, write_last_login, has_policy, without_factor=False):
-    # Written out once per process: building this through the ORM (a filtered UPDATE with
-    # subqueries) cost more CPU than the rest of a password grant's queries together.
-    # Only quoted identifiers from model metadata go into the text; every value is a parameter.
-    User = get_user_model()
-    connection = connections[router.db_for_write(User)]
-    quote = connection.ops.quote_name
-    share = " FOR SHARE" if connection.features.has_select_for_update else ""
-
-    def column(model, name):
-        return quote(model._meta.get_field(name).column)
-
-    columns, uses_active = _user_columns()
-    table, pk = quote(User._meta.db_table), quote(User._meta.pk.column)
-    where = f"{table}.{pk} = %s AND {quote(columns['password'])} = %s"
-    if uses_active:
-        where += f" AND {quote(columns['is_active'])} = %s"
-    realms = quote(Realm._meta.db_table)
-    realm_id, realm_active = f"{realms}.{column(Realm, 'id')}", f"{realms}.{column(Realm, 'is_active')}"
-    where += f" AND EXISTS (SELECT 1 FROM {realms} WHERE {realm_id} = %s AND {realm_active} = %s{share})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
-    if has_policy:
-        policies, links = quote(ClientPolicy._meta.db_table), ClientPolicy.realms.through
-        link_table, policy_id = quote(links._meta.db_table), f"{policies}.{column(ClientPolicy, 'id')}"
-        where += (
-            f" AND EXISTS (SELECT 1 FROM {policies} INNER JOIN {link_table}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
-            f" ON {link_table}.{column(links, 'clientpolicy')} = {policy_id}"
-            f" WHERE {policy_id} = %s AND {policies}.{column(ClientPolicy, 'is_active')} = %s"
-            f" AND {link_table}.{column(links, 'realm')} = %s{share})"
-        )
-    if project_realm:
-        accounts = quote(RealmAccount._meta.db_table)
-        account_user = quote(RealmAccount._meta.get_field("user").column)
-        where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
-    if without_factor:
-        factors = quote(Authenticator._meta.db_table)
-        factor_user, confirmed = column(Authenticator, "user"), column(Authenticator, "confirmed_at")
-        where += (
-            f" AND NOT EXISTS (SELECT 1 FROM {factors} WHERE {factors}.{factor_user} = {table}.{pk}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
-            f" AND {factors}.{confirmed} IS NOT NULL)"
-        )
-    if write_last_login:
-        return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
-    # Without the write, lock the row as the UPDATE would: a password change waits for this
-    # sign-in's tokens, then ends them.
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return f"SELECT 1 FROM {table} WHERE {where}{lock}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
 
 
 # Why a sign-in failed, as the audit trail says it. An unknown account and a wrong password are one

@@ -1,16 +1,24 @@
-"""Statements of the hot paths, each written out once per process from model metadata: compiled by
-the ORM on every request they cost more CPU than the database spends on them. Only quoted
-identifiers from model metadata go into the text; every value is a parameter."""
+"""The SQL of the hot paths, written once per process (or connection) instead of compiled by the
+ORM on every request, where compiling cost more CPU than the database spent answering: inserts of
+the rows every grant writes, lookups (``Lookup``), the sign-in's and the rotation's conditional
+writes, and rows written together in one statement. The services say what each means; only here
+is SQL text. Only quoted identifiers from model metadata go into it; every value is a parameter."""
 
 import functools
 import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from django.contrib.auth import get_user_model
 from django.db import connections, router
 from django.db.models import Model
 from django.db.models.query import get_related_populators
 from django.db.models.signals import post_save, pre_save
+from oauth2_provider.models import get_access_token_model, get_refresh_token_model
+
+from .models import Authenticator, ClientPolicy, Realm, RealmAccount, SessionCutoff
+
+AccessToken, RefreshToken = get_access_token_model(), get_refresh_token_model()
 
 
 @functools.cache
@@ -119,6 +127,96 @@ class Lookup:
         for name, position in compiled["annotations"].items():
             setattr(instance, name, row[position])
         return instance
+
+
+# -- the sign-in and the rotation ----------------------------------------------------------------------
+
+
+def user_columns():
+    User = get_user_model()
+    columns = {field.name: field.column for field in User._meta.concrete_fields}
+    return columns, "is_active" in columns
+
+
+@functools.cache
+def sign_in(*, project_realm, write_last_login, has_policy, without_factor=False):
+    """``signin.record_sign_in``'s statement: the user row written (last_login) or locked, only if
+    the sign-in still stands. Built through the ORM (a filtered UPDATE with subqueries) it cost more
+    CPU than the rest of a password grant's queries together."""
+    User = get_user_model()
+    connection = connections[router.db_for_write(User)]
+    quote = connection.ops.quote_name
+    share = " FOR SHARE" if connection.features.has_select_for_update else ""
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    columns, uses_active = user_columns()
+    table, pk = quote(User._meta.db_table), quote(User._meta.pk.column)
+    where = f"{table}.{pk} = %s AND {quote(columns['password'])} = %s"
+    if uses_active:
+        where += f" AND {quote(columns['is_active'])} = %s"
+    realms = quote(Realm._meta.db_table)
+    realm_id, realm_active = f"{realms}.{column(Realm, 'id')}", f"{realms}.{column(Realm, 'is_active')}"
+    where += f" AND EXISTS (SELECT 1 FROM {realms} WHERE {realm_id} = %s AND {realm_active} = %s{share})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    if has_policy:
+        policies, links = quote(ClientPolicy._meta.db_table), ClientPolicy.realms.through
+        link_table, policy_id = quote(links._meta.db_table), f"{policies}.{column(ClientPolicy, 'id')}"
+        where += (
+            f" AND EXISTS (SELECT 1 FROM {policies} INNER JOIN {link_table}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+            f" ON {link_table}.{column(links, 'clientpolicy')} = {policy_id}"
+            f" WHERE {policy_id} = %s AND {policies}.{column(ClientPolicy, 'is_active')} = %s"
+            f" AND {link_table}.{column(links, 'realm')} = %s{share})"
+        )
+    if project_realm:
+        accounts = quote(RealmAccount._meta.db_table)
+        account_user = quote(RealmAccount._meta.get_field("user").column)
+        where += f" AND NOT EXISTS (SELECT 1 FROM {accounts} WHERE {accounts}.{account_user} = {table}.{pk})"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    if without_factor:
+        factors = quote(Authenticator._meta.db_table)
+        factor_user, confirmed = column(Authenticator, "user"), column(Authenticator, "confirmed_at")
+        where += (
+            f" AND NOT EXISTS (SELECT 1 FROM {factors} WHERE {factors}.{factor_user} = {table}.{pk}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+            f" AND {factors}.{confirmed} IS NOT NULL)"
+        )
+    if write_last_login:
+        return f"UPDATE {table} SET {quote(columns['last_login'])} = %s WHERE {where}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+    # Without the write, lock the row as the UPDATE would: a password change waits for this
+    # sign-in's tokens, then ends them.
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return f"SELECT 1 FROM {table} WHERE {where}{lock}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+
+
+@functools.cache
+def refresh_claim(alias):
+    """``tokens.rotate``'s claim of a live refresh token, unless its user's cutoff moved past it
+    since it was read (a sign-out racing the rotation wins). Compiled by the ORM (an UPDATE filtered
+    by a NOT EXISTS subquery) it cost more than the rest of a refresh."""
+    quote = connections[alias].ops.quote_name
+
+    def column(model, name):
+        return quote(model._meta.get_field(name).column)
+
+    tokens, cutoffs = quote(RefreshToken._meta.db_table), quote(SessionCutoff._meta.db_table)
+    valid_from = column(SessionCutoff, "refresh_tokens_valid_from")
+    return (
+        f"UPDATE {tokens} SET {column(RefreshToken, 'revoked')} = %s, {column(RefreshToken, 'access_token')} = NULL"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+        f" WHERE {column(RefreshToken, 'id')} = %s AND {column(RefreshToken, 'revoked')} IS NULL"
+        f" AND NOT EXISTS (SELECT 1 FROM {cutoffs}"
+        f" WHERE {cutoffs}.{column(SessionCutoff, 'user')} = {tokens}.{column(RefreshToken, 'user')}"
+        f" AND {cutoffs}.{valid_from} > {tokens}.{column(RefreshToken, 'created')})"
+    )
+
+
+@functools.cache
+def access_token_delete(alias):
+    """A one-statement delete, when nothing but DOT's refresh token (already unlinked) points at
+    access tokens; otherwise None, and the ORM's collector handles the other relations."""
+    relations = [rel for rel in AccessToken._meta.related_objects if rel.related_model is not RefreshToken]
+    if relations:
+        return None
+    quote = connections[alias].ops.quote_name
+    return f"DELETE FROM {quote(AccessToken._meta.db_table)} WHERE {quote(AccessToken._meta.pk.column)} = %s"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
 
 
 # -- rows written together ----------------------------------------------------------------------------

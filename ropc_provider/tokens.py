@@ -5,7 +5,6 @@ Token values are stored the way DOT is configured to (plain or hashed at rest, s
 """
 
 import datetime
-import functools
 import hashlib
 import logging
 import secrets
@@ -23,7 +22,7 @@ from oauth2_provider.models import (
 
 from . import statements
 from .exceptions import RefreshTokenAlreadyUsed
-from .models import GraceRetry, Realm, SessionCutoff
+from .models import GraceRetry, Realm
 
 log = logging.getLogger("ropc_provider")
 AccessToken = get_access_token_model()
@@ -191,7 +190,7 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
         connection = connections[router.db_for_write(RefreshToken)]
         with connection.cursor() as cursor:
             cursor.execute(
-                _claim_statement(connection.alias),
+                statements.refresh_claim(connection.alias),
                 [
                     connection.ops.adapt_datetimefield_value(now),
                     RefreshToken._meta.pk.get_db_prep_value(previous.pk, connection),
@@ -225,45 +224,9 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
     return access
 
 
-# The two statements of a rotation, written out once per process: compiled by the ORM (an UPDATE
-# filtered by a NOT EXISTS subquery, a DELETE through the collector) they cost more than the rest of
-# a refresh. Only quoted identifiers from model metadata go into the text; values are parameters.
-
-
-@functools.cache
-def _claim_statement(alias):
-    """Claim a live refresh token, unless its user's cutoff moved past it since it was read (a
-    sign-out racing the rotation wins)."""
-    quote = connections[alias].ops.quote_name
-
-    def column(model, name):
-        return quote(model._meta.get_field(name).column)
-
-    tokens, cutoffs = quote(RefreshToken._meta.db_table), quote(SessionCutoff._meta.db_table)
-    valid_from = column(SessionCutoff, "refresh_tokens_valid_from")
-    return (
-        f"UPDATE {tokens} SET {column(RefreshToken, 'revoked')} = %s, {column(RefreshToken, 'access_token')} = NULL"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
-        f" WHERE {column(RefreshToken, 'id')} = %s AND {column(RefreshToken, 'revoked')} IS NULL"
-        f" AND NOT EXISTS (SELECT 1 FROM {cutoffs}"
-        f" WHERE {cutoffs}.{column(SessionCutoff, 'user')} = {tokens}.{column(RefreshToken, 'user')}"
-        f" AND {cutoffs}.{valid_from} > {tokens}.{column(RefreshToken, 'created')})"
-    )
-
-
-@functools.cache
-def _plain_access_token_delete(alias):
-    """A one-statement delete, when nothing but DOT's refresh token (already unlinked) points at
-    access tokens; otherwise None, and the ORM's collector handles the other relations."""
-    relations = [rel for rel in AccessToken._meta.related_objects if rel.related_model is not RefreshToken]
-    if relations:
-        return None
-    quote = connections[alias].ops.quote_name
-    return f"DELETE FROM {quote(AccessToken._meta.db_table)} WHERE {quote(AccessToken._meta.pk.column)} = %s"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
-
-
 def _delete_access_token(pk):
     connection = connections[router.db_for_write(AccessToken)]
-    statement = _plain_access_token_delete(connection.alias)
+    statement = statements.access_token_delete(connection.alias)
     if statement is None:
         AccessToken.objects.filter(pk=pk).delete()
         return
