@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import get_access_token_model
 
-from . import mfa, sessions, signals, signin, tokens
+from . import mfa, sessions, signals, signin, statements, tokens
 from .conf import ropc_settings
 from .exceptions import CodeRefused, InvalidInput, InvalidSession, ProtectionUnavailable, TooManyAttempts, WrongFactor
 from .models import AuthorizationCode, AuthSession, Session, SessionCutoff
@@ -108,15 +108,20 @@ def open_session(sign_in, *, application, scope, auth_time, code_challenge="", r
     return Challenge(auth_session=value, expires_in=lifetime, factors=factors, enrolment=enrolment)
 
 
+# Every second step looks its auth session up: a statement written once (statements.py).
+_AUTH_SESSION = statements.Lookup(
+    AuthSession,
+    lambda digest: AuthSession.objects.select_related("realm", "user__authenticator", "user__session_cutoff").filter(
+        digest=digest
+    )[:1],
+)
+
+
 def find_session(value, application, *, code_challenge=None):
     """The live auth session of this value and client; raises ``InvalidSession`` otherwise, the
     same for every reason, so a session of another client is not told apart from none. A
     ``code_challenge`` other than the one the session was opened with is ``InvalidInput``."""
-    session = (
-        AuthSession.objects.select_related("realm", "user__authenticator", "user__session_cutoff")
-        .filter(digest=_digest(value or ""))
-        .first()
-    )
+    session = _AUTH_SESSION.first(_digest(value or ""))
     if (
         session is None
         or session.application_id != application.pk
@@ -159,7 +164,7 @@ def second_step(session, *, otp=None, recovery_code=None, ip, code_challenge="",
     The session is claimed first, by a conditional UPDATE: of two concurrent requests with one
     session, the loser is ``InvalidSession`` before any code is spent. A wrong code hands it back.
     Returns ``(authorization_code, recovery_codes)``, the codes only when just enrolled."""
-    if not AuthSession.objects.filter(pk=session.pk, used_at__isnull=True).update(used_at=timezone.now()):
+    if not statements.update(AuthSession, session.pk, {"used_at": timezone.now()}, unset=["used_at"]):
         raise InvalidSession(SESSION_ENDED)
     try:
         method, recovery_codes = mfa.check(
@@ -176,7 +181,7 @@ def second_step(session, *, otp=None, recovery_code=None, ip, code_challenge="",
     except (WrongFactor, TooManyAttempts, ProtectionUnavailable):
         # Refused before or by the check: the session goes on. (Any other error after the check
         # may have spent the code: the session stays ended then, and the user signs in again.)
-        AuthSession.objects.filter(pk=session.pk).update(used_at=None)
+        statements.update(AuthSession, session.pk, {"used_at": None})
         raise
     code = _mint(
         application_id=session.application_id,
@@ -226,7 +231,7 @@ def _forget_the_past(user, *, sessions=True):
 
 def _mint(*, application_id, user, realm, login_name, scope, code_challenge, auth_time, methods):
     value, now = _new_value(), timezone.now()
-    AuthorizationCode.objects.create(
+    code = AuthorizationCode(
         digest=_digest(value),
         application_id=application_id,
         user=user,
@@ -238,6 +243,11 @@ def _mint(*, application_id, user, realm, login_name, scope, code_challenge, aut
         methods=" ".join(methods),
         expires=now + timedelta(seconds=ropc_settings.AUTHORIZATION_CODE_LIFETIME),
     )
+    # One on every sign-in through this door: written once unless something listens for its save.
+    if statements.unheard(AuthorizationCode):
+        statements.insert(code)
+    else:
+        code.save(force_insert=True)
     return value
 
 
@@ -250,19 +260,22 @@ def _pkce_matches(code, verifier):
     return hmac.compare_digest(computed, code.code_challenge)
 
 
+# Every code redeemed is looked up: a statement written once (statements.py).
+_CODE = statements.Lookup(
+    AuthorizationCode,
+    lambda digest: AuthorizationCode.objects.select_related("realm", "user__session_cutoff").filter(digest=digest)[:1],
+)
+
+
 @sensitive_variables()
 def redeem_code(value, application, *, code_verifier=None):
     """Claim a code for this client, once. A second use of a code is refused and revokes what its
     first use issued (RFC 6749 §4.1.2); a wrong PKCE verifier spends the code, so verifiers cannot
     be guessed one after the other. Raises ``CodeRefused``."""
-    code = (
-        AuthorizationCode.objects.select_related("realm", "user__session_cutoff")
-        .filter(digest=_digest(value or ""))
-        .first()
-    )
+    code = _CODE.first(_digest(value or ""))
     if code is None or code.application_id != application.pk:
         raise CodeRefused(CODE_REFUSED)
-    claimed = AuthorizationCode.objects.filter(pk=code.pk, used_at__isnull=True).update(used_at=timezone.now())
+    claimed = statements.update(AuthorizationCode, code.pk, {"used_at": timezone.now()}, unset=["used_at"])
     if not claimed:
         _revoke_first_use(code)
         raise CodeRefused(CODE_REFUSED)
@@ -308,8 +321,8 @@ def complete(
     family = family or family_of(code)
 
     def remember(access):
-        AuthorizationCode.objects.filter(pk=code.pk).update(
-            token_family=family, access_token_checksum=access.token_checksum
+        statements.update(
+            AuthorizationCode, code.pk, {"token_family": family, "access_token_checksum": access.token_checksum}
         )
 
     return signin.complete(

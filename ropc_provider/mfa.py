@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import pyotp
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.views.decorators.debug import sensitive_variables
 
-from . import audit, clients, protection, sessions, signals
+from . import audit, clients, protection, sessions, signals, statements
 from .accounts import identity_of, lockout_keys
 from .conf import ropc_settings
 from .exceptions import FactorExhausted, InvalidInput, NotFirstParty, SignInTooOld, WrongFactor
@@ -275,11 +275,8 @@ def verify(user, *, otp=None, recovery_code=None):
         step = _matching_step(authenticator.secret, otp)
         if step is None:
             return None
-        spent = Q(last_used_step__isnull=True) | Q(last_used_step__lt=step)
-        claimed = Authenticator.objects.filter(
-            spent, pk=authenticator.pk, confirmed_at__isnull=False, failed_attempts__lt=cap
-        ).update(last_used_step=step, failed_attempts=0)
-        return OTP if claimed else None
+        # A conditional UPDATE (statements.py): of two concurrent uses of one step, one wins.
+        return OTP if statements.claim_totp_step(authenticator.pk, step, cap) else None
     if recovery_code:
         claimed = RecoveryCode.objects.filter(
             user=user, digest=_recovery_digest(user, recovery_code), used_at__isnull=True

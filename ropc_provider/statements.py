@@ -59,6 +59,29 @@ def insert(instance, *, read_pk=False):
     return instance
 
 
+@functools.cache
+def _update_statement(model, alias, names, unset):
+    quote = connections[alias].ops.quote_name
+    meta = model._meta
+    assignments = ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in names)
+    where = " AND ".join(
+        [f"{quote(meta.pk.column)} = %s", *(f"{quote(meta.get_field(name).column)} IS NULL" for name in unset)]
+    )
+    return f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {where}"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+
+
+def update(model, pk, values, *, unset=()):
+    """``model.objects.filter(pk=pk, <each of unset>__isnull=True).update(**values)`` in a statement
+    written once; returns how many rows it changed (0 or 1: a claim lost, or won)."""
+    connection = connections[router.db_for_write(model)]
+    statement = _update_statement(model, connection.alias, tuple(values), tuple(unset))
+    params = [model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+    params.append(model._meta.pk.get_db_prep_value(pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.rowcount
+
+
 def unheard(model):
     """Whether saving a ``model`` row may skip ``Model.save``: nothing listens for its signals and
     the model does not override ``save`` (a swapped token model may)."""
@@ -217,6 +240,30 @@ def access_token_delete(alias):
         return None
     quote = connections[alias].ops.quote_name
     return f"DELETE FROM {quote(AccessToken._meta.db_table)} WHERE {quote(AccessToken._meta.pk.column)} = %s"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+
+
+def claim_totp_step(authenticator_pk, step, cap):
+    """``mfa.verify``'s claim of a TOTP step: spent with every earlier one, only if later than the
+    last one used, on a confirmed factor not past its failure cap. Returns whether it was won."""
+    connection = connections[router.db_for_write(Authenticator)]
+    with connection.cursor() as cursor:
+        cursor.execute(_totp_claim(connection.alias), [step, authenticator_pk, cap, step])
+        return cursor.rowcount == 1
+
+
+@functools.cache
+def _totp_claim(alias):
+    quote = connections[alias].ops.quote_name
+
+    def column(name):
+        return quote(Authenticator._meta.get_field(name).column)
+
+    step, failures = column("last_used_step"), column("failed_attempts")
+    return (
+        f"UPDATE {quote(Authenticator._meta.db_table)} SET {step} = %s, {failures} = 0"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
+        f" WHERE {column('id')} = %s AND {column('confirmed_at')} IS NOT NULL AND {failures} < %s"
+        f" AND ({step} IS NULL OR {step} < %s)"
+    )
 
 
 # -- rows written together ----------------------------------------------------------------------------
