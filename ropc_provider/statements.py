@@ -1,11 +1,10 @@
-"""The SQL of the hot paths, written once per process (or connection) instead of compiled by the
+"""The SQL of the hot paths, written once per process instead of compiled by the
 ORM on every request, where compiling cost more CPU than the database spent answering: inserts of
 the rows every grant writes, lookups (``Lookup``), the sign-in's and the rotation's conditional
 writes, and rows written together in one statement. The services say what each means; only here
 is SQL text. Only quoted identifiers from model metadata go into it; every value is a parameter."""
 
 import functools
-import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -94,7 +93,7 @@ _STAND_INS = tuple(f"\x00ropc-lookup-value-{number}\x00" for number in range(4))
 
 
 class Lookup:
-    """A SELECT the ORM writes once per database connection, then runs with new values: for a
+    """A SELECT the ORM writes once per database, then runs with new values: for a
     select_related lookup on every request, compiling the SQL cost more CPU than the database
     spent answering it. ``build(*values)`` returns the QuerySet; its text values are stood in for
     while it is compiled. Rows come back as the ORM makes them: converters applied, related objects
@@ -102,8 +101,11 @@ class Lookup:
 
     def __init__(self, model, build, arity=1):
         self._model, self._build, self._arity = model, build, arity
-        # Per connection (connections are per thread): a compiler is not shared between threads.
-        self._compiled = weakref.WeakKeyDictionary()
+        # Per database alias, not per connection: Django gives each thread its own connection, and
+        # a server that starts a thread per request (runserver) would keep one compilation each.
+        # Once compiled, the compiler is only read (its converters are pure functions of the
+        # backend), so threads share it; each runs the statement on its own connection.
+        self._compiled = {}
 
     def _compile(self, connection):
         queryset = self._build(*_STAND_INS[: self._arity])
@@ -126,13 +128,13 @@ class Lookup:
             "annotations": dict(compiler.annotation_col_map),
             "related": get_related_populators(klass_info, select, connection.alias),
         }
-        self._compiled[connection] = compiled
+        self._compiled[connection.alias] = compiled
         return compiled
 
     def first(self, *values):
         """The first row for these values, or None (the query's own ordering decides)."""
         connection = connections[router.db_for_read(self._model)]
-        compiled = self._compiled.get(connection) or self._compile(connection)
+        compiled = self._compiled.get(connection.alias) or self._compile(connection)
         params = [
             param if slot is None else values[slot]
             for param, slot in zip(compiled["params"], compiled["slots"], strict=True)

@@ -172,6 +172,8 @@ def test_a_lookup_written_once_returns_what_the_orm_returns_in_every_thread(api,
             assert _fields(found) == _fields(by_orm)  # converted alike: datetimes, JSON, UUIDs
             assert found.user.realm_account.realm.slug == "staff" and found.project_realm == "project"
             assert client.ropc_policy.default_realm.slug == "staff" and unknown is None
+    # Written once for every thread: a server starting a thread per request keeps no copy per thread.
+    assert list(tokens._ACCESS_TOKEN._compiled) == [connection.alias]
 
 
 def test_a_hosts_receiver_of_token_saves_still_hears_every_token(api, user, public_app):
