@@ -284,44 +284,6 @@ def with_factor_checked_on_record(sign_in):
     return replace(sign_in, factor_checked_on_record=True)
 
 
-def _issue_and_record(sign_in, *, application, scope, access_token, expires_in, refresh_token, started_at, family):
-    """The token pair, the session and the sign-in's event: one statement where the database can
-    (``statements.written_together``). Returns the access token."""
-    with statements.written_together(AccessToken):
-        access = tokens.issue(
-            user=sign_in.user,
-            application=application,
-            scope=scope,
-            access_token=access_token,
-            expires_in=expires_in,
-            refresh_token=refresh_token,
-            started_at=started_at,
-            family=family,
-        )
-        sessions.start(
-            session_id=family,
-            user=sign_in.user,
-            realm=sign_in.realm,
-            application=application,
-            login_name=sign_in.login_name,
-            started_at=started_at,
-            ip=sign_in.ip,
-            user_agent=sign_in.user_agent,
-            access_token=None if refresh_token else access,
-        )
-        audit.record(
-            SecurityEvent.SIGN_IN_SUCCEEDED,
-            user=sign_in.user,
-            realm=sign_in.realm,
-            client=application,
-            login_name=normalize_login(sign_in.login_name),
-            session_id=family,
-            ip=sign_in.ip,
-            user_agent=sign_in.user_agent,
-        )
-    return access
-
-
 def complete(
     sign_in,
     *,
@@ -346,16 +308,39 @@ def complete(
         # One transaction, one commit: the sign-in, its token pair, its session and its event.
         with transaction.atomic(using=router.db_for_write(AccessToken), savepoint=False):
             if record_sign_in(sign_in):
-                access = _issue_and_record(
-                    sign_in,
-                    application=application,
-                    scope=scope,
-                    access_token=access_token,
-                    expires_in=expires_in,
-                    refresh_token=refresh_token,
-                    started_at=started_at,
-                    family=family,
-                )
+                # The token pair, the session and its event: one statement where the database can.
+                with statements.written_together(AccessToken):
+                    access = tokens.issue(
+                        user=sign_in.user,
+                        application=application,
+                        scope=scope,
+                        access_token=access_token,
+                        expires_in=expires_in,
+                        refresh_token=refresh_token,
+                        started_at=started_at,
+                        family=family,
+                    )
+                    sessions.start(
+                        session_id=family,
+                        user=sign_in.user,
+                        realm=sign_in.realm,
+                        application=application,
+                        login_name=sign_in.login_name,
+                        started_at=started_at,
+                        ip=sign_in.ip,
+                        user_agent=sign_in.user_agent,
+                        access_token=None if refresh_token else access,
+                    )
+                    audit.record(
+                        SecurityEvent.SIGN_IN_SUCCEEDED,
+                        user=sign_in.user,
+                        realm=sign_in.realm,
+                        client=application,
+                        login_name=normalize_login(sign_in.login_name),
+                        session_id=family,
+                        ip=sign_in.ip,
+                        user_agent=sign_in.user_agent,
+                    )
                 if during is not None:
                     during(access)
     except Exception:
