@@ -117,16 +117,20 @@ class Lookup:
             raise ValueError(f"Each value of a Lookup must appear once, as given, in: {sql}")
         klass_info, select = compiler.klass_info, compiler.select
         fields = klass_info["select_fields"]
+        # What the ORM's ModelIterable does with a row, set up once. Django 6.1 gave querysets a
+        # fetch mode, which the populators and from_db() take.
+        model, fetch_mode = klass_info["model"], getattr(queryset, "_fetch_mode", None)
+        by_mode = () if fetch_mode is None else (fetch_mode,)
         compiled = {
             "compiler": compiler,
             "sql": sql,
             "params": params,
             "slots": slots,
-            "model": klass_info["model"],
+            "from_db": model.from_db if fetch_mode is None else functools.partial(model.from_db, fetch_mode=fetch_mode),
             "span": (fields[0], fields[-1] + 1),
             "init_list": [column[0].target.attname for column in select[fields[0] : fields[-1] + 1]],
             "annotations": dict(compiler.annotation_col_map),
-            "related": get_related_populators(klass_info, select, connection.alias),
+            "related": get_related_populators(klass_info, select, connection.alias, *by_mode),
         }
         self._compiled[connection.alias] = compiled
         return compiled
@@ -146,7 +150,7 @@ class Lookup:
             return None
         row = next(iter(compiled["compiler"].results_iter([[row]])))
         start, end = compiled["span"]
-        instance = compiled["model"].from_db(connection.alias, compiled["init_list"], row[start:end])
+        instance = compiled["from_db"](connection.alias, compiled["init_list"], row[start:end])
         for populator in compiled["related"]:
             populator.populate(row, instance)
         for name, position in compiled["annotations"].items():
