@@ -1,9 +1,15 @@
 """The load run's settings: example_project's production profile, with DOT's stock token endpoint
 served beside ours (benchmarks/load_urls.py) and let through its password-grant gate, so both run
-on the same servers, database and cache."""
+on the same servers, database and cache. ``LOAD_HASHER=cheap`` swaps Django's default password
+hasher for a cheap one, so that the endpoints rather than PBKDF2 bound the run."""
+
+import os
 
 from example_project.settings import *  # noqa: F403
 from example_project.settings import OAUTH2_PROVIDER
 
 ROOT_URLCONF = "benchmarks.load_urls"
 OAUTH2_PROVIDER = {**OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+
+if os.environ.get("LOAD_HASHER") == "cheap":
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
