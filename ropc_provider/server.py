@@ -22,10 +22,9 @@ from .grants import AuthorizationChallenge, AuthorizationCodeGrant, PasswordGran
 def access_token_lifetime(request):
     """The client's access-token lifetime, cut to what the session could have left."""
     client = request.client
-    refreshed = getattr(request, "refresh_token_instance", None)
     return sessions.capped_to_session(
         clients.access_token_lifetime(client),
-        started_at=request.received_at if refreshed is None else tokens.family_started(refreshed),
+        started_at=session_started(request),
         now=request.received_at,
         max_lifetime=clients.session_max_lifetime(client),
         idle_timeout=clients.session_idle_timeout(client),
@@ -33,6 +32,17 @@ def access_token_lifetime(request):
         if clients.policy_of(client).issue_refresh_tokens
         else None,
     )
+
+
+def session_started(request):
+    """When the session these tokens belong to began: a refresh's at its first sign-in, a code's
+    when its password was checked (the second step and the redemption came after), a password
+    grant's now."""
+    if getattr(request, "refresh_token_instance", None) is not None:
+        return tokens.family_started(request.refresh_token_instance)
+    if getattr(request, "authorization_code", None) is not None:
+        return request.authorization_code.auth_time
+    return request.received_at
 
 
 class Server(TokenEndpoint, RevocationEndpoint, IntrospectEndpoint, ResourceEndpoint):

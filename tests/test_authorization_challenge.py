@@ -254,6 +254,18 @@ def test_codes_expire_after_a_minute(api, app, alice, clock):
     assert_error(redeem(api, app, code), 400, "invalid_grant")
 
 
+def test_a_codes_access_token_ends_with_the_session_begun_at_the_password(api, app, alice, factor, clock, settings):
+    settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "ACCESS_TOKEN_LIFETIME": 3600, "SESSION_MAX_LIFETIME": 300}
+    auth_session = second_factor_asked(api, app, alice)
+    clock.tick(20)
+    code = challenge(api, app, auth_session=auth_session, otp=otp(factor)).data["authorization_code"]
+    clock.tick(40)
+    tokens = redeem(api, app, code)
+    # The session began when the password was checked, a minute before the code was redeemed.
+    assert tokens.data["expires_in"] == 240
+    assert AccessToken.objects.get().expires == timezone.now() + timedelta(seconds=240)
+
+
 def test_a_code_is_bound_to_its_client(api, app, staff, alice):
     code = challenge(api, app, username="alice", password=alice.password).data["authorization_code"]
     other = ClientFactory(realms=[staff], default_realm="staff").application
