@@ -221,42 +221,49 @@ def production_stack(directory, *, realm, logins, password, instances=2, **env_e
 
 
 @contextmanager
-def gunicorn(env, *, workers=2, threads=4):
-    """example_project under gunicorn on a free loopback port; yields its base URL."""
+def gunicorn(env, *, workers=2, threads=4, application="example_project.wsgi:application"):
+    """example_project (or another WSGI ``application``) under gunicorn on a free loopback port;
+    yields its base URL."""
     require("gunicorn", shutil.which("gunicorn", path=os.path.dirname(sys.executable)))
     port = free_port()
-    process = subprocess.Popen(
-        [
-            os.path.join(os.path.dirname(sys.executable), "gunicorn"),
-            "example_project.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
-            "--timeout",
-            "60",
-            "--graceful-timeout",
-            "5",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, process=process)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
+    # Its log goes to a file, not a pipe: a pipe nobody reads fills up, and then every worker
+    # blocks on its next line and the whole server stalls.
+    with tempfile.TemporaryFile(mode="w+") as log:
+        process = subprocess.Popen(
+            [
+                os.path.join(os.path.dirname(sys.executable), "gunicorn"),
+                application,
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "--threads",
+                str(threads),
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,
+        )
         try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            try:
+                wait_for_port(port, process=process)
+            except (RuntimeError, TimeoutError) as failure:
+                log.seek(0)
+                raise RuntimeError(f"{failure}; gunicorn said:\n{log.read()[-4000:]}") from None
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
 
 
 def start_test_postgresql():

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from benchmarks.load import run_load
-from tests.servers import manage, production_stack
+from tests.servers import example_environment, gunicorn, manage, production_stack
 
 PASSWORD = "production pass phrase 1"
 pytestmark = pytest.mark.production
@@ -150,6 +150,26 @@ def test_load_run_has_no_server_errors(stack):
     assert report["requests"] > 50
     assert report["server_errors"] == 0, report
     assert report["statuses"].get("200", 0) > 0
+
+
+CHATTY_APPLICATION = """
+import sys
+
+def application(environ, start_response):
+    sys.stderr.write("a line a library logs on every request\\n" * 1000)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_a_server_that_logs_on_every_request_keeps_answering(tmp_path):
+    # DOT logs a warning on each of its password grants: the load run's servers must not stall
+    # once their log outgrows what a pipe holds.
+    (tmp_path / "chatty.py").write_text(CHATTY_APPLICATION)
+    env = example_environment(PYTHONPATH=str(tmp_path))
+    with gunicorn(env, workers=1, threads=1, application="chatty:application") as base:
+        for _ in range(5):
+            assert requests.get(base, timeout=10).text == "ok"
 
 
 def test_postgresql_stopped_and_started(stack):
