@@ -133,6 +133,8 @@ OAUTH2_PROVIDER = {
     "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
     # DOT's own endpoints refuse the password grant; ropc_provider's /o/token/ serves it on purpose.
     "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": True,
+    # DOT's own refresh grant leaves ropc_provider's sessions alone (their limits are ours to keep).
+    "OAUTH2_VALIDATOR_CLASS": "ropc_provider.dot.OAuth2Validator",
     # The rest of RFC 9700 for the project's other DOT endpoints.
     "COMPLIANT_BCP_RFC9700_IMPLICIT_GRANT": True,
     "COMPLIANT_BCP_RFC9700_PKCE_METHOD": True,

@@ -193,3 +193,43 @@ def database_is_supported(app_configs, configured=None, **kwargs):
                 )
             )
     return errors
+
+
+def _routes_dot_token_view(patterns):
+    from django.urls import URLResolver
+    from oauth2_provider.views import TokenView
+
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            if _routes_dot_token_view(pattern.url_patterns):
+                return True
+        elif getattr(pattern.callback, "view_class", None) is not None and issubclass(
+            pattern.callback.view_class, TokenView
+        ):
+            return True
+    return False
+
+
+@register(Tags.security, Tags.urls)
+def dot_refresh_keeps_our_sessions_out(app_configs, **kwargs):
+    from django.urls import get_resolver
+
+    from .dot import KeepsOurSessionsOut
+
+    if issubclass(oauth2_settings.OAUTH2_VALIDATOR_CLASS, KeepsOurSessionsOut):
+        return []
+    try:
+        patterns = get_resolver().url_patterns
+    except Exception:  # noqa: BLE001  # Django's own URL checks report a URLconf that fails to load
+        return []
+    if not _routes_dot_token_view(patterns):
+        return []
+    return [
+        Error(
+            "DOT's own token endpoint is routed, and its refresh grant would renew sessions of ours past their "
+            "limits, realm and cutoff.",
+            hint="Set OAUTH2_PROVIDER['OAUTH2_VALIDATOR_CLASS'] = 'ropc_provider.dot.OAuth2Validator', or mix "
+            "ropc_provider.dot.KeepsOurSessionsOut into your own validator.",
+            id="ropc_provider.E009",
+        )
+    ]

@@ -317,7 +317,10 @@ def check(user, realm, *, lockout_key, account_key, otp=None, recovery_code=None
         # No code was checked: nothing to count, or the user's right codes would lock them out of
         # the recovery codes that lift the stop.
         attempt.second_factor_due()
-        audit.record(SecurityEvent.SECOND_FACTOR_FAILED, user=user, realm=realm, reason="exhausted", ip=ip)
+        # Checked no code and cost no hash, so could be asked for again and again: on record once
+        # a minute, or the trail would grow by a row a request.
+        if protection.worth_recording("factor_exhausted", user.pk):
+            audit.record(SecurityEvent.SECOND_FACTOR_FAILED, user=user, realm=realm, reason="exhausted", ip=ip)
         signals.factor_failed.send(sender=check, user=user, realm=realm, request=request)
         raise
     except BaseException:

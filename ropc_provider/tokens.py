@@ -11,6 +11,7 @@ import secrets
 import uuid
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import connections, router, transaction
 from django.db.models import Min, Subquery
 from django.utils import timezone
@@ -100,7 +101,9 @@ def family_started(refresh_token):
     """When the sign-in that began this token family happened."""
     family = refresh_token.token_family
     if family is not None and family.version in (7, 8):
-        return datetime.datetime.fromtimestamp((family.int >> 80) / 1000, tz=datetime.UTC)
+        started = datetime.datetime.fromtimestamp((family.int >> 80) / 1000, tz=datetime.UTC)
+        # Compared with timezone.now() and stored times, which are naive without USE_TZ.
+        return started if settings.USE_TZ else timezone.make_naive(started)
     # Families begun before ids carried their start: their first token that is left.
     if family is None:
         return refresh_token.created

@@ -18,7 +18,7 @@ from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, mfa, signals
 from ropc_provider.exceptions import InvalidSession
-from ropc_provider.models import AuthorizationCode, AuthSession, Realm, SecurityEvent, Session
+from ropc_provider.models import Authenticator, AuthorizationCode, AuthSession, Realm, SecurityEvent, Session
 from tests.factories import AccountFactory, ClientFactory, RealmFactory
 from tests.helpers import INTROSPECT, RacingHasher, assert_error, me, readme_block, require_program, verify
 
@@ -687,3 +687,12 @@ def test_an_operator_unlock_by_email_lifts_the_hard_stop(api, db, settings):
     assert_error(challenge(api, client, auth_session=auth_session, otp=wrong), 400, "insufficient_authorization")
     assert accounts.unlock(mail, "carol@example.com") is True
     assert challenge(api, client, auth_session=auth_session, otp=otp(enrolment)).status_code == 200
+
+
+def test_codes_sent_to_an_exhausted_factor_cannot_flood_the_trail(api, app, alice, factor):
+    Authenticator.objects.filter(user=alice.user).update(failed_attempts=100)
+    auth_session = second_factor_asked(api, app, alice)
+    for _ in range(5):
+        assert_error(challenge(api, app, auth_session=auth_session, otp="123456"), 400, "insufficient_authorization")
+    refusals = SecurityEvent.objects.filter(type=SecurityEvent.SECOND_FACTOR_FAILED)
+    assert list(refusals.values_list("reason", flat=True)) == ["exhausted"]

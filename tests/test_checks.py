@@ -101,3 +101,13 @@ def test_an_untested_database_backend_is_refused():
     assert database_is_supported(None) == []  # the suite's own: SQLite, or PostgreSQL in its second pass
     legacy = {"legacy": {"ENGINE": "django.db.backends.mysql", "NAME": "x"}}
     assert [message.id for message in database_is_supported(None, configured=legacy)] == ["ropc_provider.E006"]
+
+
+def test_dots_token_endpoint_routed_without_our_validator_is_an_error(settings):
+    # tests/urls.py routes DOT's own endpoints at /dot/, as a host project may.
+    assert "ropc_provider.E009" not in _ids()
+    stock = "oauth2_provider.oauth2_validators.OAuth2Validator"
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OAUTH2_VALIDATOR_CLASS": stock}
+    assert "ropc_provider.E009" in _ids()
+    settings.ROOT_URLCONF = "example_project.urls"  # DOT's endpoints not routed: nothing to keep out
+    assert "ropc_provider.E009" not in _ids()

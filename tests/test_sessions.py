@@ -702,3 +702,39 @@ def test_a_session_a_limit_ends_takes_its_access_tokens_with_it(api, user, publi
         assert refused.data["error_description"] == sessions.SESSION_IDLE
         assert me(api, issued).status_code == 401
     assert Session.objects.get().end_reason == Session.IDLE
+
+
+def test_dots_own_refresh_grant_cannot_renew_our_sessions(api, user, authorization_code_app):
+    native = ClientFactory(name="Native", session_max_lifetime=60).application
+    issued = api.password_grant(native, "alice").data
+    with freeze_time(timezone.now() + timedelta(seconds=120)):
+        # DOT's token endpoint, mounted by the host beside ours, knows nothing of the session's limits.
+        at_dot = api.post(
+            "/dot/token/",
+            {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"], "client_id": native.client_id},
+        )
+        assert_error(at_dot, 400, "invalid_grant")
+        assert me(api, issued).status_code == 401  # its limit ended it; DOT did not renew it
+    # A refresh token DOT issued to a client of its own still refreshes there.
+    access = AccessToken.objects.create(
+        user=user, application=authorization_code_app, token="dot-access", expires=timezone.now() + timedelta(hours=1)
+    )
+    RefreshToken.objects.create(
+        user=user,
+        application=authorization_code_app,
+        token="dot-refresh",
+        access_token=access,
+        token_family=uuid.uuid4(),
+    )
+    own = api.post(
+        "/dot/token/",
+        {"grant_type": "refresh_token", "refresh_token": "dot-refresh", "client_id": authorization_code_app.client_id},
+    )
+    assert own.status_code == 200, own.content
+
+
+def test_a_project_without_time_zones_refreshes(api, user, public_app, settings):
+    settings.USE_TZ = False
+    issued = api.password_grant(public_app, "alice").data
+    refreshed = api.refresh(public_app, issued["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.content

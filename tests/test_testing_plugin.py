@@ -3,8 +3,11 @@ suite as a host would use them, and a host project's test file run by a pytest o
 
 import pathlib
 import textwrap
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
+from freezegun import freeze_time
 
 from ropc_provider import accounts
 from ropc_provider.exceptions import InvalidInput
@@ -130,3 +133,10 @@ def test_tokens_come_from_the_projects_generator(db, settings):
 def test_a_client_is_only_ever_created_registered(db):
     with pytest.raises(NotImplementedError, match="registered"):
         ClientFactory.build()
+
+
+def test_issued_tokens_end_with_their_session(api, db):
+    shop = RealmFactory(slug="shop")
+    pair = issue_tokens(AccountFactory(realm=shop), ClientFactory(realms=[shop], session_max_lifetime=60))
+    with freeze_time(timezone.now() + timedelta(seconds=61)):
+        assert api.client.get("/api/me/", HTTP_AUTHORIZATION=pair.authorization).status_code == 401

@@ -121,7 +121,15 @@ def issue_tokens(user, client, scope=None):
             application=application,
             scope=scope,
             access_token=access_token,
-            expires_in=clients.access_token_lifetime(application),
+            # Capped as the grant caps it, so no token outlives the session it belongs to.
+            expires_in=sessions.capped_to_session(
+                clients.access_token_lifetime(application),
+                started_at=started_at,
+                now=started_at,
+                max_lifetime=clients.session_max_lifetime(application),
+                idle_timeout=clients.session_idle_timeout(application),
+                refresh_lifetime=clients.refresh_token_lifetime(application) if refresh_token else None,
+            ),
             refresh_token=refresh_token,
             family=family,
         )
