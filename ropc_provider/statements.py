@@ -297,6 +297,16 @@ def written_together(model):
     _write_together(connection, rows)
 
 
+def write_waiting():
+    """Write now the rows a ``written_together`` block holds so far: a row saved the ORM's way
+    inside the block (a receiver listens for it) may refer to one of them, and needs its id."""
+    waiting = _together.get()
+    if waiting is not None and waiting[1]:
+        connection, rows = waiting
+        _write_together(connection, rows)
+        rows.clear()
+
+
 def _write_together(connection, waiting):
     if not waiting:
         return

@@ -14,6 +14,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import connections, router, transaction
 from django.db.models import Min, Subquery
+from django.db.models.signals import post_delete, pre_delete
 from django.utils import timezone
 from oauth2_provider.models import (
     get_access_token_model,
@@ -155,6 +156,7 @@ def _store(token):
     # machinery, unless a receiver of the host's listens for the save or the model has its own.
     if statements.unheard(type(token)):
         return statements.insert(token, read_pk=True)
+    statements.write_waiting()
     token.save(force_insert=True)
     return token
 
@@ -230,7 +232,8 @@ def rotate(previous, *, application, scope, access_token, expires_in, refresh_to
 def _delete_access_token(pk):
     connection = connections[router.db_for_write(AccessToken)]
     statement = statements.access_token_delete(connection.alias)
-    if statement is None:
+    # A receiver of the host's (a cache of token lookups, say) must hear the old token go.
+    if statement is None or pre_delete.has_listeners(AccessToken) or post_delete.has_listeners(AccessToken):
         AccessToken.objects.filter(pk=pk).delete()
         return
     with connection.cursor() as cursor:
