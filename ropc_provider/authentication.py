@@ -8,12 +8,15 @@ code; a token that is unknown, expired or revoked gets ``error="invalid_token"``
 "Authentication credentials were not provided.").
 """
 
+from oauth2_provider import oauth2_validators
 from oauth2_provider.contrib.rest_framework import OAuth2Authentication
-from oauth2_provider.models import AbstractApplication
+from oauth2_provider.models import AbstractAccessToken, AbstractApplication
+from oauth2_provider.oauth2_backends import OAuthLibCore
 from oauth2_provider.settings import oauth2_settings
+from oauthlib import oauth2, openid
 from rest_framework.exceptions import AuthenticationFailed
 
-from . import accounts, tokens
+from . import accounts, dot, tokens
 
 INVALID_TOKEN = "The token is unknown, expired or revoked."
 
@@ -28,6 +31,16 @@ def _header_token(request):
     return parts[1] if len(parts) == 2 and parts[0].lower() == "bearer" else None
 
 
+def _dot_as_shipped():
+    """Whether DOT would check a bearer token with its own classes (or our validator, which changes
+    nothing for bearer tokens): a project's own validator, server or backend may add rules."""
+    return (
+        oauth2_settings.OAUTH2_VALIDATOR_CLASS in (oauth2_validators.OAuth2Validator, dot.OAuth2Validator)
+        and oauth2_settings.OAUTH2_SERVER_CLASS in (oauth2.Server, openid.Server)
+        and oauth2_settings.OAUTH2_BACKEND_CLASS is OAuthLibCore
+    )
+
+
 class BearerAuthentication(OAuth2Authentication):
     www_authenticate_realm = "api"
 
@@ -36,8 +49,9 @@ class BearerAuthentication(OAuth2Authentication):
         # The common case checked directly, in one query and without oauthlib's request machinery
         # (which cost an API call more than the query): a token in the header, checked as DOT
         # checks it. Anything else goes DOT's whole way: a token in the body, a token bound to a
-        # resource (RFC 8707), a remote introspection server, a client model with its own rules.
-        if value is None or oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL:
+        # resource (RFC 8707), a remote introspection server, a token or client model with its own
+        # rules, a project's own validator, server or backend.
+        if value is None or oauth2_settings.RESOURCE_SERVER_INTROSPECTION_URL or not _dot_as_shipped():
             return self._through_oauthlib(request)
         found = tokens.find_access_token(value)
         if found is not None and not self._plain(found):
@@ -48,8 +62,10 @@ class BearerAuthentication(OAuth2Authentication):
 
     @staticmethod
     def _plain(token):
-        return not token.resource and (
-            token.application is None or type(token.application).is_usable is AbstractApplication.is_usable
+        return (
+            not token.resource
+            and type(token).is_valid is AbstractAccessToken.is_valid
+            and (token.application is None or type(token.application).is_usable is AbstractApplication.is_usable)
         )
 
     def _through_oauthlib(self, request):

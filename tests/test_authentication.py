@@ -6,6 +6,7 @@ from pathlib import Path
 from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken
+from oauth2_provider.oauth2_validators import OAuth2Validator
 
 from ropc_provider import accounts, clients, realms
 from tests.factories import PASSWORD
@@ -81,3 +82,21 @@ def test_the_readmes_scope_example_is_the_view_tested_above():
     tested = (Path(__file__).parent / "urls.py").read_text()
     shown = readme_block("from oauth2_provider.contrib.rest_framework import TokenHasScope")
     assert all(line in tested for line in shown.splitlines() if line.strip())
+
+
+class RefusesEveryBearerToken(OAuth2Validator):
+    def validate_bearer_token(self, token, scopes, request):
+        return False
+
+
+def test_a_projects_own_validator_decides_api_calls(api, user, public_app, settings):
+    token = api.password_grant(public_app, "alice").data["access_token"]
+    validator = "tests.test_authentication.RefusesEveryBearerToken"
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "OAUTH2_VALIDATOR_CLASS": validator}
+    assert api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
+
+
+def test_a_token_model_that_calls_a_token_invalid_is_heard(api, user, public_app, monkeypatch):
+    token = api.password_grant(public_app, "alice").data["access_token"]
+    monkeypatch.setattr(AccessToken, "is_valid", lambda self, scopes=None: False)
+    assert api.client.get(ME, HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 401
