@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.signals import user_login_failed
 from django.db import connections, router, transaction
-from django.db.models import CharField, Q
+from django.db.models import CharField, Field, Q
 from django.utils import timezone
 from django.views.debug import SafeExceptionReporterFilter
 from django.views.decorators.debug import sensitive_variables
@@ -89,10 +89,15 @@ def _stock_user_lookup():
     """Whether the project finds users exactly as Django ships it: ModelBackend its only backend,
     the user manager's own ``get_by_natural_key``, a text username field."""
     User = get_user_model()
+    username = User._meta.get_field(User.USERNAME_FIELD)
     return (
         list(settings.AUTHENTICATION_BACKENDS) == [STOCK_BACKEND]
         and type(User._default_manager).get_by_natural_key is BaseUserManager.get_by_natural_key
-        and isinstance(User._meta.get_field(User.USERNAME_FIELD), CharField)
+        and isinstance(username, CharField)
+        # A field that changes the value on its way to the database (lower-cases it, say) would be
+        # skipped: the statement written once takes the value as given.
+        and type(username).get_prep_value is CharField.get_prep_value
+        and type(username).get_db_prep_value is Field.get_db_prep_value
     )
 
 

@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from django.contrib.auth import get_user_model
 from django.db import connections, router
 from django.db.models import Model
+from django.db.models.manager import BaseManager
 from django.db.models.query import get_related_populators
 from django.db.models.signals import post_save, pre_save
 from oauth2_provider.models import get_access_token_model, get_refresh_token_model
@@ -92,6 +93,10 @@ def unheard(model):
 _STAND_INS = tuple(f"\x00ropc-lookup-value-{number}\x00" for number in range(4))
 
 
+def _plain_managers(model):
+    return all(type(manager).get_queryset is BaseManager.get_queryset for manager in model._meta.managers)
+
+
 class Lookup:
     """A SELECT the ORM writes once per database, then runs with new values: for a
     select_related lookup on every request, compiling the SQL cost more CPU than the database
@@ -137,6 +142,10 @@ class Lookup:
 
     def first(self, *values):
         """The first row for these values, or None (the query's own ordering decides)."""
+        if not _plain_managers(self._model):
+            # A manager with its own get_queryset may filter by the request (a tenant, say): what
+            # it wrote for the first request would answer every later one. The ORM's way, each time.
+            return next(iter(self._build(*values)), None)
         connection = connections[router.db_for_read(self._model)]
         compiled = self._compiled.get(connection.alias) or self._compile(connection)
         params = [

@@ -1,6 +1,7 @@
 import pytest
-from django.contrib.auth import get_user_model
+from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.signals import user_login_failed
+from django.db.models import CharField
 from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, clients, realms, signals
@@ -432,3 +433,35 @@ def test_a_removed_default_realm_is_no_longer_used(api, employees_app):
     assert app.ropc_policy.default_realm is None
     assert_error(api.password_grant(app, "alice"), 400, "invalid_request")
     assert_error(api.password_grant(app, "alice", realm="employees"), 400, "invalid_request")
+
+
+def test_a_user_manager_that_filters_by_request_is_asked_each_time(api, db, settings, monkeypatch):
+    # A tenant-scoped manager (django-scopes and the like): its filter is the request's, not the first one's.
+    settings.AUTHENTICATION_BACKENDS = STOCK
+    tenant = {"staff": False}
+    User = get_user_model()
+    stock = type(User._default_manager).get_queryset
+    monkeypatch.setattr(
+        type(User._default_manager), "get_queryset", lambda self: stock(self).filter(is_staff=tenant["staff"])
+    )
+    User.objects.create_user("dora", password="dora pass phrase 5")
+    app = clients.register_client(name="Legacy", confidential=False).application
+    assert sign_in(api, app, "dora", "dora pass phrase 5").status_code == 200
+    tenant["staff"] = True
+    assert authenticate(username="dora", password="dora pass phrase 5") is None
+    assert_error(sign_in(api, app, "dora", "dora pass phrase 5"), 400, "invalid_grant")
+
+
+class LowerCasedUsername(CharField):
+    def get_prep_value(self, value):
+        return super().get_prep_value(value).lower()
+
+
+def test_a_username_field_that_rewrites_names_is_used_as_django_uses_it(api, db, settings, monkeypatch):
+    settings.AUTHENTICATION_BACKENDS = STOCK
+    User = get_user_model()
+    monkeypatch.setattr(User._meta.get_field("username"), "__class__", LowerCasedUsername)
+    User.objects.create_user("dora", password="dora pass phrase 5")
+    app = clients.register_client(name="Legacy", confidential=False).application
+    assert authenticate(username="DORA", password="dora pass phrase 5") is not None
+    assert sign_in(api, app, "DORA", "dora pass phrase 5").status_code == 200
