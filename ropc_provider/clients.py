@@ -8,7 +8,7 @@ from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 
 from . import audit, client_secrets, statements
-from .conf import ropc_settings
+from .conf import LONGEST_DURATION, ropc_settings
 from .exceptions import InvalidInput
 from .models import ClientPolicy, SecurityEvent
 from .realms import get_realm, project_realm
@@ -125,6 +125,8 @@ def _checked_details(name, scopes, **lifetimes):
     for field_name, value in lifetimes.items():
         if value is not None and value <= 0:
             raise InvalidInput(f"{LIFETIMES[field_name]} must be a positive number of seconds.")
+        if value is not None and value > LONGEST_DURATION:
+            raise InvalidInput(f"{LIFETIMES[field_name]} must be at most {LONGEST_DURATION} seconds (ten years).")
     scopes = list(dict.fromkeys(scopes))
     _check_scopes(scopes)
     return name, scopes

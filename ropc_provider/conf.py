@@ -116,6 +116,9 @@ DEFAULTS = {
 IMPORT_STRINGS = {"TOKEN_GENERATOR", "CLAIMS_HOOK", "PROJECT_LOCKOUT_KEY"}
 
 # Seconds or a timedelta; read back as seconds. (smallest allowed value)
+# Ten years: any longer is a mistake, and a date that far ahead can run past what datetime holds.
+LONGEST_DURATION = 10 * 365 * 24 * 3600
+
 DURATIONS = {
     "ACCESS_TOKEN_LIFETIME": 1,
     "SESSION_MAX_LIFETIME": 1,
@@ -175,6 +178,8 @@ def _problem(name, value):
         if isinstance(seconds, bool) or not isinstance(seconds, Real) or seconds < DURATIONS[name]:
             at_least = "more than 0" if DURATIONS[name] else "0 or more"
             return f"must be {at_least} seconds (a number, or a timedelta), not {value!r}"
+        if seconds > LONGEST_DURATION:
+            return f"must be at most {LONGEST_DURATION} seconds (ten years), not {value!r}"
     elif name in COUNTS:
         low, high = COUNTS[name]
         if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import IntegrityError, transaction
 from django.test import Client
 from django.urls import reverse
@@ -99,6 +100,14 @@ def test_a_lifetime_is_positive_whichever_face_writes_it(db, lifetime):
     if lifetime == 0:  # the database agrees (a negative one is refused by the column type already)
         with pytest.raises(IntegrityError), transaction.atomic():
             ClientPolicy.objects.filter(pk=policy.pk).update(access_token_lifetime=0)
+
+
+def test_a_lifetime_longer_than_ten_years_is_refused_before_a_grant_could_break_on_it(api, user):
+    with pytest.raises(CommandError, match="at most 315360000 seconds"):
+        call_command("ropc_client", "create", "--name", "Long", "--public", "--session-max-lifetime", "1000000000000")
+    assert not get_application_model().objects.exists()  # nothing written
+    longest = clients.register_client(name="Long", confidential=False, session_max_lifetime=315360000).application
+    assert api.password_grant(longest, "alice").status_code == 200
 
 
 def test_deleting_a_clients_policy_deletes_the_client(api, employees_app):
