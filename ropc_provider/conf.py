@@ -115,10 +115,10 @@ DEFAULTS = {
 
 IMPORT_STRINGS = {"TOKEN_GENERATOR", "CLAIMS_HOOK", "PROJECT_LOCKOUT_KEY"}
 
-# Seconds or a timedelta; read back as seconds. (smallest allowed value)
 # Ten years: any longer is a mistake, and a date that far ahead can run past what datetime holds.
 LONGEST_DURATION = 10 * 365 * 24 * 3600
 
+# Seconds or a timedelta; read back as seconds. (smallest allowed value)
 DURATIONS = {
     "ACCESS_TOKEN_LIFETIME": 1,
     "SESSION_MAX_LIFETIME": 1,
