@@ -10,7 +10,8 @@ class RopcProviderConfig(AppConfig):
     def ready(self):
         # Imported here, as Django requires: models and receivers need the app registry ready.
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import m2m_changed, post_delete, post_init, post_save
+        from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_delete
+        from oauth2_provider.models import get_application_model
 
         from . import checks, receivers  # noqa: F401  (checks registers the system checks)
         from .models import ClientPolicy, Realm, RealmAccount
@@ -26,6 +27,10 @@ class RopcProviderConfig(AppConfig):
         post_save.connect(receivers.record_account_change, sender=RealmAccount, dispatch_uid="ropc.account_saved")
         post_save.connect(receivers.record_client_change, sender=ClientPolicy, dispatch_uid="ropc.policy_saved")
         post_delete.connect(receivers.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")
+        pre_delete.connect(receivers.end_sessions_on_realm_delete, sender=Realm, dispatch_uid="ropc.realm_deleted")
+        pre_delete.connect(
+            receivers.end_sessions_on_client_delete, sender=get_application_model(), dispatch_uid="ropc.client_deleted"
+        )
 
         from django.apps import apps
 

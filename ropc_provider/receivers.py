@@ -73,6 +73,19 @@ def end_sessions_on_realm_change(sender, instance, created, **kwargs):
         sessions.revoke_realm_tokens(instance)
 
 
+def end_sessions_on_realm_delete(sender, instance, **kwargs):
+    """pre_delete of Realm: its sessions go with it (cascade), each ended on record first, and the
+    deletion itself is on record."""
+    sessions.revoke_realm_tokens(instance)
+    audit.record(SecurityEvent.REALM_CHANGED, realm=instance, reason="deleted")
+
+
+def end_sessions_on_client_delete(sender, instance, **kwargs):
+    """pre_delete of a client (DOT's Application): as for a realm."""
+    sessions.revoke_client_tokens(instance)
+    audit.record(SecurityEvent.CLIENT_CHANGED, client=instance, reason="deleted")
+
+
 def record_client_change(sender, instance, created, update_fields=None, **kwargs):
     """post_save of ClientPolicy: a client registered or changed, whoever changed it. (Activation and
     deactivation are recorded by clients.set_active, which says which.)"""

@@ -18,7 +18,7 @@ from oauth2_provider.models import AccessToken
 
 from ropc_provider import audit, clients, mfa, protection, sessions, signin, tokens
 from ropc_provider.models import SecurityEvent, Session, SessionCutoff
-from tests.factories import AccountFactory, ClientFactory, RealmFactory, UserFactory
+from tests.factories import PASSWORD, AccountFactory, ClientFactory, RealmFactory, UserFactory
 from tests.helpers import assert_error, readme_block
 
 CHALLENGE_URL = "/o/authorize-challenge/"
@@ -370,3 +370,21 @@ def test_more_checks_of_one_name_at_once_than_it_has_failures_left_is_its_own_re
     protection.begin(realm_slug="project", login_key=signin.project_lockout_key("alice"), ip="192.0.2.7")
     assert api.password_grant(public_app, "alice").status_code == 429
     assert [e.reason for e in events(SecurityEvent.SIGN_IN_FAILED)] == ["too_many_at_once"]
+
+
+def test_deleting_a_client_is_on_record_with_the_sessions_it_ends(api, db):
+    staff = RealmFactory(slug="staff")
+    AccountFactory(realm=staff, login_name="bob", password=PASSWORD)
+    registered = ClientFactory(realms=[staff], default_realm="staff")
+    assert api.password_grant(registered.application, "bob").status_code == 200
+    registered.application.ropc_policy.delete()
+    assert not Session.objects.exists()  # gone with their client, but not unrecorded:
+    ended = SecurityEvent.objects.get(type=SecurityEvent.SESSION_ENDED)
+    assert (ended.login_name, ended.realm, ended.reason) == ("bob", "staff", Session.CLIENT_DEACTIVATED)
+    assert SecurityEvent.objects.filter(type=SecurityEvent.CLIENT_CHANGED, reason="deleted").count() == 1
+
+
+def test_deleting_a_realm_is_on_record(db):
+    # A realm with accounts, or some client's default, is protected: no session can go with one.
+    RealmFactory(slug="retired").delete()
+    assert SecurityEvent.objects.filter(type=SecurityEvent.REALM_CHANGED, reason="deleted").count() == 1
