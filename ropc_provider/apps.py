@@ -11,7 +11,7 @@ class RopcProviderConfig(AppConfig):
         # Imported here, as Django requires: models and receivers need the app registry ready.
         from django.contrib.auth import get_user_model
         from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_delete
-        from oauth2_provider.models import get_application_model
+        from oauth2_provider.settings import oauth2_settings
 
         from . import checks, receivers  # noqa: F401  (checks registers the system checks)
         from .models import ClientPolicy, Realm, RealmAccount
@@ -29,7 +29,10 @@ class RopcProviderConfig(AppConfig):
         post_delete.connect(receivers.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")
         pre_delete.connect(receivers.end_sessions_on_realm_delete, sender=Realm, dispatch_uid="ropc.realm_deleted")
         pre_delete.connect(
-            receivers.end_sessions_on_client_delete, sender=get_application_model(), dispatch_uid="ropc.client_deleted"
+            # By label, resolved once the model is there: without DOT installed, check says so (E001).
+            receivers.end_sessions_on_client_delete,
+            sender=oauth2_settings.APPLICATION_MODEL,
+            dispatch_uid="ropc.client_deleted",
         )
 
         from django.apps import apps
