@@ -10,6 +10,7 @@ from datetime import timedelta
 import pyotp
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import OperationalError, connection
 from django.db.models.signals import post_save
 from django.utils import timezone
@@ -242,6 +243,11 @@ def test_purge_keeps_what_the_retention_keeps(api, user, public_app, settings):
     assert list(Session.objects.values_list("pk", flat=True)) == [
         tokens.find_refresh_token(recent["refresh_token"]).token_family
     ]
+
+
+def test_purge_refuses_a_cutoff_before_the_calendar_begins(db):
+    with pytest.raises(CommandError, match="at most 36500 days"):
+        call_command("ropc_audit", "purge", "--days", "1000000")
 
 
 def test_a_signed_out_token_presented_after_the_purge_is_no_false_alarm(api, user, public_app, settings):

@@ -49,6 +49,7 @@ def test_an_unimportable_hook_names_the_setting(settings):
         ({"IP_FAILURE_WINDOW": "300"}, "IP_FAILURE_WINDOW"),
         ({"ACCESS_TOKEN_LIFETIME": timedelta(0)}, "ACCESS_TOKEN_LIFETIME"),
         ({"SESSION_MAX_LIFETIME": 10**12}, "SESSION_MAX_LIFETIME"),
+        ({"AUDIT_RETENTION_DAYS": 10**6}, "AUDIT_RETENTION_DAYS"),
         ({"REFRESH_TOKEN_REUSE_TOLERANCE": -1}, "REFRESH_TOKEN_REUSE_TOLERANCE"),
         ({"IPV6_PREFIX_LENGTH": 129}, "IPV6_PREFIX_LENGTH"),
         ({"PROTECTION_FAIL_CLOSED": "yes"}, "PROTECTION_FAIL_CLOSED"),

@@ -40,8 +40,8 @@ class JSONCommand(BaseCommand):
         return actions
 
 
-def positive_number(unit):
-    """An argparse type: a whole number above zero, of ``unit`` (seconds, days)."""
+def positive_number(unit, most=None):
+    """An argparse type: a whole number above zero (and at most ``most``), of ``unit`` (seconds, days)."""
 
     def parse(value):
         try:
@@ -50,6 +50,8 @@ def positive_number(unit):
             raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of {unit}") from None
         if number <= 0:
             raise argparse.ArgumentTypeError(f"must be a positive number of {unit}")
+        if most is not None and number > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most} {unit}")
         return number
 
     return parse

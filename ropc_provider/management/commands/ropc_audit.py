@@ -1,7 +1,8 @@
 from ... import audit
 from ._base import JSONCommand, positive_number
 
-_days = positive_number("days")
+# A century: a cutoff further back than the calendar goes would fail mid-command.
+_days = positive_number("days", most=36500)
 
 
 class Command(JSONCommand):
