@@ -7,7 +7,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 
-from . import audit, client_secrets, statements
+from . import audit, client_secrets, sessions, statements
 from .conf import LONGEST_DURATION, ropc_settings
 from .exceptions import InvalidInput
 from .models import ClientPolicy, SecurityEvent
@@ -275,6 +275,19 @@ def verify_client_secret(application, provided):
 
 def access_token_lifetime(application):
     return policy_of(application).access_token_lifetime or ropc_settings.ACCESS_TOKEN_LIFETIME
+
+
+def session_capped_access_token_lifetime(application, *, started_at, now):
+    """The client's access-token lifetime, cut to what a session begun at ``started_at`` could
+    have left at ``now``: no token outlives its session."""
+    return sessions.capped_to_session(
+        access_token_lifetime(application),
+        started_at=started_at,
+        now=now,
+        max_lifetime=session_max_lifetime(application),
+        idle_timeout=session_idle_timeout(application),
+        refresh_lifetime=refresh_token_lifetime(application) if policy_of(application).issue_refresh_tokens else None,
+    )
 
 
 def refresh_token_lifetime(application):

@@ -14,23 +14,15 @@ from oauthlib.oauth2.rfc6749.endpoints import (
 )
 from oauthlib.oauth2.rfc6749.tokens import BearerToken
 
-from . import clients, sessions, tokens
+from . import clients, tokens
 from .conf import ropc_settings
 from .grants import AuthorizationChallenge, AuthorizationCodeGrant, PasswordGrant, RefreshTokenGrant
 
 
 def access_token_lifetime(request):
     """The client's access-token lifetime, cut to what the session could have left."""
-    client = request.client
-    return sessions.capped_to_session(
-        clients.access_token_lifetime(client),
-        started_at=session_started(request),
-        now=request.received_at,
-        max_lifetime=clients.session_max_lifetime(client),
-        idle_timeout=clients.session_idle_timeout(client),
-        refresh_lifetime=clients.refresh_token_lifetime(client)
-        if clients.policy_of(client).issue_refresh_tokens
-        else None,
+    return clients.session_capped_access_token_lifetime(
+        request.client, started_at=session_started(request), now=request.received_at
     )
 
 

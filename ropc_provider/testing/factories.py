@@ -122,14 +122,7 @@ def issue_tokens(user, client, scope=None):
             scope=scope,
             access_token=access_token,
             # Capped as the grant caps it, so no token outlives the session it belongs to.
-            expires_in=sessions.capped_to_session(
-                clients.access_token_lifetime(application),
-                started_at=started_at,
-                now=started_at,
-                max_lifetime=clients.session_max_lifetime(application),
-                idle_timeout=clients.session_idle_timeout(application),
-                refresh_lifetime=clients.refresh_token_lifetime(application) if refresh_token else None,
-            ),
+            expires_in=clients.session_capped_access_token_lifetime(application, started_at=started_at, now=started_at),
             refresh_token=refresh_token,
             family=family,
         )
