@@ -7,7 +7,7 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import AbstractApplication, get_application_model
 from oauth2_provider.scopes import get_scopes_backend
 
-from . import audit, client_secrets, sessions, statements
+from . import audit, client_secrets, protection, sessions, statements
 from .conf import LONGEST_DURATION, ropc_settings
 from .exceptions import InvalidInput
 from .models import ClientPolicy, SecurityEvent
@@ -271,6 +271,15 @@ def verify_client_secret(application, provided):
         ClientPolicy.objects.filter(pk=policy.pk).update(client_secret_verifier=renewed)
         policy.client_secret_verifier = renewed
     return matched
+
+
+def authentication_failed(application, *, ip):
+    """Put a client's failed authentication on record: a known client with a wrong (or no) secret,
+    or an id no live client has. Guessing costs the sender nothing, so once a minute per client
+    and address. What was sent as the id of no client is not kept: it may be a secret pasted there."""
+    if protection.worth_recording("client_authentication", application.pk if application else "", ip=ip):
+        reason = "wrong_secret" if application is not None else "unknown_client"
+        audit.record(SecurityEvent.CLIENT_AUTHENTICATION_FAILED, client=application, reason=reason, ip=ip)
 
 
 def access_token_lifetime(application):

@@ -413,6 +413,7 @@ class SecurityEvent(models.Model):
     SECOND_FACTOR_REMOVED = "second_factor_removed"
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     SECOND_FACTOR_FAILED = "second_factor_failed"
+    CLIENT_AUTHENTICATION_FAILED = "client_authentication_failed"
     TYPES = [
         (SIGN_IN_SUCCEEDED, _("sign-in succeeded")),
         (SIGN_IN_FAILED, _("sign-in failed")),
@@ -433,6 +434,7 @@ class SecurityEvent(models.Model):
         (SECOND_FACTOR_REMOVED, _("second factor removed")),
         (RECOVERY_CODES_REGENERATED, _("recovery codes regenerated")),
         (SECOND_FACTOR_FAILED, _("second factor refused")),
+        (CLIENT_AUTHENTICATION_FAILED, _("client authentication failed")),
     ]
 
     time = models.DateTimeField(_("time"), db_index=True)

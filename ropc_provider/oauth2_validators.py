@@ -104,16 +104,20 @@ class RopcValidator(OAuth2Validator):
         else:
             client_id, secret = request.client_id, request.client_secret
         application = self._load_application(client_id, request)
+        ip = protection.client_ip(request.headers)
         with _protection_refusals(request):
-            with protection.client_authentication(protection.client_ip(request.headers)) as outcome:
+            with protection.client_authentication(ip) as outcome:
                 outcome.succeeded = application is not None and clients.verify_client_secret(application, secret or "")
         if not outcome.succeeded:
+            clients.authentication_failed(application, ip=ip)
             return False
         request.client_id = client_id
         return True
 
     def authenticate_client_id(self, client_id, request, *args, **kwargs):
         application = self._load_application(client_id, request)
+        if application is None:
+            clients.authentication_failed(None, ip=protection.client_ip(request.headers))
         return application is not None and not clients.is_confidential(application)
 
     def validate_grant_type(self, client_id, grant_type, client, request, *args, **kwargs):

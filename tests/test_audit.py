@@ -62,6 +62,8 @@ def run_every_flow(api, settings):
     def grant(login, password, **fields):
         return api.password_grant(app, login, password, secret=secret, **fields)
 
+    assert_error(api.password_grant(app, "alice", alice.password, secret="not-the-secret"), 401, "invalid_client")
+    used.append("not-the-secret")  # client authentication failed
     body = grant("alice", alice.password).data  # sign-in succeeded
     used += [body["access_token"], body["refresh_token"]]
     settings.ROPC_PROVIDER = {**settings.ROPC_PROVIDER, "AUDIT_REFRESH_SUCCEEDED": True}
@@ -172,6 +174,32 @@ def test_no_event_holds_a_secret(api, db, settings, audit_log):
         assert len(secret) >= 6, secret  # nothing so short it matches by chance
         for text in rows + logged:
             assert secret not in text
+
+
+def test_a_client_that_fails_to_authenticate_is_on_record_once_a_minute_per_address(api, db, confidential):
+    application, secret = confidential
+    with freeze_time(timezone.now()) as clock:
+        for guess in ("guess-1", "guess-2", "guess-3"):
+            assert_error(api.password_grant(application, "alice", secret=guess, basic=True), 401, "invalid_client")
+        assert_error(api.password_grant(application, "alice"), 401, "invalid_client")  # no secret at all
+        api.token(_grant_fields("alice", "unknown-client-id"), REMOTE_ADDR="192.0.2.7")
+        api.token(_grant_fields("alice", "unknown-client-id"), REMOTE_ADDR="192.0.2.7")
+        api.password_grant(application, "alice", secret=secret, basic=True)  # the right one: no event
+        clock.tick(61)
+        api.password_grant(application, "alice", secret="guess-4", basic=True)
+    recorded = [
+        (e.reason, e.client_id, e.client_name, e.ip_address) for e in events(SecurityEvent.CLIENT_AUTHENTICATION_FAILED)
+    ]
+    assert recorded == [
+        ("wrong_secret", application.client_id, "Server app", "127.0.0.1"),
+        # Whatever was sent as the id of no client is not kept: it may be a secret pasted there.
+        ("unknown_client", "", "", "192.0.2.7"),
+        ("wrong_secret", application.client_id, "Server app", "127.0.0.1"),
+    ]
+
+
+def _grant_fields(login, client_id):
+    return {"grant_type": "password", "username": login, "password": PASSWORD, "client_id": client_id}
 
 
 def test_unknown_account_and_wrong_password_are_one_category(api, user, public_app):
