@@ -233,3 +233,33 @@ def dot_refresh_keeps_our_sessions_out(app_configs, **kwargs):
             id="ropc_provider.E009",
         )
     ]
+
+
+def _changes_what_we_audit(model):
+    """Whether an admin of this model makes changes the audit trail names an operator for: our
+    models, the clients, and the users (their screens move the session cutoff)."""
+    return model._meta.app_label == "ropc_provider" or model._meta.label in (
+        oauth2_settings.APPLICATION_MODEL,
+        settings.AUTH_USER_MODEL,
+    )
+
+
+@register(Tags.security, Tags.admin)
+def admin_sites_name_their_operators(app_configs, **kwargs):
+    from django.contrib.admin.sites import all_sites
+    from django.urls import get_resolver
+
+    try:
+        get_resolver().url_patterns  # sites of the project's own are made where its URLs are
+    except Exception:  # noqa: BLE001  # Django's own URL checks report a URLconf that fails to load
+        pass
+    return [
+        Warning(
+            f"The admin site {site.name!r} changes users, clients or realms, and its changes would be on the "
+            "audit trail with no operator named.",
+            hint=f"Call ropc_provider.admin.record_operators(site) for the site {site.name!r}.",
+            id="ropc_provider.W007",
+        )
+        for site in sorted(all_sites, key=lambda site: site.name)
+        if not getattr(site, "records_operators", False) and any(map(_changes_what_we_audit, site._registry))
+    ]

@@ -111,3 +111,21 @@ def test_dots_token_endpoint_routed_without_our_validator_is_an_error(settings):
     assert "ropc_provider.E009" in _ids()
     settings.ROOT_URLCONF = "example_project.urls"  # DOT's endpoints not routed: nothing to keep out
     assert "ropc_provider.E009" not in _ids()
+
+
+def test_an_admin_site_of_the_projects_own_that_names_no_operator_is_flagged(db):
+    from django.contrib.admin import AdminSite
+    from django.contrib.auth.models import Group
+
+    from ropc_provider.admin import record_operators
+    from ropc_provider.models import Realm
+
+    assert "ropc_provider.W007" not in _ids()  # admin.site names its operators from the start
+    unrelated = AdminSite(name="shop")
+    unrelated.register(Group)
+    assert "ropc_provider.W007" not in _ids()  # it changes nothing of ours
+    back_office = AdminSite(name="back_office")
+    back_office.register(Realm)
+    assert "ropc_provider.W007" in _ids()  # its changes would be on record with no actor
+    record_operators(back_office)
+    assert "ropc_provider.W007" not in _ids()
