@@ -8,6 +8,7 @@ everywhere", operators and account deactivation all call it. Tokens are opaque r
 providers we end access tokens at once too, not when they expire.
 """
 
+import functools
 import uuid
 from datetime import timedelta
 
@@ -227,7 +228,23 @@ def _ended(found, reason, *, now=None):
                 for row in rows
             ],
         )
+        if signals.session_ended.has_listeners(Session):
+            # Heard once the end is committed: a receiver must not act on an end that rolls back.
+            transaction.on_commit(functools.partial(_announce_ended, rows, reason))
     return [row["pk"] for row in rows]
+
+
+def _announce_ended(rows, reason):
+    for row in rows:
+        signals.session_ended.send(
+            sender=Session,
+            session_id=row["pk"],
+            user_id=row["user_id"],
+            realm=row["realm__slug"],
+            login=row["login_name"],
+            client_id=row["application__client_id"],
+            reason=reason,
+        )
 
 
 def has_ended(session_id):

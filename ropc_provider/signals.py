@@ -5,6 +5,7 @@ __all__ = [
     "sign_in_succeeded",
     "sign_in_failed",
     "sessions_revoked",
+    "session_ended",
     "locked_out",
     "throttled",
     "second_factor_enrolled",
@@ -21,6 +22,9 @@ sign_in_succeeded = Signal()
 sign_in_failed = Signal()
 # Every session of a user was ended: ``user``, ``realm``, ``reason`` (a SessionCutoff reason).
 sessions_revoked = Signal()
+# One session ended, once the end is committed: ``session_id``, ``user_id``, ``realm`` (its slug),
+# ``login``, ``client_id``, ``reason`` (a Session end reason). Sent for every way a session ends.
+session_ended = Signal()
 # An identity was locked after too many failures: ``realm_slug``, ``login``, ``seconds``.
 locked_out = Signal()
 # A client address went over its failure limit: ``ip``.

@@ -12,6 +12,7 @@ from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 from django.utils import timezone
 from freezegun import freeze_time
 from oauth2_provider.models import AccessToken, RefreshToken
@@ -266,6 +267,45 @@ def test_signal_names_user_realm_and_reason(user):
         signals.sessions_revoked.disconnect(listener)
     (event,) = received
     assert (event["user"], event["realm"].slug, event["reason"]) == (user, "project", "operator")
+
+
+def test_each_session_end_is_heard_once_it_is_committed(api, user, public_app, django_capture_on_commit_callbacks):
+    heard = []
+
+    def listener(sender, signal, **kwargs):
+        heard.append(kwargs)
+
+    signals.session_ended.connect(listener)
+    try:
+        signed_in = [api.password_grant(public_app, "alice").data for _ in range(3)]
+        mine, other, third = (tokens.find_refresh_token(body["refresh_token"]).token_family for body in signed_in)
+        with django_capture_on_commit_callbacks(execute=True):
+            signed_out = api.client.delete(
+                f"/o/sessions/{mine}/", HTTP_AUTHORIZATION=f"Bearer {signed_in[0]['access_token']}"
+            )
+            assert signed_out.status_code == 204 and heard == []  # not before the commit
+        assert heard == [
+            {
+                "session_id": mine,
+                "user_id": user.pk,
+                "realm": "project",
+                "login": "alice",
+                "client_id": public_app.client_id,
+                "reason": Session.SIGNED_OUT,
+            }
+        ]
+        with django_capture_on_commit_callbacks(execute=True):
+            with pytest.raises(RuntimeError), transaction.atomic():
+                sessions.end_session(Session.objects.get(pk=third), reason=Session.OPERATOR)
+                raise RuntimeError("the caller's transaction fails")
+        assert len(heard) == 1  # an end that was rolled back is not announced
+        with django_capture_on_commit_callbacks(execute=True):
+            sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
+    finally:
+        signals.session_ended.disconnect(listener)
+    assert sorted((event["session_id"], event["reason"]) for event in heard[1:]) == sorted(
+        [(other, Session.OPERATOR), (third, Session.OPERATOR)]
+    )
 
 
 def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_assert_max_num_queries):
