@@ -210,19 +210,24 @@ def _routes_dot_token_view(patterns):
     return False
 
 
-@register(Tags.security, Tags.urls)
-def dot_refresh_keeps_our_sessions_out(app_configs, **kwargs):
+def _url_patterns():
+    """The project's URL patterns (loading its URLconf), or none where it fails to load: Django's
+    own URL checks report that."""
     from django.urls import get_resolver
 
+    try:
+        return get_resolver().url_patterns
+    except Exception:  # noqa: BLE001
+        return []
+
+
+@register(Tags.security, Tags.urls)
+def dot_refresh_keeps_our_sessions_out(app_configs, **kwargs):
     from .dot import KeepsOurSessionsOut
 
     if issubclass(oauth2_settings.OAUTH2_VALIDATOR_CLASS, KeepsOurSessionsOut):
         return []
-    try:
-        patterns = get_resolver().url_patterns
-    except Exception:  # noqa: BLE001  # Django's own URL checks report a URLconf that fails to load
-        return []
-    if not _routes_dot_token_view(patterns):
+    if not _routes_dot_token_view(_url_patterns()):
         return []
     return [
         Error(
@@ -247,12 +252,8 @@ def _changes_what_we_audit(model):
 @register(Tags.security, Tags.admin)
 def admin_sites_name_their_operators(app_configs, **kwargs):
     from django.contrib.admin.sites import all_sites
-    from django.urls import get_resolver
 
-    try:
-        get_resolver().url_patterns  # sites of the project's own are made where its URLs are
-    except Exception:  # noqa: BLE001  # Django's own URL checks report a URLconf that fails to load
-        pass
+    _url_patterns()  # a project's own sites are made where its URLs are
     return [
         Warning(
             f"The admin site {site.name!r} changes users, clients or realms, and its changes would be on the "
