@@ -2,6 +2,7 @@ import jwt
 import pytest
 from django.conf import settings
 from django.core.cache import caches
+from django.db import connections
 from oauth2_provider.models import get_application_model
 from playwright.sync_api import sync_playwright
 
@@ -140,6 +141,10 @@ def browser_page(monkeypatch):
         page = browser.new_page(viewport={"width": 1600, "height": 900})
         page.set_default_timeout(15_000)
         yield page
+        # Django keeps connections in context variables, and the ORM calls made while Playwright's
+        # sync API runs get a connection pytest-django's teardown never sees: close it here, or it
+        # outlives the test database (PostgreSQL: "being accessed by other users" at the drop).
+        connections.close_all()
         browser.close()
 
 

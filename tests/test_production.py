@@ -43,7 +43,9 @@ def sql(stack, query, *params):
 
 def test_concurrent_refreshes_across_two_instances_have_one_winner(stack):
     issued = password_grant(stack, stack.instances[0]).json()
-    barrier = threading.Barrier(20)
+    # No more requests than the two instances have threads (2 workers x 4 each): one queued behind
+    # the others would start after the tolerance and be, rightly, a replay that ends the session.
+    barrier = threading.Barrier(8)
 
     def refresh(index):
         barrier.wait()
@@ -52,10 +54,10 @@ def test_concurrent_refreshes_across_two_instances_have_one_winner(stack):
             {"grant_type": "refresh_token", "refresh_token": issued["refresh_token"], "client_id": stack.client_id},
         )
 
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        responses = list(pool.map(refresh, range(20)))
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        responses = list(pool.map(refresh, range(8)))
     statuses = sorted(response.status_code for response in responses)
-    assert statuses == [200] + [400] * 19, [r.text for r in responses if r.status_code != 400]
+    assert statuses == [200] + [400] * 7, [r.text for r in responses if r.status_code != 400]
     assert all(r.json()["error"] == "invalid_grant" for r in responses if r.status_code == 400)
     winner = next(r for r in responses if r.status_code == 200).json()
     # One live family afterwards: the winner's pair, and it keeps working on either instance.
