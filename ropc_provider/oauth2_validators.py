@@ -317,6 +317,7 @@ class RopcValidator(OAuth2Validator):
                 received_at=request.received_at,
                 presented_by=self._presenter(request),
                 ip=self._client_ip(request),
+                user_agent=request.headers.get("HTTP_USER_AGENT", ""),
             )
         except exceptions.RefreshRefused as refusal:
             if refusal.description:

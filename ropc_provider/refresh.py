@@ -110,10 +110,11 @@ def _whose(found):
     return {"user": found.user, "session_id": found.token_family, **sessions.named(found.token_family)}
 
 
-def redeem(value, *, application, received_at, presented_by=None, ip=None):
+def redeem(value, *, application, received_at, presented_by=None, ip=None, user_agent=""):
     """The live refresh token a refresh by ``application`` rotates, and the token it stands in for
     when that is a grace-period retry (else None). Raises ``RefreshRefused``, recorded in the audit
-    trail. ``presented_by``: the ``presenter()`` of this request; ``ip``: its counted address."""
+    trail. ``presented_by``: the ``presenter()`` of this request; ``ip``: its counted address. A
+    family begun at DOT's endpoint becomes one of our sessions here (``sessions.adopt``)."""
     policy, retry_of = clients.policy_of(application), None
     found = tokens.find_refresh_token(value)
     # Another client's token is refused without side effects, so one client cannot revoke
@@ -167,6 +168,8 @@ def redeem(value, *, application, received_at, presented_by=None, ip=None):
         or not realms.may_refresh(policy, found)
     ):
         raise _refused(REFUSED_NOT_ALLOWED, found)
+    if not tokens.family_begun_here(found):
+        sessions.adopt(found, application=application, ip=ip, user_agent=user_agent)
     return found, retry_of
 
 

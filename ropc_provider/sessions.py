@@ -181,6 +181,37 @@ def start(*, session_id, user, realm, application, login_name, started_at, ip, u
     )
 
 
+def adopt(refresh_token, *, application, ip, user_agent):
+    """Make one of our sessions of a token family begun elsewhere (DOT's endpoint, before its
+    client moved to ours), at its first refresh here: listed, ended one by one, kept out of DOT's
+    refresh grant, its limits counted from that sign-in. The family gets an id of ours, which says
+    when it began, so later refreshes cost no more than any other; the token's instance follows."""
+    RefreshToken = get_refresh_token_model()
+    started_at = tokens.family_started(refresh_token)
+    family = tokens.new_family(started_at)
+    same_family = (
+        Q(token_family=refresh_token.token_family)
+        if refresh_token.token_family is not None
+        else Q(pk=refresh_token.pk, token_family__isnull=True)
+    )
+    with transaction.atomic():
+        # Of two first refreshes at once, one moves the family (the other's UPDATE then finds it
+        # moved, on PostgreSQL after waiting for the first to commit) and starts the session.
+        if RefreshToken.objects.filter(same_family).update(token_family=family):
+            identity = identity_of(refresh_token.user)
+            start(
+                session_id=family,
+                user=refresh_token.user,
+                realm=identity.realm,
+                application=application,
+                login_name=identity.login_name,
+                started_at=started_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+    refresh_token.token_family = RefreshToken.objects.values_list("token_family", flat=True).get(pk=refresh_token.pk)
+
+
 def named(session_id):
     """``{"realm": slug, "login_name": name}`` of a session, for events about its tokens; empty for
     none (a token from before sessions were kept)."""

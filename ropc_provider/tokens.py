@@ -98,6 +98,13 @@ def new_family(started_at, second_factor=None):
     return uuid.UUID(int=value)
 
 
+def family_begun_here(refresh_token):
+    """Whether this token's family began at our endpoint, whose family ids carry their start
+    (``new_family``); DOT's endpoint gives random ones (or, before DOT 3, none)."""
+    family = refresh_token.token_family
+    return family is not None and family.version in (7, 8)
+
+
 def family_started(refresh_token):
     """When the sign-in that began this token family happened."""
     family = refresh_token.token_family

@@ -5,15 +5,17 @@ import threading
 import time
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.test import Client
+from django.test import Client, override_settings
 from django.utils import timezone
-from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.models import AccessToken, RefreshToken, get_application_model
 
 from ropc_provider import clients, realms, tokens
 from ropc_provider.exceptions import RefreshTokenAlreadyUsed
-from ropc_provider.models import SessionCutoff
+from ropc_provider.models import Session, SessionCutoff
+from tests.factories import PASSWORD
 from tests.helpers import Api, RacingHasher, assert_error
 
 ROUNDS = 5
@@ -58,6 +60,27 @@ def test_concurrent_refreshes_have_one_winner(transactional_db, settings, user, 
         live_per_family[token.token_family] = live_per_family.get(token.token_family, 0) + 1
     assert set(live_per_family.values()) <= {1}
     assert AccessToken.objects.count() <= len(live_per_family)
+
+
+def test_concurrent_first_refreshes_of_a_family_dots_endpoint_began_make_one_session(transactional_db, user, recwarn):
+    Application = get_application_model()
+    legacy = Application.objects.create(
+        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+    )
+    api = Api(Client())
+    dot_grant = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    for _ in range(ROUNDS):
+        with override_settings(OAUTH2_PROVIDER=dot_grant):
+            begun = api.post(
+                "/dot/token/",
+                {"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": legacy.client_id},
+            ).data
+        results = _race(legacy, begun["refresh_token"], 4)
+        assert sorted(r.status_code for r in results) == [200, 400, 400, 400], [r.content for r in results]
+        winner = next(r for r in results if r.status_code == 200).data
+        family = tokens.find_refresh_token(winner["refresh_token"]).token_family
+        assert Session.objects.filter(pk=family).exists()
+    assert Session.objects.count() == ROUNDS  # one each, however many refreshes raced to begin it
 
 
 # -- a client or realm changed while a sign-in is in flight ----------------------------------------

@@ -13,9 +13,10 @@ from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import transaction
+from django.test import override_settings
 from django.utils import timezone
 from freezegun import freeze_time
-from oauth2_provider.models import AccessToken, RefreshToken
+from oauth2_provider.models import AccessToken, RefreshToken, get_application_model
 
 from ropc_provider import accounts, clients, realms, sessions, signals, tokens
 from ropc_provider.exceptions import InvalidInput
@@ -778,3 +779,50 @@ def test_a_project_without_time_zones_refreshes(api, user, public_app, settings)
     issued = api.password_grant(public_app, "alice").data
     refreshed = api.refresh(public_app, issued["refresh_token"])
     assert refreshed.status_code == 200, refreshed.content
+
+
+@pytest.mark.parametrize("family", ["DOT's", "none (before DOT 3)"])
+def test_a_session_dots_endpoint_began_becomes_one_of_ours_at_its_first_refresh_here(
+    api, user, settings, recwarn, family
+):
+    Application = get_application_model()
+    legacy = Application.objects.create(
+        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+    )
+    dot_grant = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    with override_settings(OAUTH2_PROVIDER=dot_grant), freeze_time(timezone.now() - timedelta(days=2)):
+        begun = api.post(
+            "/dot/token/",
+            {"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": legacy.client_id},
+        ).data
+    if family != "DOT's":
+        RefreshToken.objects.update(token_family=None)
+
+    refresh = {"grant_type": "refresh_token", "refresh_token": begun["refresh_token"], "client_id": legacy.client_id}
+    refreshed = api.token(refresh, HTTP_USER_AGENT="Legacy/1.0")
+    assert refreshed.status_code == 200, refreshed.content
+    session = Session.objects.get()
+    assert tokens.find_refresh_token(refreshed.data["refresh_token"]).token_family == session.pk
+    assert (session.user, session.realm.slug, session.login_name, session.application) == (
+        user,
+        "project",
+        "alice",
+        legacy,
+    )
+    # Its limits count from when DOT's endpoint signed alice in, not from this refresh.
+    assert timezone.now() - session.started_at > timedelta(days=2) - timedelta(minutes=1)
+    assert (session.ip_address, session.user_agent) == ("127.0.0.1", "Legacy/1.0")  # first seen here
+    assert [(shown["id"], shown["current"]) for shown in listed(api, refreshed.data)] == [(str(session.pk), True)]
+    # Ours now: DOT's endpoint no longer renews it, and its user can end it alone.
+    at_dot = api.post(
+        "/dot/token/",
+        {
+            "grant_type": "refresh_token",
+            "refresh_token": refreshed.data["refresh_token"],
+            "client_id": legacy.client_id,
+        },
+    )
+    assert_error(at_dot, 400, "invalid_grant")
+    assert end(api, refreshed.data, session.pk).status_code == 204
+    assert_session_ended(api, legacy, refreshed.data)
+    assert Session.objects.count() == 1
