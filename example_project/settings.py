@@ -15,6 +15,10 @@ SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "django-insecure-ropc-provider-
 DEBUG = os.environ.get("DJANGO_DEBUG", "0") == "1"
 ALLOWED_HOSTS = os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
 
+# Django's ModelBackend for the project's own users; directory accounts sign in at the token
+# endpoint only, with their realm's lockout and second factor.
+AUTHENTICATION_BACKENDS = ["ropc_provider.backends.ModelBackend"]
+
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

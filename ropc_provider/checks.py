@@ -264,3 +264,29 @@ def admin_sites_name_their_operators(app_configs, **kwargs):
         for site in sorted(all_sites, key=lambda site: site.name)
         if not getattr(site, "records_operators", False) and any(map(_changes_what_we_audit, site._registry))
     ]
+
+
+@register(Tags.security, deploy=True)
+def directory_accounts_kept_from_other_login_pages(app_configs, **kwargs):
+    from django.contrib.auth.backends import ModelBackend as DjangosModelBackend
+    from django.utils.module_loading import import_string
+
+    from .backends import ModelBackend
+
+    letting_in = []
+    for path in settings.AUTHENTICATION_BACKENDS:
+        try:
+            backend = import_string(path)
+        except ImportError:  # Django reports it where it is used
+            continue
+        if issubclass(backend, DjangosModelBackend) and not issubclass(backend, ModelBackend):
+            letting_in.append(path)
+    return [
+        Warning(
+            f"{path} signs directory accounts in at the project's own login pages by their internal username "
+            "(login@realm), without their realm's lockout or second factor.",
+            hint="Use 'ropc_provider.backends.ModelBackend' instead: Django's, for the project's users only.",
+            id="ropc_provider.W008",
+        )
+        for path in letting_in
+    ]

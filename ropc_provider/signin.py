@@ -83,15 +83,19 @@ def _burn_a_hash(password):
 
 
 STOCK_BACKEND = "django.contrib.auth.backends.ModelBackend"
+# Ours refuses directory accounts, which the project realm's sign-in refuses anyway (sign_in's
+# statement), so the grant may find users as Django's own does.
+STOCK_BACKENDS = (STOCK_BACKEND, "ropc_provider.backends.ModelBackend")
 
 
 def _stock_user_lookup():
-    """Whether the project finds users exactly as Django ships it: ModelBackend its only backend,
+    """Whether the project finds users exactly as Django ships it: ModelBackend (or ours) its only backend,
     the user manager's own ``get_by_natural_key``, a text username field."""
     User = get_user_model()
     username = User._meta.get_field(User.USERNAME_FIELD)
     return (
-        list(settings.AUTHENTICATION_BACKENDS) == [STOCK_BACKEND]
+        len(settings.AUTHENTICATION_BACKENDS) == 1
+        and settings.AUTHENTICATION_BACKENDS[0] in STOCK_BACKENDS
         and type(User._default_manager).get_by_natural_key is BaseUserManager.get_by_natural_key
         and isinstance(username, CharField)
         # A field that changes the value on its way to the database (lower-cases it, say) would be
@@ -121,7 +125,7 @@ def authenticate_project_user(request, username, password):
     if user is None:
         _burn_a_hash(password)  # as ModelBackend does
     elif user.check_password(password) and getattr(user, "is_active", True):
-        user.backend = STOCK_BACKEND
+        user.backend = settings.AUTHENTICATION_BACKENDS[0]
         return user
     user_login_failed.send(
         sender=django_authenticate.__module__,

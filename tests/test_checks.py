@@ -129,3 +129,11 @@ def test_an_admin_site_of_the_projects_own_that_names_no_operator_is_flagged(db)
     assert "ropc_provider.W007" in _ids()  # its changes would be on record with no actor
     record_operators(back_office)
     assert "ropc_provider.W007" not in _ids()
+
+
+def test_djangos_model_backend_letting_directory_accounts_in_is_flagged_at_deploy(settings):
+    settings.AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.AllowAllUsersModelBackend"]
+    assert "ropc_provider.W008" in _ids(deploy=True)
+    assert "ropc_provider.W008" not in _ids(deploy=False)
+    settings.AUTHENTICATION_BACKENDS = ["ropc_provider.backends.ModelBackend"]
+    assert "ropc_provider.W008" not in _ids(deploy=True)

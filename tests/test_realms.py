@@ -310,6 +310,38 @@ def test_directory_users_are_not_project_users(api, two_alices, db):
     assert not AccessToken.objects.exists()
 
 
+OURS = ["ropc_provider.backends.ModelBackend"]
+
+
+def test_a_directory_account_cannot_sign_in_at_the_projects_own_login_pages(api, client, two_alices, settings):
+    # A directory account is a Django user with an internal username (login@realm): with Django's
+    # ModelBackend, the project's own login pages would let it in without its realm's lockout or
+    # second factor. Ours lets the project's users in and no directory account.
+    settings.AUTHENTICATION_BACKENDS = OURS
+    employee = two_alices[0].user
+    dora = get_user_model().objects.create_user("dora", password="dora pass phrase 5")
+    assert authenticate(username=employee.get_username(), password=EMPLOYEE_PASSWORD) is None
+    assert not client.login(username=employee.get_username(), password=EMPLOYEE_PASSWORD)
+    assert authenticate(username="dora", password="dora pass phrase 5") == dora
+    # A Django session begun before the switch signs no directory account in either.
+    client.force_login(employee, backend=OURS[0])
+    assert client.get("/admin/").status_code == 302  # to the login page: nobody is signed in
+    # The token endpoint signs both in, each at its own door, and the project realm's lookup stays
+    # the one statement written once.
+    app = clients.register_client(name="Legacy", confidential=False).application
+    assert sign_in(api, app, "dora", "dora pass phrase 5").status_code == 200
+    employees_app = clients.register_client(name="Staff", confidential=False, realms=["employees"])
+    assert sign_in(api, employees_app.application, "alice", EMPLOYEE_PASSWORD).status_code == 200
+
+
+def test_our_backend_keeps_the_project_realms_grant_as_cheap_as_djangos(api, db, settings, django_assert_num_queries):
+    settings.AUTHENTICATION_BACKENDS = OURS
+    get_user_model().objects.create_user("dora", password="dora pass phrase 5")
+    app = clients.register_client(name="Legacy", confidential=False).application
+    with django_assert_num_queries(PASSWORD_GRANT_QUERIES):
+        assert sign_in(api, app, "dora", "dora pass phrase 5").status_code == 200
+
+
 def test_only_one_project_realm(db):
     realms.project_realm()
     with pytest.raises(InvalidInput, match="only one"):
