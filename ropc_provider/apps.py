@@ -28,6 +28,7 @@ class RopcProviderConfig(AppConfig):
         post_save.connect(receivers.record_client_change, sender=ClientPolicy, dispatch_uid="ropc.policy_saved")
         post_delete.connect(receivers.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")
         pre_delete.connect(receivers.end_sessions_on_realm_delete, sender=Realm, dispatch_uid="ropc.realm_deleted")
+        pre_delete.connect(receivers.end_sessions_on_user_delete, sender=User, dispatch_uid="ropc.user_deleted")
         pre_delete.connect(
             # By label, resolved once the model is there: without DOT installed, check says so (E001).
             receivers.end_sessions_on_client_delete,

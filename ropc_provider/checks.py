@@ -242,7 +242,8 @@ def dot_refresh_keeps_our_sessions_out(app_configs, **kwargs):
 
 def _changes_what_we_audit(model):
     """Whether an admin of this model makes changes the audit trail names an operator for: our
-    models, the clients, and the users (their screens move the session cutoff)."""
+    models, the clients, and the users (their screens move the session cutoff), proxies of them too."""
+    model = model._meta.concrete_model
     return model._meta.app_label == "ropc_provider" or model._meta.label in (
         oauth2_settings.APPLICATION_MODEL,
         settings.AUTH_USER_MODEL,

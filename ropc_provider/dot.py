@@ -7,17 +7,20 @@ mix ``KeepsOurSessionsOut`` into a validator of your own; ``manage.py check`` fa
 (``ropc_provider.E009``) while DOT's token endpoint is routed without it."""
 
 from oauth2_provider import oauth2_validators
+from oauth2_provider.models import get_refresh_token_model
 
-from .models import Session
+from . import tokens
 
 
 class KeepsOurSessionsOut:
     def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
-        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+        # Asked before DOT's own checks, which would act on a token of ours too: a replayed one
+        # would have its family revoked there, under our session's feet. Our endpoint alone
+        # decides what a token of ours means (reuse, grace, limits).
+        families = get_refresh_token_model().objects.filter(token_checksum=tokens.checksum(refresh_token))
+        if any(tokens.family_begun_here(found) for found in families.only("token_family")):
             return False
-        # Every token we issue belongs to a session whose id is its token family.
-        family = request.refresh_token_instance.token_family
-        return family is None or not Session.objects.filter(pk=family).exists()
+        return super().validate_refresh_token(refresh_token, client, request, *args, **kwargs)
 
 
 class OAuth2Validator(KeepsOurSessionsOut, oauth2_validators.OAuth2Validator):

@@ -187,8 +187,9 @@ def confirm_enrolment(user, otp, *, secret=None, signed_in_at=None):
     new recovery codes (shown once), or None."""
     _require_recent(signed_in_at)
     with transaction.atomic():
-        # One enrolment at a time per user: the row lock orders concurrent confirmations.
-        type(user)._default_manager.select_for_update().filter(pk=user.pk).exists()
+        # One enrolment at a time per user: the row lock orders concurrent confirmations (NO KEY,
+        # as revoke_sessions takes it: rotations in flight still write rows referring to the user).
+        type(user)._default_manager.select_for_update(no_key=True).filter(pk=user.pk).exists()
         if secret is None:
             pending = Authenticator.objects.filter(user=user, confirmed_at__isnull=True).first()
             secret = pending.secret if pending else None

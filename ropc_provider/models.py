@@ -352,6 +352,7 @@ class Session(models.Model):
     IDLE = "idle"
     CLIENT_DEACTIVATED = "client_deactivated"
     REALM_DEACTIVATED = "realm_deactivated"
+    USER_DELETED = "user_deleted"
     END_REASONS = [
         (SIGNED_OUT, _("signed out")),
         (CUT_OFF, _("ended with all the user's sessions")),
@@ -361,6 +362,7 @@ class Session(models.Model):
         (IDLE, _("idle too long")),
         (CLIENT_DEACTIVATED, _("client deactivated or no longer allowed the realm")),
         (REALM_DEACTIVATED, _("realm deactivated")),
+        (USER_DELETED, _("its user was deleted")),
     ]
 
     id = models.UUIDField(primary_key=True, editable=False)
@@ -414,6 +416,7 @@ class SecurityEvent(models.Model):
     RECOVERY_CODES_REGENERATED = "recovery_codes_regenerated"
     SECOND_FACTOR_FAILED = "second_factor_failed"
     CLIENT_AUTHENTICATION_FAILED = "client_authentication_failed"
+    SESSION_ADOPTED = "session_adopted"
     TYPES = [
         (SIGN_IN_SUCCEEDED, _("sign-in succeeded")),
         (SIGN_IN_FAILED, _("sign-in failed")),
@@ -435,6 +438,7 @@ class SecurityEvent(models.Model):
         (RECOVERY_CODES_REGENERATED, _("recovery codes regenerated")),
         (SECOND_FACTOR_FAILED, _("second factor refused")),
         (CLIENT_AUTHENTICATION_FAILED, _("client authentication failed")),
+        (SESSION_ADOPTED, _("session taken over from DOT's endpoint")),
     ]
 
     time = models.DateTimeField(_("time"), db_index=True)

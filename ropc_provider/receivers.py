@@ -8,7 +8,7 @@ from django.contrib.auth.hashers import get_hasher, identify_hasher
 from oauth2_provider.models import get_application_model
 
 from . import audit, sessions
-from .models import ClientPolicy, Realm, SecurityEvent, SessionCutoff
+from .models import ClientPolicy, Realm, SecurityEvent, Session, SessionCutoff
 
 
 def remember_account_state(sender, instance, **kwargs):
@@ -78,6 +78,12 @@ def end_sessions_on_realm_delete(sender, instance, **kwargs):
     deletion itself is on record."""
     sessions.revoke_realm_tokens(instance)
     audit.record(SecurityEvent.REALM_CHANGED, realm=instance, reason="deleted")
+
+
+def end_sessions_on_user_delete(sender, instance, **kwargs):
+    """pre_delete of the user model: the user's sessions go with it (cascade), each ended on record
+    and announced first."""
+    sessions.end_user_sessions(instance, reason=Session.USER_DELETED)
 
 
 def end_sessions_on_client_delete(sender, instance, **kwargs):

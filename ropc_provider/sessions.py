@@ -9,6 +9,7 @@ providers we end access tokens at once too, not when they expire.
 """
 
 import functools
+import logging
 import uuid
 from datetime import timedelta
 
@@ -21,6 +22,8 @@ from oauth2_provider.models import get_access_token_model, get_application_model
 from . import audit, signals, statements, tokens
 from .accounts import identity_of
 from .models import SecurityEvent, Session, SessionCutoff
+
+log = logging.getLogger("ropc_provider")
 
 # The API host projects may call (README: "Python API"); the rest may change.
 __all__ = ["end_session", "live_sessions", "revoke_sessions"]
@@ -44,7 +47,9 @@ def revoke_sessions(user, *, reason, now=None):
     with transaction.atomic():
         # Locking the user row orders this after any sign-in already writing it (last_login),
         # and makes sign-ins that start now wait for the new cutoff.
-        User._default_manager.select_for_update().filter(pk=user.pk).exists()
+        # NO KEY: a rotation in flight holds its token's row and then writes rows referring to the
+        # user (a key-share lock), which a full row lock would block: a deadlock.
+        User._default_manager.select_for_update(no_key=True).filter(pk=user.pk).exists()
         # Wait for rotations in flight (they hold their refresh token's row): their new pair is
         # then visible here and revoked with the rest; rotations that start later find their
         # token revoked.
@@ -195,6 +200,11 @@ def adopt(refresh_token, *, application, ip, user_agent):
         else Q(pk=refresh_token.pk, token_family__isnull=True)
     )
     with transaction.atomic():
+        # The token first, still live: a rotation of it at DOT's endpoint (or a sign-out) is then
+        # committed before the family is read, so no token DOT adds to it stays behind, and a
+        # token ended meanwhile starts nothing (its rotation here then fails).
+        if not RefreshToken.objects.select_for_update().filter(pk=refresh_token.pk, revoked__isnull=True).exists():
+            return
         # Of two first refreshes at once, one moves the family (the other's UPDATE then finds it
         # moved, on PostgreSQL after waiting for the first to commit) and starts the session.
         if RefreshToken.objects.filter(same_family).update(token_family=family):
@@ -206,6 +216,16 @@ def adopt(refresh_token, *, application, ip, user_agent):
                 application=application,
                 login_name=identity.login_name,
                 started_at=started_at,
+                ip=ip,
+                user_agent=user_agent,
+            )
+            audit.record(
+                SecurityEvent.SESSION_ADOPTED,
+                user=refresh_token.user,
+                realm=identity.realm,
+                login_name=identity.login_name,
+                client=application,
+                session_id=family,
                 ip=ip,
                 user_agent=user_agent,
             )
@@ -260,14 +280,15 @@ def _ended(found, reason, *, now=None):
             ],
         )
         if signals.session_ended.has_listeners(Session):
-            # Heard once the end is committed: a receiver must not act on an end that rolls back.
-            transaction.on_commit(functools.partial(_announce_ended, rows, reason))
+            # Heard once the end is committed: a receiver must not act on an end that rolls back,
+            # and one that fails must neither turn what was done into an error nor silence the rest.
+            transaction.on_commit(functools.partial(_announce_ended, rows, reason), robust=True)
     return [row["pk"] for row in rows]
 
 
 def _announce_ended(rows, reason):
     for row in rows:
-        signals.session_ended.send(
+        answers = signals.session_ended.send_robust(
             sender=Session,
             session_id=row["pk"],
             user_id=row["user_id"],
@@ -276,6 +297,9 @@ def _announce_ended(rows, reason):
             client_id=row["application__client_id"],
             reason=reason,
         )
+        for receiver, answer in answers:
+            if isinstance(answer, Exception):
+                log.error("A session_ended receiver failed: %r raised %s", receiver, type(answer).__name__)
 
 
 def has_ended(session_id):
@@ -298,6 +322,12 @@ def own_session(user, session_id):
     except ValueError:
         return None
     return Session.objects.filter(pk=session_id, user=user).first()
+
+
+def end_user_sessions(user, *, reason):
+    """End, on record, every open session of a user about to be deleted (their rows and tokens go
+    with the user)."""
+    _ended(Session.objects.filter(user=user), reason)
 
 
 def end_session(session, *, reason):

@@ -23,7 +23,8 @@ sign_in_failed = Signal()
 # Every session of a user was ended: ``user``, ``realm``, ``reason`` (a SessionCutoff reason).
 sessions_revoked = Signal()
 # One session ended, once the end is committed: ``session_id``, ``user_id``, ``realm`` (its slug),
-# ``login``, ``client_id``, ``reason`` (a Session end reason). Sent for every way a session ends.
+# ``login``, ``client_id``, ``reason`` (a Session end reason). Sent for every way we end one; a
+# session nobody presents again past its limits ends (and is heard) when its token comes back.
 session_ended = Signal()
 # An identity was locked after too many failures: ``realm_slug``, ``login``, ``seconds``.
 locked_out = Signal()

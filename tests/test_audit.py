@@ -5,6 +5,7 @@ import json
 import logging
 import subprocess
 import sys
+import warnings
 from datetime import timedelta
 
 import pyotp
@@ -13,9 +14,10 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import OperationalError, connection
 from django.db.models.signals import post_save
+from django.test import override_settings
 from django.utils import timezone
 from freezegun import freeze_time
-from oauth2_provider.models import AccessToken
+from oauth2_provider.models import AccessToken, get_application_model
 
 from ropc_provider import audit, clients, mfa, protection, sessions, signin, tokens
 from ropc_provider.models import SecurityEvent, Session, SessionCutoff
@@ -107,6 +109,25 @@ def run_every_flow(api, settings):
     ]
     two_step = api.token({"grant_type": "authorization_code", "code": code}, basic=(app.client_id, secret)).data
     used += [right, wrong, code, two_step["access_token"], two_step["refresh_token"], two_step["id_token"]]
+
+    # A session DOT's endpoint began, taken over at its first refresh here: session adopted.
+    legacy = get_application_model().objects.create(
+        name="Legacy", client_type="public", authorization_grant_type="password"
+    )
+    UserFactory(username="erin")
+    dot_grant = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    with override_settings(OAUTH2_PROVIDER=dot_grant), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # DOT's, on every password grant it serves
+        at_dot = {"grant_type": "password", "username": "erin", "password": PASSWORD, "client_id": legacy.client_id}
+        begun = api.post("/dot/token/", at_dot).data
+    taken_over = api.refresh(legacy, begun["refresh_token"]).data
+    used += [
+        PASSWORD,
+        begun["access_token"],
+        begun["refresh_token"],
+        taken_over["access_token"],
+        taken_over["refresh_token"],
+    ]
 
     ended = api.client.delete(
         f"/o/sessions/{tokens.find_refresh_token(two_step['refresh_token']).token_family}/",

@@ -1,4 +1,5 @@
 import pytest
+from django.contrib.auth import get_user_model
 from django.core import checks
 
 from ropc_provider.checks import database_is_supported, required_apps_installed
@@ -113,6 +114,12 @@ def test_dots_token_endpoint_routed_without_our_validator_is_an_error(settings):
     assert "ropc_provider.E009" not in _ids()
 
 
+class StaffUser(get_user_model()):
+    class Meta:
+        proxy = True
+        app_label = "tests"
+
+
 def test_an_admin_site_of_the_projects_own_that_names_no_operator_is_flagged(db):
     from django.contrib.admin import AdminSite
     from django.contrib.auth.models import Group
@@ -129,6 +136,9 @@ def test_an_admin_site_of_the_projects_own_that_names_no_operator_is_flagged(db)
     assert "ropc_provider.W007" in _ids()  # its changes would be on record with no actor
     record_operators(back_office)
     assert "ropc_provider.W007" not in _ids()
+    staff_office = AdminSite(name="staff_office")
+    staff_office.register(StaffUser)  # a proxy of the user model changes passwords all the same
+    assert "ropc_provider.W007" in _ids()
 
 
 def test_djangos_model_backend_letting_directory_accounts_in_is_flagged_at_deploy(settings):

@@ -8,11 +8,12 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.db.models.signals import post_save
 from django.test import Client, override_settings
 from django.utils import timezone
 from oauth2_provider.models import AccessToken, RefreshToken, get_application_model
 
-from ropc_provider import clients, realms, tokens
+from ropc_provider import clients, realms, sessions, tokens
 from ropc_provider.exceptions import RefreshTokenAlreadyUsed
 from ropc_provider.models import Session, SessionCutoff
 from tests.factories import PASSWORD
@@ -81,6 +82,92 @@ def test_concurrent_first_refreshes_of_a_family_dots_endpoint_began_make_one_ses
         family = tokens.find_refresh_token(winner["refresh_token"]).token_family
         assert Session.objects.filter(pk=family).exists()
     assert Session.objects.count() == ROUNDS  # one each, however many refreshes raced to begin it
+
+
+def _legacy_client_and_dot_sign_in():
+    """A client of DOT's stock password grant, and a sign-in DOT's endpoint gave it (the tokens of a
+    project moving to ours)."""
+    Application = get_application_model()
+    legacy = Application.objects.create(
+        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+    )
+    with override_settings(OAUTH2_PROVIDER=_dots_grant_on()):
+        begun = Api(Client()).post(
+            "/dot/token/",
+            {"grant_type": "password", "username": "alice", "password": PASSWORD, "client_id": legacy.client_id},
+        )
+    return legacy, begun.data
+
+
+def _dots_grant_on():
+    return {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+
+
+def test_a_first_refresh_here_racing_dots_rotation_of_the_token_leaves_no_branch_alive(transactional_db, user, recwarn):
+    # A thief refreshes at DOT's endpoint (still routed) while the owner's first refresh here takes
+    # the family over: the taking-over must wait for DOT's new token and take it too, so the
+    # owner's retry, a replay, ends every branch.
+    legacy, begun = _legacy_client_and_dot_sign_in()
+    inside = threading.Event()
+
+    def hold_dots_rotation(sender, instance, **kwargs):
+        if threading.current_thread().name == "dot" and instance.revoked is not None:
+            inside.set()  # DOT holds the old token's row, its new token not yet written
+            time.sleep(1.5)
+
+    post_save.connect(hold_dots_rotation, sender=RefreshToken, dispatch_uid="test.hold_dot")
+    at_dot = []
+
+    def thief():
+        try:
+            with override_settings(OAUTH2_PROVIDER=_dots_grant_on()):
+                refresh = {"grant_type": "refresh_token", "refresh_token": begun["refresh_token"]}
+                at_dot.append(Api(Client()).post("/dot/token/", {**refresh, "client_id": legacy.client_id}))
+        finally:
+            connection.close()
+
+    try:
+        thread = threading.Thread(target=thief, name="dot")
+        thread.start()
+        assert inside.wait(10)
+        owner = Api(Client()).refresh(legacy, begun["refresh_token"])
+        thread.join(30)
+    finally:
+        post_save.disconnect(dispatch_uid="test.hold_dot", sender=RefreshToken)
+    assert at_dot[0].status_code == 200 and owner.status_code == 400
+    assert_error(Api(Client()).refresh(legacy, begun["refresh_token"]), 400, "invalid_grant")  # the retry
+    assert not RefreshToken.objects.filter(revoked__isnull=True).exists()  # the thief's token died too
+
+
+def test_sign_out_everywhere_during_a_refresh_waits_for_it_and_ends_it(transactional_db, user, public_app, monkeypatch):
+    # On PostgreSQL the refresh holds its token's row and then writes rows referring to the user;
+    # "sign out everywhere" holds the user's row and waits for the token's. Neither may deadlock.
+    issued = Api(Client()).password_grant(public_app, "alice").data
+    claimed = threading.Event()
+    delete = tokens._delete_access_token
+
+    def slow_delete(pk):
+        claimed.set()  # the rotation holds the refresh token's row
+        time.sleep(1.5)
+        return delete(pk)
+
+    monkeypatch.setattr(tokens, "_delete_access_token", slow_delete)
+    answers = []
+
+    def refresh():
+        try:
+            answers.append(Api(Client(raise_request_exception=False)).refresh(public_app, issued["refresh_token"]))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=refresh)
+    thread.start()
+    assert claimed.wait(10)
+    sessions.revoke_sessions(user, reason=SessionCutoff.SIGNED_OUT)
+    thread.join(30)
+    assert answers[0].status_code == 200, answers[0].content
+    assert not RefreshToken.objects.filter(revoked__isnull=True).exists()  # its new pair ended too
+    assert not AccessToken.objects.exists()
 
 
 # -- a client or realm changed while a sign-in is in flight ----------------------------------------

@@ -309,6 +309,89 @@ def test_each_session_end_is_heard_once_it_is_committed(api, user, public_app, d
     )
 
 
+def _hearing_session_ends():
+    heard = []
+
+    def listener(sender, signal, **kwargs):
+        heard.append(kwargs)
+
+    signals.session_ended.connect(listener, weak=False, dispatch_uid="test.heard")
+    return heard
+
+
+@pytest.fixture
+def heard():
+    try:
+        yield _hearing_session_ends()
+    finally:
+        signals.session_ended.disconnect(dispatch_uid="test.heard")
+
+
+def test_deleting_a_user_ends_their_sessions_on_record_and_heard(
+    api, user, public_app, heard, django_capture_on_commit_callbacks
+):
+    session_id = session_id_of(api.password_grant(public_app, "alice").data)
+    with django_capture_on_commit_callbacks(execute=True):
+        user.delete()
+    assert not Session.objects.exists()  # gone with the user
+    assert [(str(event["session_id"]), event["reason"]) for event in heard] == [(session_id, Session.USER_DELETED)]
+    ended = SecurityEvent.objects.get(type=SecurityEvent.SESSION_ENDED)
+    assert (str(ended.session_id), ended.reason, ended.login_name) == (session_id, Session.USER_DELETED, "alice")
+
+
+def test_a_receiver_that_fails_neither_changes_the_answer_nor_silences_the_others(
+    api, user, public_app, django_capture_on_commit_callbacks, caplog
+):
+    bodies = [api.password_grant(public_app, "alice").data for _ in range(3)]
+    heard = []
+
+    def failing(sender, signal, **kwargs):
+        heard.append(kwargs["session_id"])
+        raise RuntimeError("a host's receiver fails")
+
+    signals.session_ended.connect(failing, weak=False, dispatch_uid="test.failing")
+    try:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert end(api, bodies[0], session_id_of(bodies[0])).status_code == 204  # ended, and said so
+        with django_capture_on_commit_callbacks(execute=True):
+            sessions.revoke_sessions(user, reason=SessionCutoff.OPERATOR)
+    finally:
+        signals.session_ended.disconnect(dispatch_uid="test.failing")
+    assert sorted(map(str, heard)) == sorted(session_id_of(body) for body in bodies)  # each heard
+    assert "RuntimeError" in caplog.text
+
+
+def test_a_sign_out_racing_a_first_refresh_here_leaves_no_session_open(api, user, settings, recwarn, monkeypatch):
+    Application = get_application_model()
+    legacy = Application.objects.create(
+        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+    )
+    dot_grant = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}
+    with override_settings(OAUTH2_PROVIDER=dot_grant), freeze_time(timezone.now() - timedelta(days=1)):
+        begun = api.post("/dot/token/", grant_of(legacy, "alice")).data
+    adopt = sessions.adopt
+
+    def signed_out_meanwhile(found, **kwargs):
+        # "Sign out everywhere" commits after the refresh read its token, before it takes it over.
+        sessions.revoke_sessions(user, reason=SessionCutoff.SIGNED_OUT)
+        return adopt(found, **kwargs)
+
+    monkeypatch.setattr(sessions, "adopt", signed_out_meanwhile)
+    assert_error(api.refresh(legacy, begun["refresh_token"]), 400, "invalid_grant")
+    assert not Session.objects.filter(ended_at__isnull=True).exists()
+
+
+def test_a_replay_of_our_token_at_dots_endpoint_changes_nothing_of_ours(api, user, public_app, heard):
+    first = api.password_grant(public_app, "alice").data
+    second = api.refresh(public_app, first["refresh_token"]).data
+    with freeze_time(timezone.now() + timedelta(seconds=30)):
+        replay = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+        assert_error(api.post("/dot/token/", {**replay, "client_id": public_app.client_id}), 400, "invalid_grant")
+        # Our endpoint keeps our sessions' rules: the session, its tokens and its limits are ours.
+        assert api.refresh(public_app, second["refresh_token"]).status_code == 200
+    assert Session.objects.get().ended_at is None and heard == []
+
+
 def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_assert_max_num_queries):
     SessionCutoff.objects.create(
         user=user, refresh_tokens_valid_from=timezone.now() - timedelta(days=1), reason="operator"
