@@ -9,16 +9,29 @@ class RopcProviderConfig(AppConfig):
 
     def ready(self):
         # Imported here, as Django requires: models and receivers need the app registry ready.
+        from django.apps import apps
         from django.contrib.auth import get_user_model
-        from django.db.models.signals import m2m_changed, post_delete, post_init, post_save, pre_delete
+        from django.db.models.signals import class_prepared, m2m_changed, post_delete, post_init, post_save, pre_delete
         from oauth2_provider.settings import oauth2_settings
 
         from . import checks, receivers  # noqa: F401  (checks registers the system checks)
         from .models import ClientPolicy, Realm, RealmAccount
 
         User = get_user_model()
-        post_init.connect(receivers.remember_account_state, sender=User, dispatch_uid="ropc.user_state")
-        post_save.connect(receivers.end_sessions_on_account_change, sender=User, dispatch_uid="ropc.user")
+
+        def hear_users_of(sender, **kwargs):
+            model = sender
+            # Django names a proxy as the sender of its instances' signals: a project's own user
+            # screens often edit one, and its password changes and deletions must be heard too.
+            if model._meta.concrete_model is not User:
+                return
+            post_init.connect(receivers.remember_account_state, sender=model, dispatch_uid="ropc.user_state")
+            post_save.connect(receivers.end_sessions_on_account_change, sender=model, dispatch_uid="ropc.user")
+            pre_delete.connect(receivers.end_sessions_on_user_delete, sender=model, dispatch_uid="ropc.user_deleted")
+
+        for model in apps.get_models():
+            hear_users_of(sender=model)
+        class_prepared.connect(hear_users_of, weak=False, dispatch_uid="ropc.user_proxies")  # proxies made later
         post_save.connect(receivers.end_sessions_on_realm_change, sender=Realm, dispatch_uid="ropc.realm")
         m2m_changed.connect(
             receivers.follow_client_realm_changes, sender=ClientPolicy.realms.through, dispatch_uid="ropc.realms"
@@ -28,15 +41,12 @@ class RopcProviderConfig(AppConfig):
         post_save.connect(receivers.record_client_change, sender=ClientPolicy, dispatch_uid="ropc.policy_saved")
         post_delete.connect(receivers.delete_policy_application, sender=ClientPolicy, dispatch_uid="ropc.policy")
         pre_delete.connect(receivers.end_sessions_on_realm_delete, sender=Realm, dispatch_uid="ropc.realm_deleted")
-        pre_delete.connect(receivers.end_sessions_on_user_delete, sender=User, dispatch_uid="ropc.user_deleted")
         pre_delete.connect(
             # By label, resolved once the model is there: without DOT installed, check says so (E001).
             receivers.end_sessions_on_client_delete,
             sender=oauth2_settings.APPLICATION_MODEL,
             dispatch_uid="ropc.client_deleted",
         )
-
-        from django.apps import apps
 
         if apps.is_installed("django.contrib.admin"):
             from django.contrib import admin

@@ -7,20 +7,47 @@ lockout, throttling or second factor, which only our endpoints apply. Set
 ``AUTHENTICATION_BACKENDS = ["ropc_provider.backends.ModelBackend"]``; ``check --deploy`` warns
 (``ropc_provider.W008``) while Django's own is configured."""
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth import backends, get_user_model
+from django.contrib.auth.base_user import BaseUserManager
 
 from .models import RealmAccount
+
+
+def _project_users():
+    return get_user_model()._default_manager.filter(realm_account__isnull=True)
 
 
 class ModelBackend(backends.ModelBackend):
     """Django's ModelBackend, for the project's users only."""
 
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        User = get_user_model()
+        if type(User._default_manager).get_by_natural_key is not BaseUserManager.get_by_natural_key:
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        username = kwargs.get(User.USERNAME_FIELD) if username is None else username
+        if username is None or password is None:
+            return None
+        # A directory account is looked up as no user at all, in the same query: one hash, no
+        # write, the same answer as a wrong password, so this page confirms no directory password.
+        user = _project_users().filter(**{User.USERNAME_FIELD: username}).first()
+        if user is None:
+            User().set_password(password)  # the hash an unknown name costs, as Django's does
+            return None
+        return user if user.check_password(password) and super().user_can_authenticate(user) else None
+
     def user_can_authenticate(self, user):
-        # Asked after the password hash, so a directory account costs what a wrong password costs.
+        # For callers other than authenticate (which finds no directory account to ask about).
         return super().user_can_authenticate(user) and not RealmAccount.objects.filter(user_id=user.pk).exists()
 
     def get_user(self, user_id):
         # Every request of a signed-in user asks this: the account's absence in the same query.
-        User = get_user_model()
-        user = User._default_manager.filter(pk=user_id, realm_account__isnull=True).first()
+        user = _project_users().filter(pk=user_id).first()
         return user if user is not None and super().user_can_authenticate(user) else None
+
+    # Django's async versions would run the queries above in the event loop.
+    async def aauthenticate(self, request, username=None, password=None, **kwargs):
+        return await sync_to_async(self.authenticate)(request, username=username, password=password, **kwargs)
+
+    async def aget_user(self, user_id):
+        return await sync_to_async(self.get_user)(user_id)

@@ -63,7 +63,17 @@ def _protection_refusals(request):
 INVALID_CREDENTIALS = "Invalid credentials given."
 
 
-class RopcValidator(OAuth2Validator):
+class EndsTheSessionOfARevokedToken:
+    """RFC 7009 revocation of a token of ours, at our endpoint or DOT's, ends its session on
+    record: its refresh token would be refused anyway."""
+
+    def revoke_token(self, token, token_type_hint, request, *args, **kwargs):
+        session_id = sessions.session_of_live_token(token, request.client)
+        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
+        sessions.end_family(session_id, Session.SIGNED_OUT)
+
+
+class RopcValidator(EndsTheSessionOfARevokedToken, OAuth2Validator):
     # -- clients ----------------------------------------------------------------------------
 
     def _basic_credentials(self, request):
@@ -414,9 +424,4 @@ class RopcValidator(OAuth2Validator):
     def introspect_token(self, token, token_type_hint, request, *args, **kwargs):
         return introspection.describe(token, token_type_hint)
 
-    # -- revocation (RFC 7009) --------------------------------------------------------------
-
-    def revoke_token(self, token, token_type_hint, request, *args, **kwargs):
-        session_id = sessions.session_of_live_token(token, request.client)
-        super().revoke_token(token, token_type_hint, request, *args, **kwargs)
-        sessions.end_family(session_id, Session.SIGNED_OUT)
+    # Revocation (RFC 7009): EndsTheSessionOfARevokedToken.

@@ -24,7 +24,7 @@ from . import audit, mfa, protection, sessions, signals, statements, tokens
 from .accounts import Identity, account_by_login, account_in, normalize_login, project_lockout_key
 from .conf import ropc_settings
 from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue, TooManyAttempts
-from .models import Realm, SecurityEvent
+from .models import Realm, RealmAccount, SecurityEvent
 from .realms import allowed_realms, default_realm
 
 AccessToken = get_access_token_model()
@@ -106,10 +106,13 @@ def _stock_user_lookup():
 
 
 # ModelBackend's lookup of a project user, written once (statements.py): compiled by the ORM on
-# every request it was a fifth of a password grant's time.
+# every request it was a fifth of a password grant's time. A directory account's user (a Django
+# user too, named login@realm) is no project user: found as no one, in the same statement.
 _PROJECT_USER = statements.Lookup(
     get_user_model(),
-    lambda username: get_user_model()._default_manager.filter(**{get_user_model().USERNAME_FIELD: username})[:1],
+    lambda username: get_user_model()._default_manager.filter(
+        **{get_user_model().USERNAME_FIELD: username}, realm_account__isnull=True
+    )[:1],
 )
 
 
@@ -120,7 +123,10 @@ def authenticate_project_user(request, username, password):
     lookup written once: one hash for an unknown user, the active check, ``user.backend`` set,
     ``user_login_failed`` sent with the credentials cleansed. Any other setup: Django's own."""
     if not _stock_user_lookup():
-        return django_authenticate(request, username=username, password=password)
+        user = django_authenticate(request, username=username, password=password)
+        # Whichever backend found it, a directory account's user is no project user: refused as a
+        # wrong password is (its hash is spent), before a second factor could be asked of it.
+        return None if user is not None and RealmAccount.objects.filter(user_id=user.pk).exists() else user
     user = _PROJECT_USER.first(username)
     if user is None:
         _burn_a_hash(password)  # as ModelBackend does
@@ -182,8 +188,8 @@ def authenticate(policy, realm_slug, login, password, *, ip, request=None):
                 user, login_name = account.user, account.login_name
         else:
             candidate = authenticate_project_user(request, login, password)
-            # That the user is no directory account's is checked by record_sign_in, in the
-            # statement that writes last_login, to spare the grant a query.
+            # No directory account's user (authenticate_project_user); record_sign_in's statement
+            # asks again, for an account made meanwhile.
             if candidate is not None and candidate.is_active:
                 user, login_name = candidate, candidate.get_username()
         if attempt.account_locked:

@@ -1,10 +1,14 @@
 import pytest
-from django.contrib.auth import authenticate, get_user_model
+from asgiref.sync import async_to_sync
+from django.contrib.auth import aauthenticate, aget_user, authenticate, get_user, get_user_model
 from django.contrib.auth.signals import user_login_failed
+from django.db import connection
 from django.db.models import CharField
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import AccessToken
 
-from ropc_provider import accounts, clients, realms, signals
+from ropc_provider import accounts, clients, mfa, realms, signals
 from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import Realm, RealmAccount
 from tests.helpers import INTROSPECT, assert_error, me
@@ -325,13 +329,66 @@ def test_a_directory_account_cannot_sign_in_at_the_projects_own_login_pages(api,
     assert authenticate(username="dora", password="dora pass phrase 5") == dora
     # A Django session begun before the switch signs no directory account in either.
     client.force_login(employee, backend=OURS[0])
-    assert client.get("/admin/").status_code == 302  # to the login page: nobody is signed in
+    request = RequestFactory().get("/")
+    request.session = client.session
+    assert get_user(request).is_anonymous
+    client.force_login(dora, backend=OURS[0])
+    request.session = client.session
+    assert get_user(request) == dora
     # The token endpoint signs both in, each at its own door, and the project realm's lookup stays
     # the one statement written once.
     app = clients.register_client(name="Legacy", confidential=False).application
     assert sign_in(api, app, "dora", "dora pass phrase 5").status_code == 200
     employees_app = clients.register_client(name="Staff", confidential=False, realms=["employees"])
     assert sign_in(api, employees_app.application, "alice", EMPLOYEE_PASSWORD).status_code == 200
+
+
+def test_refusing_a_directory_account_at_the_projects_login_pages_costs_what_a_wrong_password_costs(
+    counting_hasher, employees, settings
+):
+    settings.AUTHENTICATION_BACKENDS = OURS
+    internal = accounts.create_account(employees, "alice", EMPLOYEE_PASSWORD).user.get_username()
+    costs = []
+    for password in ("not the password", EMPLOYEE_PASSWORD, "not the password either"):
+        before = counting_hasher.calls
+        with CaptureQueriesContext(connection) as queries:
+            assert authenticate(username=internal, password=password) is None
+        costs.append((counting_hasher.calls - before, len(queries)))
+    assert costs[0] == costs[1] == costs[2] == (1, 1)  # the right password is not told by its cost
+
+
+def test_refusing_a_directory_account_at_the_projects_login_pages_writes_nothing(employees, settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    internal = accounts.create_account(employees, "alice", EMPLOYEE_PASSWORD).user.get_username()
+    stored = get_user_model().objects.get(username=internal).password
+    # A stronger hasher first, as after an upgrade: a checked password would be re-hashed and saved.
+    settings.PASSWORD_HASHERS = ["tests.helpers.CountingHasher", "django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.AUTHENTICATION_BACKENDS = OURS
+    assert authenticate(username=internal, password=EMPLOYEE_PASSWORD) is None
+    assert get_user_model().objects.get(username=internal).password == stored
+
+
+def test_our_backend_at_async_login_pages(settings, db):
+    settings.AUTHENTICATION_BACKENDS = OURS
+    dora = get_user_model().objects.create_user("dora", password="dora pass phrase 5")
+    assert async_to_sync(aauthenticate)(username="dora", password="dora pass phrase 5") == dora
+    client = Client()
+    client.force_login(dora, backend=OURS[0])
+    request = RequestFactory().get("/")
+    request.session = client.session
+    assert async_to_sync(aget_user)(request) == dora
+
+
+@pytest.mark.parametrize("backends", [OURS, STOCK, [*STOCK, "tests.test_realms.PassphraseBackend"]])
+def test_a_directory_accounts_internal_name_in_the_project_realm_tells_nothing(api, two_alices, settings, backends):
+    # Not even with a second factor, which a right password would otherwise be asked for.
+    settings.AUTHENTICATION_BACKENDS = backends
+    mfa.enroll(two_alices[0].user)
+    app = clients.register_client(name="Legacy", confidential=False).application
+    internal = two_alices[0].user.get_username()
+    right = sign_in(api, app, internal, EMPLOYEE_PASSWORD)
+    assert_error(right, 400, "invalid_grant")
+    assert right.content == sign_in(api, app, internal, "not the password").content
 
 
 def test_our_backend_keeps_the_project_realms_grant_as_cheap_as_djangos(api, db, settings, django_assert_num_queries):

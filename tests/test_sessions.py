@@ -7,7 +7,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import authenticate
+from django.contrib.auth import authenticate, get_user_model
 from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
@@ -16,6 +16,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 from freezegun import freeze_time
+from oauth2_provider import oauth2_validators as dot_validators
 from oauth2_provider.models import AccessToken, RefreshToken, get_application_model
 
 from ropc_provider import accounts, clients, realms, sessions, signals, tokens
@@ -390,6 +391,68 @@ def test_a_replay_of_our_token_at_dots_endpoint_changes_nothing_of_ours(api, use
         # Our endpoint keeps our sessions' rules: the session, its tokens and its limits are ours.
         assert api.refresh(public_app, second["refresh_token"]).status_code == 200
     assert Session.objects.get().ended_at is None and heard == []
+
+
+class ProxiedUser(get_user_model()):
+    """A proxy of the user model, as a project's own user screens often edit (their signals name it)."""
+
+    class Meta:
+        proxy = True
+        app_label = "tests"
+
+
+def test_a_user_changed_or_deleted_through_a_proxy_of_the_user_model_ends_their_sessions(api, user, public_app):
+    issued = api.password_grant(public_app, "alice").data
+    proxied = ProxiedUser.objects.get(pk=user.pk)
+    proxied.set_password("a new pass phrase 9")
+    proxied.save()
+    assert_session_ended(api, public_app, issued)
+    session_id = session_id_of(api.password_grant(public_app, "alice", password="a new pass phrase 9").data)
+    ProxiedUser.objects.filter(pk=user.pk).delete()
+    ended = SecurityEvent.objects.get(type=SecurityEvent.SESSION_ENDED, reason=Session.USER_DELETED)
+    assert str(ended.session_id) == session_id
+
+
+@pytest.mark.parametrize("hashed", [True, False], ids=["hashed-at-rest", "plaintext"])
+def test_dots_endpoint_cannot_rotate_a_token_ours_takes_over_while_dot_answers(
+    api, user, settings, monkeypatch, recwarn, hashed
+):
+    settings.OAUTH2_PROVIDER = {**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": hashed}
+    Application = get_application_model()
+    legacy = Application.objects.create(
+        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+    )
+    with override_settings(OAUTH2_PROVIDER={**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}):
+        begun = api.post("/dot/token/", grant_of(legacy, "alice")).data
+    refresh = {"grant_type": "refresh_token", "refresh_token": begun["refresh_token"], "client_id": legacy.client_id}
+    ours = []
+    dots_validation = dot_validators.OAuth2Validator.validate_refresh_token
+
+    def ours_lands_meanwhile(self, *args, **kwargs):
+        valid = dots_validation(self, *args, **kwargs)
+        # DOT has validated the token (its family still DOT's); our endpoint's refresh of it lands
+        # before DOT writes the new pair.
+        if not ours:
+            ours.append(api.token(refresh))
+        return valid
+
+    monkeypatch.setattr(dot_validators.OAuth2Validator, "validate_refresh_token", ours_lands_meanwhile)
+    at_dot = api.post("/dot/token/", refresh)
+    assert ours[0].status_code == 200, ours[0].content
+    # Not a 500, not our new pair handed to another: DOT's own answer to an error while it saves.
+    assert (at_dot.status_code, json.loads(at_dot.content)) == (400, {"error": "invalid_grant"})
+    assert api.refresh(legacy, ours[0].data["refresh_token"]).status_code == 200
+
+
+def test_revoking_a_token_of_ours_at_dots_revocation_endpoint_ends_its_session_on_record(
+    api, user, public_app, heard, django_capture_on_commit_callbacks
+):
+    issued = api.post("/o/token/", grant_of(public_app, "alice")).data
+    with django_capture_on_commit_callbacks(execute=True):
+        revoked = api.post("/dot/revoke_token/", {"token": issued["refresh_token"], "client_id": public_app.client_id})
+    assert revoked.status_code == 200
+    assert _end_reason(issued) == Session.SIGNED_OUT
+    assert [event["reason"] for event in heard] == [Session.SIGNED_OUT]
 
 
 def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_assert_max_num_queries):
