@@ -209,25 +209,17 @@ def adopt(refresh_token, *, application, ip, user_agent):
         # moved, on PostgreSQL after waiting for the first to commit) and starts the session.
         if RefreshToken.objects.filter(same_family).update(token_family=family):
             identity = identity_of(refresh_token.user)
+            whose = {"user": refresh_token.user, "realm": identity.realm, "login_name": identity.login_name}
             start(
-                session_id=family,
-                user=refresh_token.user,
-                realm=identity.realm,
-                application=application,
-                login_name=identity.login_name,
-                started_at=started_at,
-                ip=ip,
-                user_agent=user_agent,
+                session_id=family, application=application, started_at=started_at, ip=ip, user_agent=user_agent, **whose
             )
             audit.record(
                 SecurityEvent.SESSION_ADOPTED,
-                user=refresh_token.user,
-                realm=identity.realm,
-                login_name=identity.login_name,
                 client=application,
                 session_id=family,
                 ip=ip,
                 user_agent=user_agent,
+                **whose,
             )
     refresh_token.token_family = RefreshToken.objects.values_list("token_family", flat=True).get(pk=refresh_token.pk)
 
