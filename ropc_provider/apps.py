@@ -20,17 +20,16 @@ class RopcProviderConfig(AppConfig):
         User = get_user_model()
 
         def hear_users_of(sender, **kwargs):
-            model = sender
             # Django names a proxy as the sender of its instances' signals: a project's own user
             # screens often edit one, and its password changes and deletions must be heard too.
-            if model._meta.concrete_model is not User:
+            if sender._meta.concrete_model is not User:
                 return
-            post_init.connect(receivers.remember_account_state, sender=model, dispatch_uid="ropc.user_state")
-            post_save.connect(receivers.end_sessions_on_account_change, sender=model, dispatch_uid="ropc.user")
-            pre_delete.connect(receivers.end_sessions_on_user_delete, sender=model, dispatch_uid="ropc.user_deleted")
+            post_init.connect(receivers.remember_account_state, sender=sender, dispatch_uid="ropc.user_state")
+            post_save.connect(receivers.end_sessions_on_account_change, sender=sender, dispatch_uid="ropc.user")
+            pre_delete.connect(receivers.end_sessions_on_user_delete, sender=sender, dispatch_uid="ropc.user_deleted")
 
         for model in apps.get_models():
-            hear_users_of(sender=model)
+            hear_users_of(model)
         class_prepared.connect(hear_users_of, weak=False, dispatch_uid="ropc.user_proxies")  # proxies made later
         post_save.connect(receivers.end_sessions_on_realm_change, sender=Realm, dispatch_uid="ropc.realm")
         m2m_changed.connect(

@@ -189,8 +189,9 @@ def start(*, session_id, user, realm, application, login_name, started_at, ip, u
 def adopt(refresh_token, *, application, ip, user_agent):
     """Make one of our sessions of a token family begun elsewhere (DOT's endpoint, before its
     client moved to ours), at its first refresh here: listed, ended one by one, kept out of DOT's
-    refresh grant, its limits counted from that sign-in. The family gets an id of ours, which says
-    when it began, so later refreshes cost no more than any other; the token's instance follows."""
+    refresh grant, its limits counted from its oldest token still stored (``family_started``). The
+    family gets an id of ours, which says when it began, so later refreshes cost no more than any
+    other; the token's instance follows."""
     RefreshToken = get_refresh_token_model()
     started_at = tokens.family_started(refresh_token)
     family = tokens.new_family(started_at)

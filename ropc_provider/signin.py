@@ -83,8 +83,8 @@ def _burn_a_hash(password):
 
 
 STOCK_BACKEND = "django.contrib.auth.backends.ModelBackend"
-# Ours refuses directory accounts, which the project realm's sign-in refuses anyway (sign_in's
-# statement), so the grant may find users as Django's own does.
+# Ours refuses directory accounts, which the grant's own lookup of project users finds as no one
+# anyway (_PROJECT_USER), so with ours the grant may find users its own way too.
 STOCK_BACKENDS = (STOCK_BACKEND, "ropc_provider.backends.ModelBackend")
 
 
