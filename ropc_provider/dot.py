@@ -7,7 +7,6 @@ mix ``KeepsOurSessionsOut`` into a validator of your own; ``manage.py check`` fa
 (``ropc_provider.E009``) while DOT's token endpoint is routed without it."""
 
 from django.db import router, transaction
-from django.db.models import F
 from oauth2_provider import oauth2_validators
 from oauth2_provider.models import get_refresh_token_model
 from oauthlib.oauth2.rfc6749 import errors
@@ -34,12 +33,13 @@ class KeepsOurSessionsOut(EndsTheSessionOfARevokedToken):
             return super().save_bearer_token(token, request, *args, **kwargs)
         with transaction.atomic(using=router.db_for_write(RefreshToken)):
             # Our endpoint may have taken the family over (and rotated the token) since DOT
-            # validated it: read it again under a lock that taking over waits for, so one of the
-            # two endpoints has the token, never both. A write, not a locking read: SQLite's only
-            # lock is its database's write lock.
-            same = RefreshToken.objects.filter(pk=presented.pk)
-            same.update(revoked=F("revoked"))
-            if any(tokens.family_begun_here(found) for found in same.only("token_family")):
+            # validated it: read it again under the lock taking over waits for, so one of the two
+            # endpoints has the token, never both.
+            tokens.hold(presented.pk)
+            if any(
+                tokens.family_begun_here(found)
+                for found in RefreshToken.objects.filter(pk=presented.pk).only("token_family")
+            ):
                 raise errors.InvalidGrantError(request=request)
             return super().save_bearer_token(token, request, *args, **kwargs)
 

@@ -204,7 +204,7 @@ def adopt(refresh_token, *, application, ip, user_agent):
         # The token first, still live: a rotation of it at DOT's endpoint (or a sign-out) is then
         # committed before the family is read, so no token DOT adds to it stays behind, and a
         # token ended meanwhile starts nothing (its rotation here then fails).
-        if not RefreshToken.objects.select_for_update().filter(pk=refresh_token.pk, revoked__isnull=True).exists():
+        if not tokens.hold(refresh_token.pk, live=True):
             return
         # Of two first refreshes at once, one moves the family (the other's UPDATE then finds it
         # moved, on PostgreSQL after waiting for the first to commit) and starts the session.

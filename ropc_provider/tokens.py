@@ -13,7 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connections, router, transaction
-from django.db.models import Min, Subquery
+from django.db.models import F, Min, Subquery
 from django.db.models.signals import post_delete, pre_delete
 from django.utils import timezone
 from oauth2_provider.models import (
@@ -96,6 +96,14 @@ def new_family(started_at, second_factor=None):
     version, rand_a = (0x8, (factor << 10) | secrets.randbits(10)) if factor else (0x7, secrets.randbits(12))
     value = (milliseconds << 80) | (version << 76) | (rand_a << 64) | (0b10 << 62) | secrets.randbits(62)
     return uuid.UUID(int=value)
+
+
+def hold(refresh_token_pk, *, live=False):
+    """Lock a refresh token's row until the transaction ends, on every database: a write that
+    changes nothing, since SQLite's only lock is its write lock. Returns whether the row is there
+    (and, with ``live``, not revoked), read after any writer holding it has committed."""
+    held = RefreshToken.objects.filter(pk=refresh_token_pk)
+    return bool((held.filter(revoked__isnull=True) if live else held).update(revoked=F("revoked")))
 
 
 def family_begun_here(refresh_token):
