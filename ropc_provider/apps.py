@@ -20,9 +20,10 @@ class RopcProviderConfig(AppConfig):
         User = get_user_model()
 
         def hear_users_of(sender, **kwargs):
-            # Django names a proxy as the sender of its instances' signals: a project's own user
-            # screens often edit one, and its password changes and deletions must be heard too.
-            if sender._meta.concrete_model is not User:
+            # Django names a proxy (or a multi-table child) as the sender of its instances' signals:
+            # a project's own user screens often edit one, and its password changes and deletions
+            # must be heard too.
+            if not issubclass(sender, User):
                 return
             post_init.connect(receivers.remember_account_state, sender=sender, dispatch_uid="ropc.user_state")
             post_save.connect(receivers.end_sessions_on_account_change, sender=sender, dispatch_uid="ropc.user")

@@ -35,8 +35,8 @@ class KeepsOurSessionsOut(EndsTheSessionOfARevokedToken):
             # Our endpoint may have taken the family over (and rotated the token) since DOT
             # validated it: read it again under the lock taking over waits for, so one of the two
             # endpoints has the token, never both.
-            tokens.hold(presented.pk)
-            if any(
+            # Gone meanwhile (cleartokens, its user or client deleted): refused, not DOT's 500.
+            if not tokens.hold(presented.pk) or any(
                 tokens.family_begun_here(found)
                 for found in RefreshToken.objects.filter(pk=presented.pk).only("token_family")
             ):

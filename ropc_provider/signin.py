@@ -22,6 +22,7 @@ from oauth2_provider.models import get_access_token_model
 
 from . import audit, mfa, protection, sessions, signals, statements, tokens
 from .accounts import Identity, account_by_login, account_in, normalize_login, project_lockout_key
+from .backends import is_directory_account
 from .conf import ropc_settings
 from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue, TooManyAttempts
 from .models import Realm, RealmAccount, SecurityEvent
@@ -121,18 +122,26 @@ def authenticate_project_user(request, username, password):
     """Django's ``authenticate(request, username=..., password=...)``. Where the project finds
     users as Django ships it (``_stock_user_lookup``), the same steps as its ModelBackend with the
     lookup written once: one hash for an unknown user, the active check, ``user.backend`` set,
-    ``user_login_failed`` sent with the credentials cleansed. Any other setup: Django's own."""
+    ``user_login_failed`` sent with the credentials cleansed. Any other setup: Django's own.
+
+    Either way a directory account's user (a Django user too, named ``login@realm``) is no project
+    user: found as no one, at a wrong password's cost, before a second factor could be asked of it."""
     if not _stock_user_lookup():
-        user = django_authenticate(request, username=username, password=password)
-        # Whichever backend found it, a directory account's user is no project user: refused as a
-        # wrong password is (its hash is spent), before a second factor could be asked of it.
-        return None if user is not None and RealmAccount.objects.filter(user_id=user.pk).exists() else user
-    user = _PROJECT_USER.first(username)
-    if user is None:
-        _burn_a_hash(password)  # as ModelBackend does
-    elif user.check_password(password) and getattr(user, "is_active", True):
-        user.backend = settings.AUTHENTICATION_BACKENDS[0]
-        return user
+        User = get_user_model()
+        if RealmAccount.objects.filter(**{f"user__{User.USERNAME_FIELD}": username}).exists():
+            _burn_a_hash(password)  # before any backend checks (and perhaps re-hashes) its password
+        else:
+            user = django_authenticate(request, username=username, password=password)
+            # A backend that finds users its own way (by e-mail, say) may still reach one.
+            if user is None or not is_directory_account(user):
+                return user
+    else:
+        user = _PROJECT_USER.first(username)
+        if user is None:
+            _burn_a_hash(password)  # as ModelBackend does
+        elif user.check_password(password) and getattr(user, "is_active", True):
+            user.backend = settings.AUTHENTICATION_BACKENDS[0]
+            return user
     user_login_failed.send(
         sender=django_authenticate.__module__,
         # What Django sends: the password replaced by the error reports' stand-in.

@@ -230,20 +230,31 @@ def refresh_claim(alias):
     """``tokens.rotate``'s claim of a live refresh token, unless its user's cutoff moved past it
     since it was read (a sign-out racing the rotation wins). Compiled by the ORM (an UPDATE filtered
     by a NOT EXISTS subquery) it cost more than the rest of a refresh."""
-    quote = connections[alias].ops.quote_name
+    connection = connections[alias]
+    quote = connection.ops.quote_name
 
     def column(model, name):
         return quote(model._meta.get_field(name).column)
 
     tokens, cutoffs = quote(RefreshToken._meta.db_table), quote(SessionCutoff._meta.db_table)
     valid_from = column(SessionCutoff, "refresh_tokens_valid_from")
-    return (
+    token_user = f"{tokens}.{column(RefreshToken, 'user')}"
+    statement = (
         f"UPDATE {tokens} SET {column(RefreshToken, 'revoked')} = %s, {column(RefreshToken, 'access_token')} = NULL"  # noqa: S608  # nosec B608: quoted model identifiers, values are parameters
         f" WHERE {column(RefreshToken, 'id')} = %s AND {column(RefreshToken, 'revoked')} IS NULL"
         f" AND NOT EXISTS (SELECT 1 FROM {cutoffs}"
-        f" WHERE {cutoffs}.{column(SessionCutoff, 'user')} = {tokens}.{column(RefreshToken, 'user')}"
+        f" WHERE {cutoffs}.{column(SessionCutoff, 'user')} = {token_user}"
         f" AND {cutoffs}.{valid_from} > {tokens}.{column(RefreshToken, 'created')})"
     )
+    if connection.vendor == "postgresql":
+        # The user's row first (the key-share lock the new pair's foreign keys take anyway), then
+        # the token's: the order a change of the user takes them in (its UPDATE, then the cutoff
+        # revoking the tokens), so the two wait for each other and never deadlock, whatever the
+        # change locks the user row with (a renamed username takes the strongest lock).
+        User = get_user_model()
+        users, user_pk = quote(User._meta.db_table), quote(User._meta.pk.column)
+        statement += f" AND EXISTS (SELECT 1 FROM {users} WHERE {users}.{user_pk} = {token_user} FOR KEY SHARE)"  # noqa: S608  # nosec B608: quoted model identifiers
+    return statement
 
 
 @functools.cache

@@ -7,7 +7,7 @@ import time
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.signals import post_save
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -168,6 +168,73 @@ def test_sign_out_everywhere_during_a_refresh_waits_for_it_and_ends_it(transacti
     assert answers[0].status_code == 200, answers[0].content
     assert not RefreshToken.objects.filter(revoked__isnull=True).exists()  # its new pair ended too
     assert not AccessToken.objects.exists()
+
+
+def test_dots_rotation_waits_for_a_taking_over_in_flight_and_refuses(transactional_db, user, recwarn, monkeypatch):
+    legacy, begun = _legacy_client_and_dot_sign_in()
+    inside = threading.Event()
+    start = sessions.start
+
+    def slow_start(**kwargs):
+        inside.set()  # the taking-over holds the token and has moved its family, not yet committed
+        time.sleep(1.5)
+        return start(**kwargs)
+
+    monkeypatch.setattr(sessions, "start", slow_start)
+    ours = []
+
+    def owner():
+        try:
+            ours.append(Api(Client()).refresh(legacy, begun["refresh_token"]))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=owner)
+    thread.start()
+    assert inside.wait(10)
+    with override_settings(OAUTH2_PROVIDER=_dots_grant_on()):
+        refresh = {"grant_type": "refresh_token", "refresh_token": begun["refresh_token"]}
+        at_dot = Api(Client(raise_request_exception=False)).post(
+            "/dot/token/", {**refresh, "client_id": legacy.client_id}
+        )
+    thread.join(30)
+    assert (ours[0].status_code, at_dot.status_code) == (200, 400), (ours[0].content, at_dot.content)
+    (live,) = RefreshToken.objects.filter(revoked__isnull=True)
+    assert tokens.family_begun_here(live)  # one live token, in our session
+
+
+def test_a_rename_with_a_deactivation_during_a_refresh_waits_for_it_and_ends_it(
+    transactional_db, user, public_app, monkeypatch
+):
+    # A change of a unique column (the username) locks the user row more strongly than a plain
+    # save: a refresh in flight must still not deadlock with it.
+    issued = Api(Client()).password_grant(public_app, "alice").data
+    claimed = threading.Event()
+    delete = tokens._delete_access_token
+
+    def slow_delete(pk):
+        claimed.set()  # the rotation holds its claim
+        time.sleep(1.5)
+        return delete(pk)
+
+    monkeypatch.setattr(tokens, "_delete_access_token", slow_delete)
+    answers = []
+
+    def refresh():
+        try:
+            answers.append(Api(Client(raise_request_exception=False)).refresh(public_app, issued["refresh_token"]))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=refresh)
+    thread.start()
+    assert claimed.wait(10)
+    user.username, user.is_active = "alice.smith", False
+    with transaction.atomic():  # as the admin's change form saves
+        user.save()
+    thread.join(30)
+    assert answers[0].status_code == 200, answers[0].content
+    assert not RefreshToken.objects.filter(revoked__isnull=True).exists()  # its new pair ended too
 
 
 # -- a client or realm changed while a sign-in is in flight ----------------------------------------

@@ -9,6 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from oauth2_provider.models import AccessToken
 
 from ropc_provider import accounts, clients, mfa, realms, signals
+from ropc_provider.backends import ModelBackend
 from ropc_provider.exceptions import InvalidInput
 from ropc_provider.models import Realm, RealmAccount
 from tests.helpers import INTROSPECT, assert_error, me
@@ -366,6 +367,69 @@ def test_refusing_a_directory_account_at_the_projects_login_pages_writes_nothing
     settings.AUTHENTICATION_BACKENDS = OURS
     assert authenticate(username=internal, password=EMPLOYEE_PASSWORD) is None
     assert get_user_model().objects.get(username=internal).password == stored
+
+
+def _finds_users_case_insensitively(monkeypatch):
+    User = get_user_model()
+    finder = lambda manager, name: manager.get(**{f"{User.USERNAME_FIELD}__iexact": name})  # noqa: E731
+    monkeypatch.setattr(type(User._default_manager), "get_by_natural_key", finder)
+
+
+@pytest.mark.parametrize("where", ["our backend, the manager's own lookup", "the grant, with other backends"])
+def test_a_right_directory_password_costs_what_a_wrong_one_costs_and_writes_nothing(
+    api, employees, settings, monkeypatch, where
+):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    internal = accounts.create_account(employees, "alice", EMPLOYEE_PASSWORD).user.get_username()
+    stored = get_user_model().objects.get(username=internal).password
+    # A stronger hasher first, as after an upgrade: a checked password would be re-hashed and saved.
+    settings.PASSWORD_HASHERS = ["tests.helpers.CountingHasher", "django.contrib.auth.hashers.MD5PasswordHasher"]
+    if where.startswith("our backend"):
+        settings.AUTHENTICATION_BACKENDS = OURS
+        _finds_users_case_insensitively(monkeypatch)
+
+        def attempt(password):
+            assert authenticate(username=internal, password=password) is None
+    else:
+        settings.AUTHENTICATION_BACKENDS = [*STOCK, "tests.test_realms.PassphraseBackend"]
+        app = clients.register_client(name="Legacy", confidential=False).application
+
+        def attempt(password):
+            assert_error(sign_in(api, app, internal, password), 400, "invalid_grant")
+
+    failed = []
+    user_login_failed.connect(lambda sender, **kwargs: failed.append(1), weak=False, dispatch_uid="test.failed")
+    try:
+        costs = []
+        for password in ("not the password", EMPLOYEE_PASSWORD):
+            failed.clear()
+            with CaptureQueriesContext(connection) as queries:
+                attempt(password)
+            costs.append((len(queries), len(failed)))
+    finally:
+        user_login_failed.disconnect(dispatch_uid="test.failed")
+    assert costs[0] == costs[1]  # queries, and user_login_failed sent: alike
+    assert get_user_model().objects.get(username=internal).password == stored
+
+
+class StaffOnlyBackend(ModelBackend):
+    """A project's own rule on top of ours, as Django documents for its ModelBackend."""
+
+    def user_can_authenticate(self, user):
+        return super().user_can_authenticate(user) and user.is_staff
+
+
+def test_a_subclass_of_our_backend_keeps_its_own_rule(client, db, settings):
+    settings.AUTHENTICATION_BACKENDS = ["tests.test_realms.StaffOnlyBackend"]
+    dora = get_user_model().objects.create_user("dora", password="dora pass phrase 5")
+    assert authenticate(username="dora", password="dora pass phrase 5") is None
+    client.force_login(dora, backend=settings.AUTHENTICATION_BACKENDS[0])
+    request = RequestFactory().get("/")
+    request.session = client.session
+    assert get_user(request).is_anonymous
+    dora.is_staff = True
+    dora.save()
+    assert authenticate(username="dora", password="dora pass phrase 5") == dora
 
 
 def test_our_backend_at_async_login_pages(settings, db):

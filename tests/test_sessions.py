@@ -12,7 +12,7 @@ from django.contrib.auth.forms import PasswordChangeForm, SetPasswordForm
 from django.contrib.auth.hashers import make_password
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import connection, models, transaction
 from django.test import override_settings
 from django.utils import timezone
 from freezegun import freeze_time
@@ -444,6 +444,26 @@ def test_dots_endpoint_cannot_rotate_a_token_ours_takes_over_while_dot_answers(
     assert api.refresh(legacy, ours[0].data["refresh_token"]).status_code == 200
 
 
+def test_dots_refresh_of_a_token_deleted_while_dot_answers_is_refused(api, user, settings, monkeypatch, recwarn):
+    Application = get_application_model()
+    legacy = Application.objects.create(
+        name="Legacy", client_type=Application.CLIENT_PUBLIC, authorization_grant_type=Application.GRANT_PASSWORD
+    )
+    with override_settings(OAUTH2_PROVIDER={**settings.OAUTH2_PROVIDER, "COMPLIANT_BCP_RFC9700_PASSWORD_GRANT": False}):
+        begun = api.post("/dot/token/", grant_of(legacy, "alice")).data
+    dots_validation = dot_validators.OAuth2Validator.validate_refresh_token
+
+    def cleared_meanwhile(self, *args, **kwargs):
+        valid = dots_validation(self, *args, **kwargs)
+        RefreshToken.objects.all().delete()  # cleartokens, or its user or client deleted
+        return valid
+
+    monkeypatch.setattr(dot_validators.OAuth2Validator, "validate_refresh_token", cleared_meanwhile)
+    refresh = {"grant_type": "refresh_token", "refresh_token": begun["refresh_token"], "client_id": legacy.client_id}
+    at_dot = api.post("/dot/token/", refresh)
+    assert (at_dot.status_code, json.loads(at_dot.content)) == (400, {"error": "invalid_grant"})
+
+
 def test_revoking_a_token_of_ours_at_dots_revocation_endpoint_ends_its_session_on_record(
     api, user, public_app, heard, django_capture_on_commit_callbacks
 ):
@@ -453,6 +473,31 @@ def test_revoking_a_token_of_ours_at_dots_revocation_endpoint_ends_its_session_o
     assert revoked.status_code == 200
     assert _end_reason(issued) == Session.SIGNED_OUT
     assert [event["reason"] for event in heard] == [Session.SIGNED_OUT]
+
+
+class Employee(get_user_model()):
+    """A multi-table child of the user model, a common way to add fields to contrib.auth's User."""
+
+    department = models.CharField(max_length=20, default="")
+
+    class Meta:
+        app_label = "tests"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_changed_through_a_multi_table_child_of_the_user_model_ends_their_sessions(api, user, public_app):
+    with connection.schema_editor() as editor:
+        editor.create_model(Employee)
+    try:
+        issued = api.password_grant(public_app, "alice").data
+        Employee(user_ptr=user, department="sales").save_base(raw=True)  # the child row of alice
+        employee = Employee.objects.get(pk=user.pk)
+        employee.is_active = False
+        employee.save()
+        assert me(api, issued).status_code == 401
+    finally:
+        with connection.schema_editor() as editor:
+            editor.delete_model(Employee)
 
 
 def test_refresh_queries_stay_within_dot_plus_one(api, user, public_app, django_assert_max_num_queries):
