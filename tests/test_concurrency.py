@@ -139,15 +139,29 @@ def test_a_first_refresh_here_racing_dots_rotation_of_the_token_leaves_no_branch
     assert not RefreshToken.objects.filter(revoked__isnull=True).exists()  # the thief's token died too
 
 
-def test_sign_out_everywhere_during_a_refresh_waits_for_it_and_ends_it(transactional_db, user, public_app, monkeypatch):
-    # On PostgreSQL the refresh holds its token's row and then writes rows referring to the user;
-    # "sign out everywhere" holds the user's row and waits for the token's. Neither may deadlock.
+def _sign_out_everywhere(user):
+    sessions.revoke_sessions(user, reason=SessionCutoff.SIGNED_OUT)
+
+
+def _rename_and_deactivate(user):
+    # A unique column changed (the username): its UPDATE locks the user row more strongly.
+    user.username, user.is_active = "alice.smith", False
+    with transaction.atomic():  # as the admin's change form saves
+        user.save()
+
+
+@pytest.mark.parametrize("change", [_sign_out_everywhere, _rename_and_deactivate])
+def test_a_change_of_the_user_during_a_refresh_waits_for_it_and_ends_it(
+    transactional_db, user, public_app, monkeypatch, change
+):
+    # On PostgreSQL the refresh holds its token's row and writes rows referring to the user; the
+    # change holds the user's row, then waits for the token's. Neither may deadlock.
     issued = Api(Client()).password_grant(public_app, "alice").data
     claimed = threading.Event()
     delete = tokens._delete_access_token
 
     def slow_delete(pk):
-        claimed.set()  # the rotation holds the refresh token's row
+        claimed.set()  # the rotation holds its claim
         time.sleep(1.5)
         return delete(pk)
 
@@ -163,7 +177,7 @@ def test_sign_out_everywhere_during_a_refresh_waits_for_it_and_ends_it(transacti
     thread = threading.Thread(target=refresh)
     thread.start()
     assert claimed.wait(10)
-    sessions.revoke_sessions(user, reason=SessionCutoff.SIGNED_OUT)
+    change(user)
     thread.join(30)
     assert answers[0].status_code == 200, answers[0].content
     assert not RefreshToken.objects.filter(revoked__isnull=True).exists()  # its new pair ended too
@@ -201,40 +215,6 @@ def test_dots_rotation_waits_for_a_taking_over_in_flight_and_refuses(transaction
     assert (ours[0].status_code, at_dot.status_code) == (200, 400), (ours[0].content, at_dot.content)
     (live,) = RefreshToken.objects.filter(revoked__isnull=True)
     assert tokens.family_begun_here(live)  # one live token, in our session
-
-
-def test_a_rename_with_a_deactivation_during_a_refresh_waits_for_it_and_ends_it(
-    transactional_db, user, public_app, monkeypatch
-):
-    # A change of a unique column (the username) locks the user row more strongly than a plain
-    # save: a refresh in flight must still not deadlock with it.
-    issued = Api(Client()).password_grant(public_app, "alice").data
-    claimed = threading.Event()
-    delete = tokens._delete_access_token
-
-    def slow_delete(pk):
-        claimed.set()  # the rotation holds its claim
-        time.sleep(1.5)
-        return delete(pk)
-
-    monkeypatch.setattr(tokens, "_delete_access_token", slow_delete)
-    answers = []
-
-    def refresh():
-        try:
-            answers.append(Api(Client(raise_request_exception=False)).refresh(public_app, issued["refresh_token"]))
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=refresh)
-    thread.start()
-    assert claimed.wait(10)
-    user.username, user.is_active = "alice.smith", False
-    with transaction.atomic():  # as the admin's change form saves
-        user.save()
-    thread.join(30)
-    assert answers[0].status_code == 200, answers[0].content
-    assert not RefreshToken.objects.filter(revoked__isnull=True).exists()  # its new pair ended too
 
 
 # -- a client or realm changed while a sign-in is in flight ----------------------------------------
