@@ -136,6 +136,10 @@ def main():
     result = {}
     for hasher in args.hasher or HASHERS:
         reports = compare(hasher, seconds=args.seconds, concurrency=args.concurrency)
+        for side, report in reports.items():
+            if not report["throughput_per_second"]:
+                # No ratio to give: say what the side answered instead.
+                raise SystemExit(f"{side}'s endpoint gave no tokens ({hasher} hasher): {report['statuses']}")
         ratio = reports["ours"]["throughput_per_second"] / reports["dot"]["throughput_per_second"]
         print_reports(hasher, reports, ratio)
         result[f"{hasher}_hasher"] = {**reports, "throughput_ours_vs_dot": round(ratio, 4)}
