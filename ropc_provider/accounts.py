@@ -46,6 +46,11 @@ def normalize_login(value):
     return unicodedata.normalize("NFKC", folded).strip()
 
 
+def is_directory_account(user):
+    """Whether this Django user is a directory account's (and so no project user)."""
+    return RealmAccount.objects.filter(user_id=user.pk).exists()
+
+
 def identity_of(user):
     try:
         account = user.realm_account
@@ -146,7 +151,7 @@ def find_user(realm, login):
     else:
         User = get_user_model()
         user = User._default_manager.filter(**{User.USERNAME_FIELD: login}).first()
-        if user is not None and RealmAccount.objects.filter(user=user).exists():
+        if user is not None and is_directory_account(user):
             user = None
     if user is None:
         raise InvalidInput(f"Realm {realm.slug!r} has no account {login!r}.")

@@ -11,15 +11,8 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import backends, get_user_model
 from django.contrib.auth.base_user import BaseUserManager
 
-from .models import RealmAccount
-
-
-def _project_users():
-    return get_user_model()._default_manager.filter(realm_account__isnull=True)
-
-
-def is_directory_account(user):
-    return RealmAccount.objects.filter(user_id=user.pk).exists()
+from .accounts import is_directory_account
+from .realms import project_users
 
 
 class ModelBackend(backends.ModelBackend):
@@ -33,7 +26,7 @@ class ModelBackend(backends.ModelBackend):
         # A directory account is found as no user at all, before its password is touched: one
         # hash, no write, a wrong password's answer, so this page confirms no directory password.
         if type(User._default_manager).get_by_natural_key is BaseUserManager.get_by_natural_key:
-            user = _project_users().filter(**{User.USERNAME_FIELD: username}).first()  # one query
+            user = project_users().filter(**{User.USERNAME_FIELD: username}).first()  # one query
         else:  # the manager finds users its own way (case-insensitively, say)
             try:
                 user = User._default_manager.get_by_natural_key(username)
@@ -58,7 +51,7 @@ class ModelBackend(backends.ModelBackend):
 
     def get_user(self, user_id):
         # Every request of a signed-in user asks this: the account's absence in the same query.
-        user = _project_users().filter(pk=user_id).first()
+        user = project_users().filter(pk=user_id).first()
         return user if user is not None and self._may_sign_in(user) else None
 
     # Django's async versions would run the queries above in the event loop.

@@ -95,12 +95,16 @@ def set_realm_active(realm, active):
     realm.save(update_fields=["is_active"])
 
 
+def project_users():
+    """The project's own users: every Django user but directory accounts' (a Django user too)."""
+    return get_user_model()._default_manager.filter(realm_account__isnull=True)
+
+
 def realm_users(realm):
     """The users a realm signs in: its accounts' users, or the project's (non-directory) users."""
-    User = get_user_model()
     if realm.is_directory:
-        return User._default_manager.filter(realm_account__realm=realm)
-    return User._default_manager.filter(realm_account__isnull=True)
+        return get_user_model()._default_manager.filter(realm_account__realm=realm)
+    return project_users()
 
 
 def realms_with_account_counts():

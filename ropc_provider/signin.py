@@ -21,12 +21,11 @@ from django.views.decorators.debug import sensitive_variables
 from oauth2_provider.models import get_access_token_model
 
 from . import audit, mfa, protection, sessions, signals, statements, tokens
-from .accounts import Identity, account_by_login, account_in, normalize_login, project_lockout_key
-from .backends import is_directory_account
+from .accounts import Identity, account_by_login, account_in, is_directory_account, normalize_login, project_lockout_key
 from .conf import ropc_settings
 from .exceptions import RealmInactive, RealmNotAvailable, RealmRequired, SecondFactorDue, TooManyAttempts
 from .models import Realm, RealmAccount, SecurityEvent
-from .realms import allowed_realms, default_realm
+from .realms import allowed_realms, default_realm, project_users
 
 AccessToken = get_access_token_model()
 
@@ -111,9 +110,7 @@ def _stock_user_lookup():
 # user too, named login@realm) is no project user: found as no one, in the same statement.
 _PROJECT_USER = statements.Lookup(
     get_user_model(),
-    lambda username: get_user_model()._default_manager.filter(
-        **{get_user_model().USERNAME_FIELD: username}, realm_account__isnull=True
-    )[:1],
+    lambda username: project_users().filter(**{get_user_model().USERNAME_FIELD: username})[:1],
 )
 
 
